@@ -1,0 +1,1044 @@
+# cython: language_level=3
+"""Compiled training phases: byte n-gram counts, their pruning, n-gram segmentation.
+
+This implements ALGORITHM.md §6.1-6.3 without a Python object per byte or per
+n-gram. The counting phases produce *mergeable partial results*:
+
+* :class:`NgramCounts` (§6.1) and :class:`PieceCounts` (§6.3) can each be filled
+  from any shard of the corpus (``add``), combined (``merge``) and pickled
+  cheaply (one ``bytes`` blob), so shards may be counted by threads,
+  processes or a distributed engine; counts are plain sums, so the result
+  never depends on how the corpus was split.
+* :meth:`NgramCounts.prune` (§6.2) turns the total into an :class:`NgramModel`
+  of conditional log-probabilities, computing every log with ``np.log`` on
+  float64 counts exactly like the reference.
+* :meth:`NgramModel.count_pieces` (§6.3) runs the hidden-state Viterbi over
+  chunks with the GIL released and counts the pieces into a
+  :class:`PieceCounts`.
+
+Chunks are passed *packed*: one ``bytes`` holding them back to back plus an
+int64 array of ``n + 1`` offsets (chunk ``i`` is ``data[offsets[i]:offsets[i+1]]``).
+"""
+import threading
+
+import numpy as np
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.math cimport INFINITY
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
+
+cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
+cdef uint64_t MIX = 0xFF51AFD7ED558CCDULL
+cdef uint64_t BLOB_MAGIC_NGRAMS = 0x314D4152474504EULL   # "NPtGRAM1"
+cdef uint64_t BLOB_MAGIC_PIECES = 0x3153434549507450ULL  # "PtPIECS1"
+cdef uint64_t BLOB_MAGIC_MODEL = 0x314C444F4D74504EULL   # "NPtMODL1"
+
+
+# ----------------------------------------------------------------------------
+# U64Table: packed n-gram -> count (or double)
+# ----------------------------------------------------------------------------
+
+cdef inline int64_t u64_slot(const U64Table *t, uint64_t key) noexcept nogil:
+    cdef uint64_t h = (key ^ (key >> 29)) * GOLDEN
+    return <int64_t>(h >> t.shift)
+
+
+cdef int _u64_alloc(U64Table *t, int64_t cap) noexcept nogil:
+    cdef int bits = 0
+    while (<int64_t>1 << bits) < cap:
+        bits += 1
+    cap = <int64_t>1 << bits
+    t.keys = <uint64_t *>malloc(cap * sizeof(uint64_t))
+    t.vals = <uint64_t *>malloc(cap * sizeof(uint64_t))
+    t.used = <uint8_t *>calloc(cap, sizeof(uint8_t))
+    if t.keys == NULL or t.vals == NULL or t.used == NULL:
+        free(t.keys); free(t.vals); free(t.used)
+        t.keys = NULL; t.vals = NULL; t.used = NULL
+        t.cap = 0
+        return -1
+    t.cap = cap
+    t.size = 0
+    t.shift = 64 - bits
+    return 0
+
+
+cdef int u64_init(U64Table *t, int64_t min_keys) noexcept nogil:
+    """Allocate room for ``min_keys`` keys below the maximum load factor."""
+    cdef int64_t cap = 16
+    while cap * 7 < min_keys * 10 + 10:
+        cap *= 2
+    return _u64_alloc(t, cap)
+
+
+cdef void u64_free(U64Table *t) noexcept nogil:
+    free(t.keys); free(t.vals); free(t.used)
+    t.keys = NULL; t.vals = NULL; t.used = NULL
+    t.cap = 0; t.size = 0
+
+
+cdef int _u64_grow(U64Table *t) noexcept nogil:
+    cdef U64Table old = t[0]
+    cdef int64_t i, s
+    if _u64_alloc(t, old.cap * 2) < 0:
+        t[0] = old
+        return -1
+    for i in range(old.cap):
+        if old.used[i]:
+            s = u64_slot(t, old.keys[i])
+            while t.used[s]:
+                s = (s + 1) & (t.cap - 1)
+            t.used[s] = 1
+            t.keys[s] = old.keys[i]
+            t.vals[s] = old.vals[i]
+    t.size = old.size
+    u64_free(&old)
+    return 0
+
+
+cdef int u64_add(U64Table *t, uint64_t key, uint64_t inc) noexcept nogil:
+    """``table[key] += inc`` (inserting the key if new). -1 when out of memory."""
+    cdef int64_t s, mask
+    if t.cap == 0:
+        if u64_init(t, 0) < 0:
+            return -1
+    mask = t.cap - 1
+    s = u64_slot(t, key)
+    while t.used[s]:
+        if t.keys[s] == key:
+            t.vals[s] += inc
+            return 0
+        s = (s + 1) & mask
+    t.used[s] = 1
+    t.keys[s] = key
+    t.vals[s] = inc
+    t.size += 1
+    if t.size * 10 > t.cap * 7:
+        return _u64_grow(t)
+    return 0
+
+
+cdef int64_t u64_find(const U64Table *t, uint64_t key) noexcept nogil:
+    """The slot holding ``key``, or -1."""
+    cdef int64_t s, mask
+    if t.cap == 0:
+        return -1
+    mask = t.cap - 1
+    s = u64_slot(t, key)
+    while t.used[s]:
+        if t.keys[s] == key:
+            return s
+        s = (s + 1) & mask
+    return -1
+
+
+# ----------------------------------------------------------------------------
+# ByteTable: byte string (arena) -> int64 count
+# ----------------------------------------------------------------------------
+
+cdef inline uint64_t hash_bytes(const unsigned char *p, int64_t n) noexcept nogil:
+    cdef uint64_t h = GOLDEN ^ <uint64_t>n
+    cdef uint64_t w
+    while n >= 8:
+        memcpy(&w, p, 8)
+        h = (h ^ w) * MIX
+        h ^= h >> 32
+        p += 8
+        n -= 8
+    w = 0
+    memcpy(&w, p, <size_t>n)
+    h = (h ^ w) * MIX
+    h ^= h >> 29
+    h *= GOLDEN
+    return h ^ (h >> 32)
+
+
+cdef int _bt_alloc(ByteTable *t, int64_t cap) noexcept nogil:
+    cdef int bits = 0
+    while (<int64_t>1 << bits) < cap:
+        bits += 1
+    cap = <int64_t>1 << bits
+    t.offs = <int64_t *>malloc(cap * sizeof(int64_t))
+    t.lens = <uint32_t *>calloc(cap, sizeof(uint32_t))
+    t.hashes = <uint32_t *>malloc(cap * sizeof(uint32_t))
+    t.counts = <int64_t *>malloc(cap * sizeof(int64_t))
+    if t.offs == NULL or t.lens == NULL or t.hashes == NULL or t.counts == NULL:
+        free(t.offs); free(t.lens); free(t.hashes); free(t.counts)
+        t.offs = NULL; t.lens = NULL; t.hashes = NULL; t.counts = NULL
+        t.cap = 0
+        return -1
+    t.cap = cap
+    t.size = 0
+    t.shift = 64 - bits
+    return 0
+
+
+cdef int bt_init(ByteTable *t, int64_t min_keys) noexcept nogil:
+    """An empty table with room for ``min_keys`` keys."""
+    cdef int64_t cap = 16
+    while cap * 7 < min_keys * 10 + 10:
+        cap *= 2
+    t.arena = NULL
+    t.arena_len = 0
+    t.arena_cap = 0
+    return _bt_alloc(t, cap)
+
+
+cdef void bt_free(ByteTable *t) noexcept nogil:
+    free(t.offs); free(t.lens); free(t.hashes); free(t.counts); free(t.arena)
+    t.offs = NULL; t.lens = NULL; t.hashes = NULL; t.counts = NULL; t.arena = NULL
+    t.cap = 0; t.size = 0; t.arena_len = 0; t.arena_cap = 0
+
+
+cdef inline int64_t bt_slot(const ByteTable *t, uint64_t h) noexcept nogil:
+    return <int64_t>((h * GOLDEN) >> t.shift)
+
+
+cdef int _bt_grow(ByteTable *t) noexcept nogil:
+    cdef ByteTable old = t[0]
+    cdef int64_t i, s
+    cdef uint64_t h
+    if _bt_alloc(t, old.cap * 2) < 0:
+        t[0] = old
+        return -1
+    for i in range(old.cap):
+        if old.lens[i]:
+            h = hash_bytes(old.arena + old.offs[i], old.lens[i])
+            s = bt_slot(t, h)
+            while t.lens[s]:
+                s = (s + 1) & (t.cap - 1)
+            t.offs[s] = old.offs[i]
+            t.lens[s] = old.lens[i]
+            t.hashes[s] = old.hashes[i]
+            t.counts[s] = old.counts[i]
+    t.size = old.size
+    free(old.offs); free(old.lens); free(old.hashes); free(old.counts)
+    return 0
+
+
+cdef int64_t bt_find(const ByteTable *t, const unsigned char *key, int64_t n) noexcept nogil:
+    """The slot holding ``key[:n]``, or -1."""
+    cdef uint64_t h
+    cdef uint32_t h32
+    cdef int64_t s, mask
+    if t.cap == 0 or n <= 0:
+        return -1
+    h = hash_bytes(key, n)
+    h32 = <uint32_t>h
+    mask = t.cap - 1
+    s = bt_slot(t, h)
+    while t.lens[s]:
+        if t.hashes[s] == h32 and t.lens[s] == <uint32_t>n and \
+                memcmp(t.arena + t.offs[s], key, <size_t>n) == 0:
+            return s
+        s = (s + 1) & mask
+    return -1
+
+
+cdef int bt_add(ByteTable *t, const unsigned char *key, int64_t n, int64_t inc) noexcept nogil:
+    """``table[key[:n]] += inc``; -1 when out of memory or ``n`` is out of range."""
+    cdef uint64_t h
+    cdef uint32_t h32
+    cdef int64_t s, mask, cap
+    cdef unsigned char *arena
+    if n <= 0 or n > <int64_t>0xFFFFFFFF:
+        return -1
+    if t.cap == 0:
+        if bt_init(t, 0) < 0:
+            return -1
+    h = hash_bytes(key, n)
+    h32 = <uint32_t>h
+    mask = t.cap - 1
+    s = bt_slot(t, h)
+    while t.lens[s]:
+        if t.hashes[s] == h32 and t.lens[s] == <uint32_t>n and \
+                memcmp(t.arena + t.offs[s], key, <size_t>n) == 0:
+            t.counts[s] += inc
+            return 0
+        s = (s + 1) & mask
+    if t.arena_len + n > t.arena_cap:
+        cap = t.arena_cap * 2 if t.arena_cap else 4096
+        while cap < t.arena_len + n:
+            cap *= 2
+        arena = <unsigned char *>realloc(t.arena, <size_t>cap)
+        if arena == NULL:
+            return -1
+        t.arena = arena
+        t.arena_cap = cap
+    memcpy(t.arena + t.arena_len, key, <size_t>n)
+    t.offs[s] = t.arena_len
+    t.lens[s] = <uint32_t>n
+    t.hashes[s] = h32
+    t.counts[s] = inc
+    t.arena_len += n
+    t.size += 1
+    if t.size * 10 > t.cap * 7:
+        return _bt_grow(t)
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# §6.1: counting
+# ----------------------------------------------------------------------------
+
+cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
+                      int order, uint64_t *total, uint64_t *unigrams,
+                      U64Table *tables) noexcept nogil:
+    """Add the n-grams of every chunk to the tables (only full-length keys)."""
+    cdef int64_t c, i, start, end, limit
+    cdef int j
+    cdef uint64_t key
+    for c in range(nchunks):
+        start = offsets[c]
+        end = offsets[c + 1]
+        total[0] += <uint64_t>(end - start)
+        for i in range(start, end):
+            unigrams[data[i]] += 1
+            key = data[i]
+            limit = end - i
+            if limit > order:
+                limit = order
+            for j in range(2, limit + 1):
+                key |= (<uint64_t>data[i + j - 1]) << (8 * (j - 1))
+                if u64_add(&tables[j], key, 1) < 0:
+                    return -1
+    return 0
+
+
+cdef object _packed_arrays(object chunks):
+    """``(data, offsets)`` for a sequence of ``bytes`` chunks."""
+    cdef list items = [bytes(c) if not isinstance(c, bytes) else c for c in chunks]
+    offsets = np.zeros(len(items) + 1, dtype=np.int64)
+    if items:
+        np.cumsum([len(c) for c in items], out=offsets[1:])
+    return b"".join(items), offsets
+
+
+cdef inline void _check_packed(const unsigned char[::1] data, const int64_t[::1] offsets) except *:
+    cdef Py_ssize_t n = offsets.shape[0], i
+    if n < 1:
+        raise ValueError("offsets must hold at least one value (n chunks need n + 1)")
+    if offsets[0] < 0 or offsets[n - 1] > data.shape[0]:
+        raise ValueError("offsets point outside data")
+    for i in range(n - 1):
+        if offsets[i + 1] < offsets[i]:
+            raise ValueError("offsets must be non-decreasing")
+
+
+cdef class NgramCounts:
+    """Byte n-gram counts of a corpus shard (ALGORITHM.md §6.1); a mergeable partial result.
+
+    Table ``j`` (``0 <= j <= order``) counts every ``j``-byte string starting at
+    each position of each chunk; slices cut short by the end of a chunk are not
+    stored, since §6.2 discards them anyway. ``order`` is at most 8.
+    Instances may be filled from several shards (:meth:`add`), combined
+    (:meth:`merge`, exact integer sums, so the order of merging never matters)
+    and pickled as one compact blob.
+    """
+
+    def __cinit__(self, int order=6):
+        if order < 1 or order > MAX_ORDER:
+            raise ValueError(f"order must be between 1 and {MAX_ORDER}, got {order}")
+        self.order = order
+        self.n_bytes = 0
+        memset(self.unigrams, 0, sizeof(self.unigrams))
+        memset(self.tables, 0, sizeof(self.tables))
+        self._lock = threading.Lock()
+
+    def __dealloc__(self):
+        cdef int j
+        for j in range(MAX_ORDER + 1):
+            u64_free(&self.tables[j])
+
+    def add(self, chunks) -> None:
+        """Count the n-grams of a sequence of ``bytes`` chunks."""
+        data, offsets = _packed_arrays(chunks)
+        self.add_packed(data, offsets)
+
+    def add_packed(self, const unsigned char[::1] data, const int64_t[::1] offsets) -> None:
+        """Count packed chunks (``data[offsets[i]:offsets[i+1]]``) with the GIL released."""
+        cdef int rc
+        _check_packed(data, offsets)
+        if offsets.shape[0] < 2:
+            return
+        with self._lock:
+            with nogil:
+                rc = count_ngrams(&data[0] if data.shape[0] else NULL, &offsets[0],
+                                  offsets.shape[0] - 1, self.order, &self.n_bytes,
+                                  self.unigrams, self.tables)
+        if rc < 0:
+            raise MemoryError("out of memory while counting n-grams")
+
+    def merge(self, NgramCounts other):
+        """Add ``other``'s counts into this one (in place); returns ``self``."""
+        cdef int j, rc = 0
+        cdef int64_t i
+        if other.order != self.order:
+            raise ValueError(f"cannot merge n-gram counts of order {other.order} into order {self.order}")
+        if other is self:
+            raise ValueError("cannot merge n-gram counts into themselves")
+        with self._lock, other._lock:
+            with nogil:
+                self.n_bytes += other.n_bytes
+                for j in range(256):
+                    self.unigrams[j] += other.unigrams[j]
+                for j in range(2, self.order + 1):
+                    for i in range(other.tables[j].cap):
+                        if other.tables[j].used[i]:
+                            if u64_add(&self.tables[j], other.tables[j].keys[i],
+                                       other.tables[j].vals[i]) < 0:
+                                rc = -1
+                                break
+                    if rc < 0:
+                        break
+        if rc < 0:
+            raise MemoryError("out of memory while merging n-gram counts")
+        return self
+
+    @property
+    def total(self) -> int:
+        """Number of bytes counted (table 0: the empty string once per byte)."""
+        return self.n_bytes
+
+    def __len__(self) -> int:
+        """Number of distinct n-grams of length 1..order stored."""
+        cdef int j
+        cdef int64_t n = 0
+        for j in range(256):
+            n += self.unigrams[j] > 0
+        for j in range(2, self.order + 1):
+            n += self.tables[j].size
+        return n
+
+    def count(self, gram: bytes) -> int:
+        """How often ``gram`` (0..order bytes) was counted; 0 if never."""
+        cdef const unsigned char[::1] g = gram
+        cdef int n = len(gram), j
+        cdef uint64_t key = 0
+        cdef int64_t s
+        if n == 0:
+            return self.n_bytes
+        if n > self.order:
+            return 0
+        if n == 1:
+            return self.unigrams[g[0]]
+        for j in range(n):
+            key |= (<uint64_t>g[j]) << (8 * j)
+        s = u64_find(&self.tables[n], key)
+        return self.tables[n].vals[s] if s >= 0 else 0
+
+    def to_dicts(self) -> list:
+        """``[table_0, ..., table_order]`` as ``{bytes: int}`` dicts (for tests; slow)."""
+        cdef int j, b
+        cdef int64_t i
+        cdef uint64_t key
+        tables = [{b"": self.n_bytes} if self.n_bytes else {}]
+        tables.append({bytes([b]): self.unigrams[b] for b in range(256) if self.unigrams[b]})
+        for j in range(2, self.order + 1):
+            table = {}
+            for i in range(self.tables[j].cap):
+                if self.tables[j].used[i]:
+                    key = self.tables[j].keys[i]
+                    table[bytes([(key >> (8 * b)) & 0xFF for b in range(j)])] = self.tables[j].vals[i]
+            tables.append(table)
+        return tables
+
+    def to_bytes(self) -> bytes:
+        """A compact binary image (used by pickling)."""
+        cdef int j
+        cdef int64_t i, n, k
+        cdef Py_ssize_t size = 8 * (3 + 256)
+        for j in range(2, self.order + 1):
+            size += 8 + 16 * self.tables[j].size
+        blob = PyBytes_FromStringAndSize(NULL, size)
+        cdef uint64_t *out = <uint64_t *>PyBytes_AS_STRING(blob)
+        with self._lock:
+            out[0] = BLOB_MAGIC_NGRAMS
+            out[1] = <uint64_t>self.order
+            out[2] = self.n_bytes
+            memcpy(&out[3], self.unigrams, 256 * sizeof(uint64_t))
+            k = 3 + 256
+            for j in range(2, self.order + 1):
+                n = self.tables[j].size
+                out[k] = <uint64_t>n
+                k += 1
+                for i in range(self.tables[j].cap):
+                    if self.tables[j].used[i]:
+                        out[k] = self.tables[j].keys[i]
+                        out[k + n] = self.tables[j].vals[i]
+                        k += 1
+                k += n
+        return blob
+
+    @staticmethod
+    def from_bytes(blob: bytes):
+        """Rebuild counts from :meth:`to_bytes`."""
+        cdef const unsigned char[::1] raw = blob
+        cdef Py_ssize_t size = raw.shape[0]
+        cdef const uint64_t *words
+        cdef int64_t i, n, k, nwords
+        cdef int j, order
+        cdef NgramCounts counts
+        if size < 8 * (3 + 256) or size % 8:
+            raise ValueError("not an NgramCounts blob")
+        words = <const uint64_t *>&raw[0]
+        nwords = size // 8
+        if words[0] != BLOB_MAGIC_NGRAMS or words[1] < 1 or words[1] > MAX_ORDER:
+            raise ValueError("not an NgramCounts blob")
+        order = <int>words[1]
+        counts = NgramCounts(order)
+        counts.n_bytes = words[2]
+        memcpy(counts.unigrams, &words[3], 256 * sizeof(uint64_t))
+        k = 3 + 256
+        for j in range(2, order + 1):
+            if k >= nwords:
+                raise ValueError("truncated NgramCounts blob")
+            n = <int64_t>words[k]
+            k += 1
+            if n < 0 or k + 2 * n > nwords:
+                raise ValueError("truncated NgramCounts blob")
+            if u64_init(&counts.tables[j], n) < 0:
+                raise MemoryError()
+            for i in range(n):
+                if u64_add(&counts.tables[j], words[k + i], words[k + n + i]) < 0:
+                    raise MemoryError()
+            k += 2 * n
+        return counts
+
+    def __reduce__(self):
+        return (NgramCounts.from_bytes, (self.to_bytes(),))
+
+    def prune(self, int min_count=2):
+        """§6.2: conditional log-probabilities of the n-grams counted at least ``min_count`` times.
+
+        Every byte missing from table 1 gets count 1 (and adds 1 to the
+        total); single bytes are always kept. Logs are taken with ``np.log`` on
+        float64 counts, exactly as the reference does. These counts are not
+        modified.
+        """
+        cdef NgramModel model = NgramModel.__new__(NgramModel)
+        cdef int j, b
+        cdef int64_t i, n, k, s
+        cdef uint64_t total = self.n_bytes, key, mask
+        cdef double[::1] logs_view
+        cdef double[::1] counts_view
+        cdef uint64_t[::1] keys_view
+        cdef U64Table *t
+        cdef U64Table *src
+        cdef double *vals
+        cdef double *prev
+        cdef double prefix
+        cdef int missing_prefix = 0
+        if min_count < 1:
+            raise ValueError(f"min_count must be at least 1, got {min_count}")
+        model.m.order = self.order
+        with self._lock:
+            unigram_counts = np.empty(256, dtype=np.float64)
+            counts_view = unigram_counts
+            for b in range(256):
+                if self.unigrams[b] == 0:
+                    counts_view[b] = 1.0
+                    total += 1
+                else:
+                    counts_view[b] = <double>self.unigrams[b]
+            unigram_logs = np.log(unigram_counts)
+            log_total = float(np.log(np.asarray([float(total)], dtype=np.float64))[0])
+            for j in range(2, self.order + 1):
+                src = &self.tables[j]
+                n = 0
+                for i in range(src.cap):
+                    if src.used[i] and src.vals[i] >= <uint64_t>min_count:
+                        n += 1
+                keys = np.empty(n, dtype=np.uint64)
+                counts = np.empty(n, dtype=np.float64)
+                keys_view = keys
+                counts_view = counts
+                k = 0
+                for i in range(src.cap):
+                    if src.used[i] and src.vals[i] >= <uint64_t>min_count:
+                        keys_view[k] = src.keys[i]
+                        counts_view[k] = <double>src.vals[i]
+                        k += 1
+                logs = np.log(counts)
+                logs_view = logs
+                t = &model.m.tables[j]
+                if u64_init(t, n) < 0:
+                    raise MemoryError()
+                for i in range(n):
+                    # A fresh key per insertion: add sets the value to `inc`.
+                    if u64_add(t, keys_view[i], 0) < 0:
+                        raise MemoryError()
+                    s = u64_find(t, keys_view[i])
+                    (<double *>t.vals)[s] = logs_view[i]
+        # Conditioning, from the longest n-grams down, so that table j-1 still
+        # holds raw log counts while table j is divided by them.
+        logs_view = unigram_logs
+        with nogil:
+            for j in range(self.order, 1, -1):
+                t = &model.m.tables[j]
+                vals = <double *>t.vals
+                mask = (<uint64_t>1 << (8 * (j - 1))) - 1
+                for i in range(t.cap):
+                    if t.used[i]:
+                        key = t.keys[i] & mask
+                        if j == 2:
+                            prefix = logs_view[key]
+                        else:
+                            s = u64_find(&model.m.tables[j - 1], key)
+                            if s < 0:
+                                missing_prefix = 1
+                                break
+                            prefix = (<double *>model.m.tables[j - 1].vals)[s]
+                        vals[i] = vals[i] - prefix
+                if missing_prefix:
+                    break
+            if not missing_prefix:
+                for b in range(256):
+                    model.m.unigram_logp[b] = logs_view[b] - log_total
+        if missing_prefix:
+            raise ValueError("inconsistent n-gram counts: an n-gram is more frequent than its prefix")
+        return model
+
+
+# ----------------------------------------------------------------------------
+# §6.3: n-gram Viterbi segmentation
+# ----------------------------------------------------------------------------
+
+cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int64_t n,
+                           bint ensure_unicode, uint8_t *back, int32_t *starts) noexcept nogil:
+    """Cut ``p[:n]`` into pieces; writes the piece starts to ``starts``, returns their number.
+
+    ``back`` needs ``n * order`` bytes. Ties follow the reference's matrix
+    formulation: the back pointer of state ``b`` is the first ``a`` maximizing
+    ``v[a] + move(a, b) + node[b]`` over *all* ``a`` (a forbidden move is
+    ``-inf``), so it is 0 whenever every candidate is ``-inf``.
+    """
+    cdef int K = model.order
+    cdef double v[MAX_ORDER]
+    cdef double w[MAX_ORDER]
+    cdef double node[MAX_ORDER]
+    cdef double best, cand
+    cdef int a, b, k, arg, state
+    cdef int64_t i, s, count
+    cdef uint64_t key
+    cdef uint8_t byte
+    cdef uint8_t *row
+    if n <= 0:
+        return 0
+    for i in range(n):
+        byte = p[i]
+        # Emissions: node[k] = ln P(p[i] | p[i-k:i]).
+        node[0] = model.unigram_logp[byte]
+        if ensure_unicode and byte >= 0x80 and byte <= 0xBF:
+            node[0] = -INFINITY
+        key = byte
+        k = 1
+        while k < K:
+            if k > i:
+                break
+            key = (key << 8) | p[i - k]
+            s = u64_find(&model.tables[k + 1], key)
+            if s < 0:
+                # A longer context contains this one, so it cannot be more
+                # frequent: it was pruned too.
+                break
+            node[k] = (<double *>model.tables[k + 1].vals)[s]
+            k += 1
+        while k < K:
+            node[k] = -INFINITY
+            k += 1
+        row = back + i * K
+        if i == 0:
+            for b in range(K):
+                v[b] = node[b]
+                row[b] = 0
+            continue
+        # b = 0: from any state.
+        best = -INFINITY
+        arg = 0
+        for a in range(K):
+            cand = v[a] + node[0]
+            if cand > best:
+                best = cand
+                arg = a
+        w[0] = best
+        row[0] = <uint8_t>arg
+        # 0 < b < K-1: only from b-1.
+        for b in range(1, K - 1):
+            cand = v[b - 1] + node[b]
+            if cand > -INFINITY:
+                w[b] = cand
+                row[b] = <uint8_t>(b - 1)
+            else:
+                w[b] = -INFINITY
+                row[b] = 0
+        # b = K-1 (K >= 2): from K-2 or K-1.
+        if K >= 2:
+            b = K - 1
+            best = -INFINITY
+            arg = 0
+            cand = v[b - 1] + node[b]
+            if cand > best:
+                best = cand
+                arg = b - 1
+            cand = v[b] + node[b]
+            if cand > best:
+                best = cand
+                arg = b
+            w[b] = best
+            row[b] = <uint8_t>arg
+        for b in range(K):
+            v[b] = w[b]
+    # Final state: the first maximum.
+    state = 0
+    for b in range(1, K):
+        if v[b] > v[state]:
+            state = b
+    # Walk back; starts come out in reverse order.
+    count = 0
+    i = n - 1
+    while i > 0:
+        if state == 0:
+            starts[count] = <int32_t>i
+            count += 1
+        state = back[i * K + state]
+        i -= 1
+    starts[count] = 0
+    count += 1
+    return count
+
+
+cdef int count_pieces_packed(const NgramTables *model, const unsigned char *data,
+                             const int64_t *offsets, int64_t nchunks, bint ensure_unicode,
+                             ByteTable *out) noexcept nogil:
+    cdef int64_t c, n, maxlen = 0, m, r, start, end
+    cdef uint8_t *back
+    cdef int32_t *starts
+    cdef int rc = 0
+    for c in range(nchunks):
+        n = offsets[c + 1] - offsets[c]
+        if n > maxlen:
+            maxlen = n
+    if maxlen == 0:
+        return 0
+    if maxlen > 0x7FFFFFFF:
+        return -1
+    back = <uint8_t *>malloc(<size_t>(maxlen * model.order))
+    starts = <int32_t *>malloc(<size_t>(maxlen * sizeof(int32_t)))
+    if back == NULL or starts == NULL:
+        free(back); free(starts)
+        return -1
+    for c in range(nchunks):
+        start = offsets[c]
+        n = offsets[c + 1] - start
+        m = segment_chunk(model, data + start, n, ensure_unicode, back, starts)
+        # starts[m-1] == 0 ... starts[0]: ascending when read backwards.
+        end = n
+        for r in range(m):
+            if bt_add(out, data + start + starts[r], end - starts[r], 1) < 0:
+                rc = -1
+                break
+            end = starts[r]
+        if rc < 0:
+            break
+    free(back)
+    free(starts)
+    return rc
+
+
+cdef class NgramModel:
+    """Pruned byte n-gram model (§6.2 output): ``ln P(byte | previous bytes)`` tables.
+
+    Made by :meth:`NgramCounts.prune`. :meth:`count_pieces` segments chunks
+    with it (§6.3). Picklable, so it can be shipped to remote workers.
+    """
+
+    def __cinit__(self):
+        self.m.order = 0
+        memset(self.m.tables, 0, sizeof(self.m.tables))
+
+    def __dealloc__(self):
+        cdef int j
+        for j in range(MAX_ORDER + 1):
+            u64_free(&self.m.tables[j])
+
+    @property
+    def order(self) -> int:
+        """The n-gram order (number of hidden states of §6.3)."""
+        return self.m.order
+
+    def __len__(self) -> int:
+        """Number of n-grams in the model (the 256 single bytes included)."""
+        cdef int j
+        cdef int64_t n = 256
+        for j in range(2, self.m.order + 1):
+            n += self.m.tables[j].size
+        return n
+
+    def log_prob(self, gram: bytes):
+        """``ln P(gram[-1] | gram[:-1])``, or ``None`` if the n-gram was pruned."""
+        cdef const unsigned char[::1] g = gram
+        cdef int n = len(gram), j
+        cdef uint64_t key = 0
+        cdef int64_t s
+        if n < 1 or n > self.m.order:
+            return None
+        if n == 1:
+            return self.m.unigram_logp[g[0]]
+        for j in range(n):
+            key |= (<uint64_t>g[j]) << (8 * j)
+        s = u64_find(&self.m.tables[n], key)
+        return (<double *>self.m.tables[n].vals)[s] if s >= 0 else None
+
+    def segment(self, chunk: bytes, bint ensure_unicode=True) -> list:
+        """§6.3 segmentation of one chunk, as a list of pieces."""
+        cdef const unsigned char[::1] data = chunk
+        cdef int64_t n = data.shape[0], m, r, end
+        cdef uint8_t *back
+        cdef int32_t *starts
+        if n == 0:
+            return []
+        back = <uint8_t *>malloc(<size_t>(n * self.m.order))
+        starts = <int32_t *>malloc(<size_t>(n * sizeof(int32_t)))
+        if back == NULL or starts == NULL:
+            free(back); free(starts)
+            raise MemoryError()
+        with nogil:
+            m = segment_chunk(&self.m, &data[0], n, ensure_unicode, back, starts)
+        pieces = []
+        end = n
+        for r in range(m):
+            pieces.append(chunk[starts[r]:end])
+            end = starts[r]
+        free(back)
+        free(starts)
+        pieces.reverse()
+        return pieces
+
+    def count_pieces(self, chunks, PieceCounts out, bint ensure_unicode=True) -> None:
+        """Segment a sequence of ``bytes`` chunks and add their pieces to ``out``."""
+        data, offsets = _packed_arrays(chunks)
+        self.count_pieces_packed(data, offsets, out, ensure_unicode)
+
+    def count_pieces_packed(self, const unsigned char[::1] data, const int64_t[::1] offsets,
+                            PieceCounts out, bint ensure_unicode=True) -> None:
+        """Segment packed chunks with the GIL released and count their pieces into ``out``."""
+        cdef int rc
+        _check_packed(data, offsets)
+        if offsets.shape[0] < 2 or data.shape[0] == 0:
+            return
+        with out._lock:
+            with nogil:
+                rc = count_pieces_packed(&self.m, &data[0], &offsets[0], offsets.shape[0] - 1,
+                                         ensure_unicode, &out.table)
+        if rc < 0:
+            raise MemoryError("out of memory while counting pieces")
+
+    def to_bytes(self) -> bytes:
+        """A compact binary image (used by pickling)."""
+        cdef int j
+        cdef int64_t i, k, n
+        cdef Py_ssize_t size = 8 * (2 + 256)
+        for j in range(2, self.m.order + 1):
+            size += 8 + 16 * self.m.tables[j].size
+        blob = PyBytes_FromStringAndSize(NULL, size)
+        cdef uint64_t *out = <uint64_t *>PyBytes_AS_STRING(blob)
+        out[0] = BLOB_MAGIC_MODEL
+        out[1] = <uint64_t>self.m.order
+        memcpy(&out[2], self.m.unigram_logp, 256 * sizeof(double))
+        k = 2 + 256
+        for j in range(2, self.m.order + 1):
+            n = self.m.tables[j].size
+            out[k] = <uint64_t>n
+            k += 1
+            for i in range(self.m.tables[j].cap):
+                if self.m.tables[j].used[i]:
+                    out[k] = self.m.tables[j].keys[i]
+                    out[k + n] = self.m.tables[j].vals[i]
+                    k += 1
+            k += n
+        return blob
+
+    @staticmethod
+    def from_bytes(blob: bytes):
+        """Rebuild a model from :meth:`to_bytes`."""
+        cdef const unsigned char[::1] raw = blob
+        cdef Py_ssize_t size = raw.shape[0]
+        cdef const uint64_t *words
+        cdef int64_t i, n, k, s, nwords
+        cdef int j
+        cdef NgramModel model
+        if size < 8 * (2 + 256) or size % 8:
+            raise ValueError("not an NgramModel blob")
+        words = <const uint64_t *>&raw[0]
+        nwords = size // 8
+        if words[0] != BLOB_MAGIC_MODEL or words[1] < 1 or words[1] > MAX_ORDER:
+            raise ValueError("not an NgramModel blob")
+        model = NgramModel.__new__(NgramModel)
+        model.m.order = <int>words[1]
+        memcpy(model.m.unigram_logp, &words[2], 256 * sizeof(double))
+        k = 2 + 256
+        for j in range(2, model.m.order + 1):
+            if k >= nwords:
+                raise ValueError("truncated NgramModel blob")
+            n = <int64_t>words[k]
+            k += 1
+            if n < 0 or k + 2 * n > nwords:
+                raise ValueError("truncated NgramModel blob")
+            if u64_init(&model.m.tables[j], n) < 0:
+                raise MemoryError()
+            for i in range(n):
+                if u64_add(&model.m.tables[j], words[k + i], 0) < 0:
+                    raise MemoryError()
+                s = u64_find(&model.m.tables[j], words[k + i])
+                model.m.tables[j].vals[s] = words[k + n + i]
+            k += 2 * n
+        return model
+
+    def __reduce__(self):
+        return (NgramModel.from_bytes, (self.to_bytes(),))
+
+
+cdef class PieceCounts:
+    """Piece counts of a corpus shard (§6.3 output); a mergeable partial result.
+
+    Filled by :meth:`NgramModel.count_pieces`, combined with :meth:`merge`
+    (exact sums), pickled as one blob. :meth:`items` hands the pieces to
+    Python once, for the pruning of §6.4.
+    """
+
+    def __cinit__(self):
+        memset(&self.table, 0, sizeof(self.table))
+        self._lock = threading.Lock()
+
+    def __dealloc__(self):
+        bt_free(&self.table)
+
+    def __len__(self) -> int:
+        """Number of distinct pieces."""
+        return self.table.size
+
+    def add(self, piece: bytes, count: int = 1) -> None:
+        """``counts[piece] += count``."""
+        cdef const unsigned char[::1] p = piece
+        if len(piece) == 0:
+            raise ValueError("a piece cannot be empty")
+        with self._lock:
+            if bt_add(&self.table, &p[0], p.shape[0], count) < 0:
+                raise MemoryError()
+
+    def count(self, piece: bytes) -> int:
+        """How often ``piece`` was counted; 0 if never."""
+        cdef const unsigned char[::1] p = piece
+        cdef int64_t s
+        if len(piece) == 0:
+            return 0
+        s = bt_find(&self.table, &p[0], p.shape[0])
+        return self.table.counts[s] if s >= 0 else 0
+
+    def merge(self, PieceCounts other):
+        """Add ``other``'s counts into this one (in place); returns ``self``."""
+        cdef int64_t i
+        cdef int rc = 0
+        if other is self:
+            raise ValueError("cannot merge piece counts into themselves")
+        with self._lock, other._lock:
+            with nogil:
+                for i in range(other.table.cap):
+                    if other.table.lens[i]:
+                        if bt_add(&self.table, other.table.arena + other.table.offs[i],
+                                  other.table.lens[i], other.table.counts[i]) < 0:
+                            rc = -1
+                            break
+        if rc < 0:
+            raise MemoryError("out of memory while merging piece counts")
+        return self
+
+    def items(self):
+        """``(pieces, counts)``: a list of ``bytes`` and an int64 array, in no particular order."""
+        cdef int64_t i, k = 0
+        cdef const unsigned char *arena = self.table.arena
+        counts = np.empty(self.table.size, dtype=np.int64)
+        cdef int64_t[::1] cv = counts
+        pieces = []
+        with self._lock:
+            for i in range(self.table.cap):
+                if self.table.lens[i]:
+                    pieces.append(PyBytes_FromStringAndSize(
+                        <const char *>(arena + self.table.offs[i]), self.table.lens[i]))
+                    cv[k] = self.table.counts[i]
+                    k += 1
+        return pieces, counts
+
+    def to_dict(self) -> dict:
+        """``{piece: count}`` (convenient for tests)."""
+        pieces, counts = self.items()
+        return dict(zip(pieces, counts.tolist()))
+
+    def to_bytes(self) -> bytes:
+        """A compact binary image (used by pickling): header, lengths, counts, arena."""
+        cdef int64_t i, k = 0, n = self.table.size, pos = 0
+        cdef Py_ssize_t size
+        cdef unsigned char *out
+        cdef uint64_t *head
+        cdef uint32_t *lens
+        cdef int64_t *cnts
+        cdef unsigned char *arena
+        cdef int64_t arena_bytes = 0
+        with self._lock:
+            for i in range(self.table.cap):
+                if self.table.lens[i]:
+                    arena_bytes += self.table.lens[i]
+            size = 16 + 12 * n + arena_bytes
+            blob = PyBytes_FromStringAndSize(NULL, size)
+            out = <unsigned char *>PyBytes_AS_STRING(blob)
+            head = <uint64_t *>out
+            head[0] = BLOB_MAGIC_PIECES
+            head[1] = <uint64_t>n
+            cnts = <int64_t *>(out + 16)
+            lens = <uint32_t *>(out + 16 + 8 * n)
+            arena = out + 16 + 12 * n
+            for i in range(self.table.cap):
+                if self.table.lens[i]:
+                    cnts[k] = self.table.counts[i]
+                    lens[k] = self.table.lens[i]
+                    memcpy(arena + pos, self.table.arena + self.table.offs[i], self.table.lens[i])
+                    pos += self.table.lens[i]
+                    k += 1
+        return blob
+
+    @staticmethod
+    def from_bytes(blob: bytes):
+        """Rebuild piece counts from :meth:`to_bytes`."""
+        cdef const unsigned char[::1] raw = blob
+        cdef Py_ssize_t size = raw.shape[0]
+        cdef const unsigned char *p
+        cdef const uint64_t *head
+        cdef const int64_t *cnts
+        cdef const uint32_t *lens
+        cdef int64_t i, n, pos = 0, arena_bytes
+        cdef PieceCounts counts = PieceCounts()
+        if size < 16:
+            raise ValueError("not a PieceCounts blob")
+        p = &raw[0]
+        head = <const uint64_t *>p
+        if head[0] != BLOB_MAGIC_PIECES or head[1] > <uint64_t>(size // 12):
+            raise ValueError("not a PieceCounts blob")
+        n = <int64_t>head[1]
+        cnts = <const int64_t *>(p + 16)
+        lens = <const uint32_t *>(p + 16 + 8 * n)
+        arena_bytes = size - 16 - 12 * n
+        if bt_init(&counts.table, n) < 0:
+            raise MemoryError()
+        for i in range(n):
+            if lens[i] == 0 or pos + lens[i] > arena_bytes:
+                raise ValueError("corrupt PieceCounts blob")
+            if bt_add(&counts.table, p + 16 + 12 * n + pos, lens[i], cnts[i]) < 0:
+                raise MemoryError()
+            pos += lens[i]
+        return counts
+
+    def __reduce__(self):
+        return (PieceCounts.from_bytes, (self.to_bytes(),))
