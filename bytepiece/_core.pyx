@@ -1,0 +1,954 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled tokenizer core: matching, Viterbi and exact sampling (ALGORITHM.md §4-5).
+
+Design
+------
+* The vocabulary is a double-array trie over reversed pieces (see ``_core.pxd``).
+  For every end position ``e`` of a chunk we walk it backwards over
+  ``text[e-1], text[e-2], ...``; each node holding a piece is a lattice edge
+  ``text[k:e]``. Edges therefore come shortest first (start descending).
+* Viterbi keeps, for each ``e``, the best ``best[k] + score``. The reference
+  visits starts ascending with a strict ``>``; visiting them descending with
+  ``>=`` picks the very same edge (the smallest start among equal sums), and
+  the sums are the same float64 additions, so results match bit for bit.
+* Sampling is forward-filtering / backward-sampling: ``mass[e]`` is the sum over
+  all segmentations of ``text[:e]`` of ``prod(p ** alpha)``, kept in linear
+  space as a double times a power of two (exact rescaling, no ``exp`` per
+  edge); the backward pass draws each piece from its exact conditional. When
+  ``alpha`` spreads the piece weights beyond what a double can hold the
+  log-domain algorithm of the spec is used instead.
+* Nothing here touches Python objects inside the loops; the GIL is released.
+"""
+import os
+import threading
+
+import numpy as np
+
+cimport cython
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.ref cimport Py_INCREF
+from libc.math cimport INFINITY, exp, fabs, frexp, ldexp, log1p
+from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy, memset
+
+cdef extern from *:
+    """
+    static inline long long bp_fetch_add(long long *p, long long v) {
+        return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+    }
+    """
+    long long bp_fetch_add(long long *p, long long v) noexcept nogil
+
+# Sampling runs in linear space while every piece weight stays above 2**-600:
+# alpha * (max_score - min_score) <= LINEAR_RANGE (< 600 ln 2). Forward masses
+# are kept within [2**-400, 2**400] times a power of two, so that a mass times
+# a weight is never subnormal and a sum of terms never overflows.
+cdef double LINEAR_RANGE = 415.0
+cdef double SCALE_HI = ldexp(1.0, 400)
+cdef double SCALE_LO = ldexp(1.0, -400)
+cdef unsigned char NEWLINE = 10
+
+# ---------------------------------------------------------------------------
+# Random numbers: xoshiro256** seeded through splitmix64. Each call owns its
+# state, so there is nothing to share between threads.
+# ---------------------------------------------------------------------------
+
+cdef inline uint64_t splitmix64(uint64_t *x) noexcept nogil:
+    x[0] += <uint64_t>0x9E3779B97F4A7C15
+    cdef uint64_t z = x[0]
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+cdef inline uint64_t rotl(uint64_t x, int k) noexcept nogil:
+    return (x << k) | (x >> (64 - k))
+
+
+cdef void rng_seed(Rng *rng, uint64_t seed) noexcept nogil:
+    cdef uint64_t x = seed
+    rng.s0 = splitmix64(&x)
+    rng.s1 = splitmix64(&x)
+    rng.s2 = splitmix64(&x)
+    rng.s3 = splitmix64(&x)
+
+
+cdef inline uint64_t rng_next(Rng *rng) noexcept nogil:
+    cdef uint64_t result = rotl(rng.s1 * 5, 7) * 9
+    cdef uint64_t t = rng.s1 << 17
+    rng.s2 ^= rng.s0
+    rng.s3 ^= rng.s1
+    rng.s1 ^= rng.s2
+    rng.s0 ^= rng.s3
+    rng.s2 ^= t
+    rng.s3 = rotl(rng.s3, 45)
+    return result
+
+
+cdef double rng_uniform(Rng *rng) noexcept nogil:
+    """A uniform double in [0, 1) with 53 random bits."""
+    return <double>(rng_next(rng) >> 11) * (1.0 / 9007199254740992.0)
+
+
+cdef inline uint64_t text_seed(uint64_t seed, int64_t index) noexcept nogil:
+    """The seed of text ``index`` of a batch: depends on (seed, index) only."""
+    cdef uint64_t x = seed ^ (<uint64_t>index * <uint64_t>0xD1B54A32D192ED03)
+    return splitmix64(&x)
+
+
+def mix_seed(uint64_t seed, int64_t index):
+    """Python view of the per-text seed derivation (for tests and docs)."""
+    return text_seed(seed, index)
+
+
+# ---------------------------------------------------------------------------
+# Double-array trie
+# ---------------------------------------------------------------------------
+
+cdef struct BuildItem:
+    int32_t node
+    int32_t depth
+    int64_t lo
+    int64_t hi
+
+
+cdef int trie_reserve(Trie *trie, int64_t need) noexcept nogil:
+    """Grow the cell arrays so that indexes below ``need`` exist."""
+    cdef int64_t size, i
+    cdef DACell *cells
+    if need <= trie.size:
+        return 0
+    if need > 0x7FFFFF00:
+        return -1
+    size = trie.size * 2 if trie.size else 1024
+    while size < need:
+        size *= 2
+    if size > 0x7FFFFFFF:
+        size = 0x7FFFFFFF
+    cells = <DACell *> realloc(trie.cells, size * sizeof(DACell))
+    if cells == NULL:
+        return -1
+    trie.cells = cells
+    for i in range(trie.size, size):
+        cells[i].base = 0
+        cells[i].check = -1
+        cells[i].value = trie.none
+    trie.size = size
+    return 0
+
+
+cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offsets,
+                    const int32_t *ids, int64_t n) noexcept nogil:
+    """Build the trie from ``n`` distinct keys sorted bytewise.
+
+    Key ``i`` is ``keys[offsets[i]:offsets[i+1]]`` and maps to ``ids[i]``.
+    Returns 0, or -1 when memory runs out.
+    """
+    cdef BuildItem *stack = NULL
+    cdef int64_t stack_len = 0, stack_cap = 1024
+    cdef BuildItem item
+    cdef int64_t i, j, lo, first_free = 1, p, b
+    cdef int32_t depth, node, nchild, c
+    cdef int ok
+    cdef unsigned char child_byte[256]
+    cdef int64_t child_lo[257]
+    cdef BuildItem *grown
+
+    trie.size = 0
+    trie.max_depth = 0
+    if trie_reserve(trie, 1024) < 0:
+        return -1
+    trie.cells[0].check = -2    # the root cell is taken and is nobody's child
+    stack = <BuildItem *> malloc(stack_cap * sizeof(BuildItem))
+    if stack == NULL:
+        return -1
+    stack[0].node = 0
+    stack[0].depth = 0
+    stack[0].lo = 0
+    stack[0].hi = n
+    stack_len = 1
+    while stack_len > 0:
+        stack_len -= 1
+        item = stack[stack_len]
+        node = item.node
+        depth = item.depth
+        lo = item.lo
+        if depth > trie.max_depth:
+            trie.max_depth = depth
+        # Sorted order puts the key that ends here (if any) first.
+        if lo < item.hi and offsets[lo + 1] - offsets[lo] == depth:
+            trie.cells[node].value = ids[lo]
+            lo += 1
+        if lo >= item.hi:
+            continue
+        # Group the remaining keys by their byte at this depth.
+        nchild = 0
+        i = lo
+        while i < item.hi:
+            c = keys[offsets[i] + depth]
+            child_byte[nchild] = <unsigned char> c
+            child_lo[nchild] = i
+            nchild += 1
+            i += 1
+            while i < item.hi and keys[offsets[i] + depth] == c:
+                i += 1
+        child_lo[nchild] = item.hi
+        # Find a base where every child cell is free.
+        p = first_free
+        while True:
+            if trie_reserve(trie, p + 257) < 0:
+                free(stack)
+                return -1
+            if trie.cells[p].check != -1:
+                p += 1
+                continue
+            b = p - child_byte[0]
+            if b >= 1:
+                if trie_reserve(trie, b + 257) < 0:
+                    free(stack)
+                    return -1
+                ok = 1
+                for j in range(1, nchild):
+                    if trie.cells[b + child_byte[j]].check != -1:
+                        ok = 0
+                        break
+                if ok:
+                    break
+            p += 1
+        trie.cells[node].base = <int32_t> b
+        for j in range(nchild):
+            trie.cells[b + child_byte[j]].check = node
+        while trie.cells[first_free].check != -1:
+            first_free += 1
+        if stack_len + nchild > stack_cap:
+            stack_cap = (stack_len + nchild) * 2
+            grown = <BuildItem *> realloc(stack, stack_cap * sizeof(BuildItem))
+            if grown == NULL:
+                free(stack)
+                return -1
+            stack = grown
+        for j in range(nchild):
+            stack[stack_len].node = <int32_t> (b + child_byte[j])
+            stack[stack_len].depth = depth + 1
+            stack[stack_len].lo = child_lo[j]
+            stack[stack_len].hi = child_lo[j + 1]
+            stack_len += 1
+    free(stack)
+    return 0
+
+
+cdef void trie_free(Trie *trie) noexcept nogil:
+    free(trie.cells)
+    free(trie.length)
+    trie.cells = NULL
+    trie.length = NULL
+    trie.size = 0
+
+
+# ---------------------------------------------------------------------------
+# Per-thread scratch space
+# ---------------------------------------------------------------------------
+
+cdef int scratch_reserve(Scratch *scratch, int64_t n) noexcept nogil:
+    """Make room for a chunk of ``n`` bytes (positions 0..n). 0, or -1 on OOM."""
+    cdef int64_t cap
+    if n + 1 <= scratch.capacity:
+        return 0
+    cap = scratch.capacity * 2 if scratch.capacity else 256
+    while cap < n + 1:
+        cap *= 2
+    scratch_free(scratch)
+    scratch.best = <double *> malloc(cap * sizeof(double))
+    scratch.scale = <int64_t *> malloc(cap * sizeof(int64_t))
+    scratch.piece = <int32_t *> malloc(cap * sizeof(int32_t))
+    scratch.path = <int32_t *> malloc(cap * sizeof(int32_t))
+    if (scratch.best == NULL or scratch.scale == NULL
+            or scratch.piece == NULL or scratch.path == NULL):
+        scratch_free(scratch)
+        return -1
+    scratch.capacity = cap
+    return 0
+
+
+cdef void scratch_free(Scratch *scratch) noexcept nogil:
+    free(scratch.best)
+    free(scratch.scale)
+    free(scratch.piece)
+    free(scratch.path)
+    scratch.best = NULL
+    scratch.scale = NULL
+    scratch.piece = NULL
+    scratch.path = NULL
+    scratch.capacity = 0
+
+
+# ---------------------------------------------------------------------------
+# Segmentation of one chunk. Each returns the number of pieces k and leaves
+# their indexes in scratch.path[0:k] in *reverse* order; -1 on OOM.
+# ---------------------------------------------------------------------------
+
+cdef inline int64_t backtrack(const Trie *trie, Scratch *scratch, int64_t n) noexcept nogil:
+    """Follow the last piece of each prefix back from ``n``."""
+    cdef int64_t k = 0, e = n
+    while e > 0:
+        scratch.path[k] = scratch.piece[e]
+        e -= trie.length[scratch.piece[e]]
+        k += 1
+    return k
+
+
+cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char *text,
+                     int64_t n, Scratch *scratch) noexcept nogil:
+    """Deterministic segmentation (§4): the most probable one, ties to the longest last piece."""
+    cdef const DACell *cells = trie.cells
+    cdef double *best
+    cdef int32_t *piece
+    cdef int64_t e, k
+    cdef int32_t node, nxt, v, best_piece
+    cdef double best_value, cand
+    cdef bint take
+    if scratch_reserve(scratch, n) < 0:
+        return -1
+    best = scratch.best
+    piece = scratch.piece
+    best[0] = 0.0
+    for e in range(1, n + 1):
+        node = 0
+        best_value = -INFINITY
+        best_piece = -1
+        k = e - 1
+        while k >= 0:
+            nxt = cells[node].base + text[k]
+            if cells[nxt].check != node:
+                break
+            node = nxt
+            # Nodes without a piece hold trie.none, scored -inf: never taken,
+            # and no branch on "is there a piece here" in this hot loop.
+            v = cells[node].value
+            cand = best[k] + score[v]
+            take = cand >= best_value
+            best_value = cand if take else best_value
+            best_piece = v if take else best_piece
+            k -= 1
+        best[e] = best_value
+        piece[e] = best_piece
+    return backtrack(trie, scratch, n)
+
+
+cdef inline double mass_into(const Trie *trie, const double *weight, const unsigned char *text,
+                             int64_t e, const double *mass, const int64_t *scale,
+                             int64_t *ref_out) noexcept nogil:
+    """Sum of ``mass[k] * weight(text[k:e])`` over the pieces ending at ``e``.
+
+    Terms carry power-of-two scales; the sum is expressed at the largest
+    scale among them, returned through ``ref_out``.
+    """
+    cdef const DACell *cells = trie.cells
+    cdef int64_t k = e - 1
+    cdef int32_t node = 0, nxt, v
+    cdef int64_t c, ref = INT64_MIN
+    cdef double acc = 0.0, term
+    while k >= 0:
+        nxt = cells[node].base + text[k]
+        if cells[nxt].check != node:
+            break
+        node = nxt
+        v = cells[node].value
+        if v != trie.none:
+            c = scale[k]
+            term = mass[k] * weight[v]
+            if c == ref:
+                acc += term
+            elif c > ref:
+                if acc != 0.0:
+                    acc = ldexp(acc, ref - c)
+                acc += term
+                ref = c
+            else:
+                acc += ldexp(term, c - ref)
+        k -= 1
+    ref_out[0] = ref
+    return acc
+
+
+cdef int64_t sample_linear(const Trie *trie, const double *weight, const unsigned char *text,
+                           int64_t n, Scratch *scratch, Rng *rng) noexcept nogil:
+    cdef const DACell *cells = trie.cells
+    cdef double *mass = scratch.best
+    cdef int64_t *scale = scratch.scale
+    cdef int64_t e, k, count = 0, chosen_k, last_k, ref
+    cdef int32_t node, nxt, v, chosen_v, last_v
+    cdef int x
+    cdef double acc, target, cum, term
+    mass[0] = 1.0
+    scale[0] = 0
+    # Forward filtering: mass[e] * 2**scale[e] = sum over segmentations of text[:e].
+    for e in range(1, n + 1):
+        acc = mass_into(trie, weight, text, e, mass, scale, &ref)
+        if acc > SCALE_HI or acc < SCALE_LO:
+            acc = frexp(acc, &x)
+            ref += x
+        mass[e] = acc
+        scale[e] = ref
+    # Backward sampling: draw the last piece of text[:e] from its exact conditional.
+    e = n
+    while e > 0:
+        acc = mass_into(trie, weight, text, e, mass, scale, &ref)
+        target = rng_uniform(rng) * acc
+        cum = 0.0
+        chosen_k = -1
+        chosen_v = -1
+        last_k = e - 1
+        last_v = -1
+        node = 0
+        k = e - 1
+        while k >= 0:
+            nxt = cells[node].base + text[k]
+            if cells[nxt].check != node:
+                break
+            node = nxt
+            v = cells[node].value
+            if v != trie.none:
+                term = mass[k] * weight[v]
+                if scale[k] != ref:
+                    term = ldexp(term, scale[k] - ref)
+                if term > 0.0:
+                    last_k = k
+                    last_v = v
+                cum += term
+                if cum > target:
+                    chosen_k = k
+                    chosen_v = v
+                    break
+            k -= 1
+        if chosen_v < 0:        # rounding left the target just past the end
+            chosen_k = last_k
+            chosen_v = last_v
+        scratch.path[count] = chosen_v
+        count += 1
+        e = chosen_k
+    return count
+
+
+cdef inline double logaddexp(double a, double b) noexcept nogil:
+    if a == -INFINITY:
+        return b
+    if b == -INFINITY:
+        return a
+    if a > b:
+        return a + log1p(exp(b - a))
+    return b + log1p(exp(a - b))
+
+
+cdef int64_t sample_log(const Trie *trie, const double *score, double alpha,
+                        const unsigned char *text, int64_t n, Scratch *scratch,
+                        Rng *rng) noexcept nogil:
+    """§5 exactly as the spec writes it (log domain, one draw per edge)."""
+    cdef const DACell *cells = trie.cells
+    cdef double *best = scratch.best
+    cdef int64_t e, k
+    cdef int32_t node, nxt, v
+    cdef double total, w
+    best[0] = 0.0
+    for e in range(1, n + 1):
+        total = -INFINITY
+        node = 0
+        k = e - 1
+        while k >= 0:
+            nxt = cells[node].base + text[k]
+            if cells[nxt].check != node:
+                break
+            node = nxt
+            v = cells[node].value
+            if v != trie.none:
+                w = best[k] + alpha * score[v]
+                total = logaddexp(total, w)
+                if rng_uniform(rng) < exp(w - total):
+                    scratch.piece[e] = v
+            k -= 1
+        best[e] = total
+    return backtrack(trie, scratch, n)
+
+
+cdef int64_t sample(const Trie *trie, const double *score, const Weights *weights,
+                    const unsigned char *text, int64_t n, Scratch *scratch,
+                    Rng *rng) noexcept nogil:
+    """Draw a segmentation with probability proportional to prod(p ** alpha) (§5)."""
+    if scratch_reserve(scratch, n) < 0:
+        return -1
+    if weights.log_domain:
+        return sample_log(trie, score, weights.alpha, text, n, scratch, rng)
+    return sample_linear(trie, weights.weight, text, n, scratch, rng)
+
+
+# ---------------------------------------------------------------------------
+# Whole texts: cut into chunks at newline runs, segment each chunk.
+# ---------------------------------------------------------------------------
+
+cdef inline int64_t chunk_end(const unsigned char *text, int64_t start, int64_t n) noexcept nogil:
+    """End of the chunk starting at ``start``: non-newlines, then newlines (§1)."""
+    cdef int64_t j = start
+    while j < n and text[j] != NEWLINE:
+        j += 1
+    while j < n and text[j] == NEWLINE:
+        j += 1
+    return j
+
+
+cdef struct EncodeTask:
+    const Trie *trie
+    const double *score
+    const Weights *weights     # NULL: deterministic
+    Scratch scratch
+    Rng rng
+
+
+cdef int64_t encode_text(EncodeTask *task, const unsigned char *text, int64_t n, bint chunked,
+                         int32_t *out) noexcept nogil:
+    """Write the ids (index + 3) of ``text`` to ``out``; returns their number or -1."""
+    cdef int64_t start = 0, end, k, q, written = 0
+    cdef int32_t *path
+    while start < n:
+        end = chunk_end(text, start, n) if chunked else n
+        if task.weights == NULL:
+            k = viterbi(task.trie, task.score, text + start, end - start, &task.scratch)
+        else:
+            k = sample(task.trie, task.score, task.weights, text + start, end - start,
+                       &task.scratch, &task.rng)
+        if k < 0:
+            return -1
+        path = task.scratch.path
+        for q in range(k):
+            out[written + q] = path[k - 1 - q] + 3
+        written += k
+        start = end
+    return written
+
+
+cdef struct BatchJob:
+    const unsigned char *data
+    const int64_t *offsets
+    int64_t n_texts
+    int32_t *out               # text i writes at out + offsets[i] + i * extra
+    int64_t *counts
+    const int64_t *weights     # split mode: weight of each text
+    int64_t *piece_counts      # split mode: one row of n_pieces per worker
+    int32_t n_pieces
+    int add_bos
+    int add_eos
+    int chunked
+    uint64_t seed
+    long long next_text
+    long long next_worker
+    int failed
+
+
+cdef void run_batch(BatchJob *job, const Trie *trie, const double *score,
+                    const Weights *weights) noexcept nogil:
+    """Worker loop: take texts from a shared atomic counter until none are left."""
+    cdef EncodeTask task
+    cdef int64_t i, n, w, k, q, extra = job.add_bos + job.add_eos
+    cdef int64_t *row = NULL
+    cdef int32_t *out
+    memset(&task.scratch, 0, sizeof(Scratch))
+    task.trie = trie
+    task.score = score
+    task.weights = weights
+    if job.piece_counts != NULL:
+        row = job.piece_counts + bp_fetch_add(&job.next_worker, 1) * job.n_pieces
+    while True:
+        i = bp_fetch_add(&job.next_text, 1)
+        if i >= job.n_texts:
+            break
+        n = job.offsets[i + 1] - job.offsets[i]
+        if row != NULL:
+            # Split mode (trainer): segment each item whole, count its pieces.
+            k = viterbi(trie, score, job.data + job.offsets[i], n, &task.scratch)
+            if k < 0:
+                job.failed = 1
+                break
+            for q in range(k):
+                row[task.scratch.path[q]] += job.weights[i]
+            continue
+        if weights != NULL:
+            rng_seed(&task.rng, text_seed(job.seed, i))
+        out = job.out + job.offsets[i] + i * extra
+        w = 0
+        if job.add_bos:
+            out[0] = 1
+            w = 1
+        k = encode_text(&task, job.data + job.offsets[i], n, job.chunked, out + w)
+        if k < 0:
+            job.failed = 1
+            break
+        w += k
+        if job.add_eos:
+            out[w] = 2
+            w += 1
+        job.counts[i] = w
+    scratch_free(&task.scratch)
+
+
+cdef class _BatchRunner:
+    """Owns one batch job; ``run`` is the body of each worker thread."""
+    cdef BatchJob job
+    cdef Segmenter segmenter
+    cdef Weights weights
+    cdef bint sampling
+    cdef object keep    # buffers the job points into
+
+    cdef use_weights(self, Segmenter segmenter, double alpha):
+        """Point the job at ``segmenter`` and the sampling weights of ``alpha``."""
+        self.segmenter = segmenter
+        self.sampling = alpha >= 0.0
+        if self.sampling:
+            weights, log_domain = segmenter._weights_for(alpha)
+            self.weights.alpha = alpha
+            self.weights.log_domain = log_domain
+            self.weights.weight = NULL
+            if not log_domain:
+                self.keep.append(weights)
+                self.weights.weight = <double *> (<size_t> weights.ctypes.data)
+
+    def run(self):
+        cdef const Weights *weights = &self.weights if self.sampling else NULL
+        with nogil:
+            run_batch(&self.job, &self.segmenter.trie, self.segmenter.score, weights)
+
+
+def _cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+cdef _run_threads(_BatchRunner runner, int num_threads, int64_t total_bytes,
+                  int64_t bytes_per_thread=65536):
+    """Run the job on ``num_threads`` native threads (the caller's included).
+
+    A thread costs ~50 us to start, so each gets at least ``bytes_per_thread``.
+    """
+    cdef int t
+    if num_threads <= 0:
+        num_threads = _cpu_count()
+    num_threads = max(1, min(num_threads, runner.job.n_texts, 1 + total_bytes // bytes_per_thread))
+    threads = [threading.Thread(target=runner.run, daemon=True) for t in range(num_threads - 1)]
+    for thread in threads:
+        thread.start()
+    runner.run()
+    for thread in threads:
+        thread.join()
+    if runner.job.failed:
+        raise MemoryError("out of memory while segmenting")
+
+
+cdef check_offsets(const int64_t[::1] off, int64_t size):
+    """Offsets must be non-decreasing and inside the buffer."""
+    cdef int64_t i
+    for i in range(off.shape[0] - 1):
+        if off[i] > off[i + 1]:
+            raise ValueError(f"offsets must be non-decreasing (offsets[{i}] > offsets[{i + 1}])")
+    if off.shape[0] and (off[0] < 0 or off[off.shape[0] - 1] > size):
+        raise ValueError(f"offsets must lie within the data (0..{size})")
+
+
+cdef inline list ids_to_list(const int32_t *ids, int64_t n, list table):
+    """A Python list of cached int objects (no new int per id)."""
+    cdef list result = PyList_New(n)
+    cdef int64_t j
+    cdef object item
+    for j in range(n):
+        item = table[ids[j]]
+        Py_INCREF(item)
+        PyList_SET_ITEM(result, j, item)
+    return result
+
+
+def split_lists(ids, bounds, list table):
+    """``[ids[bounds[i]:bounds[i+1]] as lists of ints]``, ints taken from ``table``."""
+    cdef const int32_t[::1] flat = np.ascontiguousarray(ids, dtype=np.int32)
+    cdef const int64_t[::1] b = np.ascontiguousarray(bounds, dtype=np.int64)
+    cdef Py_ssize_t i, n = b.shape[0] - 1
+    cdef list result = PyList_New(max(n, 0))
+    cdef object item
+    for i in range(n):
+        item = ids_to_list(&flat[b[i]] if b[i + 1] > b[i] else NULL, b[i + 1] - b[i], table)
+        Py_INCREF(item)
+        PyList_SET_ITEM(result, i, item)
+    return result
+
+
+cdef class Segmenter:
+    """The compiled vocabulary: a reversed-piece trie plus float64 scores.
+
+    ``Segmenter(pieces, scores)``: ``pieces[i]`` (non-empty bytes, all
+    distinct, every single byte present) has id ``i + 3`` and log-probability
+    ``scores[i]``. The object is immutable and safe to share between threads.
+    """
+
+    def __cinit__(self):
+        self.score = NULL
+        memset(&self.trie, 0, sizeof(Trie))
+
+    def __init__(self, pieces, scores):
+        cdef int64_t n, i, pos
+        cdef int rc
+        self.trie.none = <int32_t> len(pieces)
+        if not isinstance(pieces, (list, tuple)):
+            raise TypeError(f"pieces must be a list of bytes, got {type(pieces).__name__}")
+        n = len(pieces)
+        if n == 0:
+            raise ValueError("the vocabulary is empty")
+        if n > 0x7FFFFF00 - 3:
+            raise ValueError(f"too many pieces: {n}")
+        scores_arr = np.ascontiguousarray(scores, dtype=np.float64)
+        if scores_arr.ndim != 1 or scores_arr.shape[0] != n:
+            raise ValueError(f"scores must be a 1-d array of {n} floats, got shape {scores_arr.shape}")
+        if not np.all(np.isfinite(scores_arr)):
+            raise ValueError("scores must be finite")
+        seen = set()
+        for i in range(n):
+            p = pieces[i]
+            if not isinstance(p, bytes):
+                raise TypeError(f"piece {i} must be bytes, got {type(p).__name__}")
+            if not p:
+                raise ValueError(f"piece {i} (id {i + 3}) is empty")
+            if p in seen:
+                raise ValueError(f"piece {p!r} appears twice")
+            seen.add(p)
+        missing = [b for b in range(256) if bytes([b]) not in seen]
+        if missing:
+            raise ValueError(f"single-byte pieces missing: {missing[:8]} (all 256 are required)")
+        reversed_pieces = [p[::-1] for p in pieces]
+        order = sorted(range(n), key=reversed_pieces.__getitem__)
+        keys = b"".join([reversed_pieces[i] for i in order])
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(reversed_pieces[i]) for i in order], out=offsets[1:])
+        ids = np.asarray(order, dtype=np.int32)
+        cdef const unsigned char[::1] keys_view = keys
+        cdef const int64_t[::1] off_view = offsets
+        cdef const int32_t[::1] id_view = ids
+        with nogil:
+            rc = trie_build(&self.trie, &keys_view[0], &off_view[0], &id_view[0], n)
+        if rc < 0:
+            trie_free(&self.trie)
+            raise MemoryError("out of memory while building the vocabulary trie")
+        self.score = <double *> malloc((n + 1) * sizeof(double))
+        self.trie.length = <int32_t *> malloc(n * sizeof(int32_t))
+        if self.score == NULL or self.trie.length == NULL:
+            raise MemoryError()
+        for i in range(n):
+            self.score[i] = scores_arr[i]
+            self.trie.length[i] = <int32_t> len(pieces[i])
+        self.score[n] = -INFINITY    # trie.none: the "no piece" index
+        self.n_pieces = <int32_t> n
+        self._pieces = list(pieces)
+        self._scores = scores_arr
+        self._weights_cache = {}
+        self._weights_lock = threading.Lock()
+
+    def __dealloc__(self):
+        trie_free(&self.trie)
+        free(self.score)
+
+    def __reduce__(self):
+        return (Segmenter, (self._pieces, self._scores))
+
+    @property
+    def n_pieces(self):
+        """Number of pieces (the vocabulary size without the 3 special ids)."""
+        return self.n_pieces
+
+    @property
+    def max_piece_length(self):
+        """Length in bytes of the longest piece."""
+        return self.trie.max_depth
+
+    @property
+    def trie_cells(self):
+        """Number of double-array cells (memory use is 12 bytes per cell)."""
+        return self.trie.size
+
+    # -- sampling weights ---------------------------------------------------
+
+    cdef object _weights_for(self, double alpha):
+        """(weights array, log_domain) for ``alpha``, cached for the few last alphas."""
+        if not (alpha >= 0.0) or alpha == INFINITY:
+            raise ValueError(f"alpha must be a finite number >= 0 for sampling, got {alpha}")
+        with self._weights_lock:
+            hit = self._weights_cache.get(alpha)
+        if hit is not None:
+            return hit
+        spread = alpha * (self._scores.max() - self._scores.min())
+        log_domain = bool(spread > LINEAR_RANGE)
+        weights = None if log_domain else np.exp(alpha * (self._scores - self._scores.max()))
+        hit = (weights, log_domain)
+        with self._weights_lock:
+            if len(self._weights_cache) >= 16:
+                self._weights_cache.pop(next(iter(self._weights_cache)))
+            self._weights_cache[alpha] = hit
+        return hit
+
+    # -- encoding -------------------------------------------------------------
+
+    def encode_bytes(self, data, double alpha=-1.0, uint64_t seed=0, bint add_bos=False,
+                     bint add_eos=False, int out_type=0, list table=None):
+        """Segment one byte string (chunked at newline runs).
+
+        ``out_type``: 0 ids as a list of ints (taken from ``table``, a list
+        indexed by id), 1 pieces as a list of bytes (``table`` indexed by id),
+        2 a NumPy int32 array of ids. ``alpha < 0`` is deterministic; with
+        ``alpha >= 0`` the segmentation is sampled with the stream ``seed``.
+        """
+        cdef const unsigned char[::1] view = data
+        cdef int64_t n = view.shape[0], k, w = 0
+        cdef EncodeTask task
+        cdef Weights weights
+        cdef int32_t *ids
+        memset(&task, 0, sizeof(EncodeTask))
+        task.trie = &self.trie
+        task.score = self.score
+        task.weights = NULL
+        keep = None
+        if alpha >= 0.0:
+            keep, log_domain = self._weights_for(alpha)
+            weights.alpha = alpha
+            weights.log_domain = log_domain
+            weights.weight = NULL if log_domain else <double *> (<size_t> keep.ctypes.data)
+            task.weights = &weights
+            rng_seed(&task.rng, text_seed(seed, 0))
+        ids = <int32_t *> malloc((n + 2) * sizeof(int32_t))
+        if ids == NULL:
+            raise MemoryError()
+        try:
+            if add_bos:
+                ids[0] = 1
+                w = 1
+            with nogil:
+                k = encode_text(&task, &view[0] if n else NULL, n, True, ids + w)
+                scratch_free(&task.scratch)
+            if k < 0:
+                raise MemoryError("out of memory while segmenting")
+            w += k
+            if add_eos:
+                ids[w] = 2
+                w += 1
+            if out_type == 2:
+                arr = np.empty(w, dtype=np.int32)
+                if w:
+                    memcpy(<void *> (<size_t> arr.ctypes.data), ids, w * sizeof(int32_t))
+                return arr
+            if table is None:
+                raise TypeError("table is required for list output")
+            return ids_to_list(ids, w, table)
+        finally:
+            free(ids)
+
+    def encode_concat(self, data, offsets, double alpha=-1.0, uint64_t seed=0,
+                      int num_threads=1, bint chunked=True, bint add_bos=False,
+                      bint add_eos=False):
+        """Segment many texts given as one buffer and ``n + 1`` offsets.
+
+        Returns ``(ids, bounds)``: the ids of text ``i`` are
+        ``ids[bounds[i]:bounds[i+1]]`` (int32, int64). Texts are spread over
+        ``num_threads`` native threads (0: all cores); with sampling, text ``i``
+        uses a random stream that depends only on ``(seed, i)``, so the result
+        does not depend on the number of threads.
+        """
+        cdef const unsigned char[::1] view = data
+        cdef const int64_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int64)
+        cdef int64_t n = off.shape[0] - 1, i, extra = add_bos + add_eos, total
+        if n < 0:
+            raise ValueError("offsets must hold at least one value")
+        check_offsets(off, view.shape[0])
+        out = np.empty(max(1, off[n] + n * extra), dtype=np.int32)
+        counts = np.zeros(max(1, n), dtype=np.int64)
+        cdef int32_t[::1] out_view = out
+        cdef int64_t[::1] count_view = counts
+        cdef _BatchRunner runner = _BatchRunner()
+        runner.keep = [data, off, out, counts]
+        memset(&runner.job, 0, sizeof(BatchJob))
+        runner.job.data = &view[0] if view.shape[0] else <const unsigned char *> "" 
+        runner.job.offsets = &off[0]
+        runner.job.n_texts = n
+        runner.job.out = &out_view[0]
+        runner.job.counts = &count_view[0]
+        runner.job.add_bos = add_bos
+        runner.job.add_eos = add_eos
+        runner.job.chunked = chunked
+        runner.job.seed = seed
+        runner.use_weights(self, alpha)
+        if n:
+            _run_threads(runner, num_threads, off[n] - off[0])
+        bounds = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts[:n], out=bounds[1:])
+        total = bounds[n]
+        result = np.empty(total, dtype=np.int32)
+        cdef int32_t[::1] res_view = result
+        cdef int64_t[::1] b_view = bounds
+        with nogil:
+            for i in range(n):
+                if count_view[i]:
+                    memcpy(&res_view[b_view[i]], &out_view[off[i] + i * extra],
+                           count_view[i] * sizeof(int32_t))
+        return result, bounds
+
+    def split_counts(self, data, offsets, weights, int num_threads=1):
+        """Trainer helper (§6.4 ``split``): segment each item whole, weight its pieces.
+
+        Item ``i`` is ``data[offsets[i]:offsets[i+1]]`` segmented as one chunk
+        (deterministic Viterbi); ``weights[i]`` is added to the count of every
+        piece its segmentation uses. Returns int64 counts indexed by piece.
+        """
+        cdef const unsigned char[::1] view = data
+        cdef const int64_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int64)
+        cdef const int64_t[::1] wts = np.ascontiguousarray(weights, dtype=np.int64)
+        cdef int64_t n = off.shape[0] - 1
+        if n < 0 or wts.shape[0] != n:
+            raise ValueError(f"need len(offsets) == len(weights) + 1, got {off.shape[0]} and {wts.shape[0]}")
+        check_offsets(off, view.shape[0])
+        if num_threads <= 0:
+            num_threads = _cpu_count()
+        rows = np.zeros((max(1, num_threads), self.n_pieces), dtype=np.int64)
+        cdef int64_t[:, ::1] row_view = rows
+        cdef _BatchRunner runner = _BatchRunner()
+        runner.keep = [data, off, wts, rows]
+        memset(&runner.job, 0, sizeof(BatchJob))
+        runner.job.data = &view[0] if view.shape[0] else <const unsigned char *> ""
+        runner.job.offsets = &off[0]
+        runner.job.n_texts = n
+        runner.job.weights = &wts[0] if n else NULL
+        runner.job.piece_counts = &row_view[0, 0]
+        runner.job.n_pieces = self.n_pieces
+        runner.job.next_worker = 0
+        runner.use_weights(self, -1.0)
+        if n:
+            _run_threads(runner, rows.shape[0], off[n] - off[0], 16384)
+        return rows.sum(axis=0)
+
+    # -- introspection (tests, the readable twin) -----------------------------
+
+    def matches(self, data):
+        """Every vocabulary occurrence ``(start, end, id)`` in ``data`` (one chunk),
+        ordered by end, then start ascending: the visiting order of §4."""
+        cdef const unsigned char[::1] view = data
+        cdef int64_t n = view.shape[0], e, k
+        cdef int32_t node, nxt, v
+        result = []
+        for e in range(1, n + 1):
+            found = []
+            node = 0
+            k = e - 1
+            while k >= 0:
+                nxt = self.trie.cells[node].base + view[k]
+                if self.trie.cells[nxt].check != node:
+                    break
+                node = nxt
+                v = self.trie.cells[node].value
+                if v != self.trie.none:
+                    found.append((k, e, v + 3))
+                k -= 1
+            result.extend(reversed(found))
+        return result

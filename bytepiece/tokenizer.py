@@ -1,0 +1,253 @@
+"""The public tokenizer: a thin Python face over the compiled core.
+
+``Tokenizer`` keeps the reference BytePiece names (``tokenize``, ``encode``,
+``decode``, ``piece_to_id``, ...) and adds what pipelines need: bytes input,
+seeded subword sampling, multi-threaded ``encode_batch`` and NumPy output.
+All segmentation happens in :mod:`bytepiece._core` with the GIL released.
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from .model_io import SPECIAL_TOKENS, Vocabulary, load_vocabulary
+from .normalization import nfc_utf8
+
+__all__ = ["Tokenizer"]
+
+TextLike = Union[str, bytes, bytearray, memoryview]
+_UINT64 = (1 << 64) - 1
+
+
+def _as_bytes(text: TextLike) -> bytes:
+    """UTF-8 of the NFC form of ``text``; bytes are taken as they are."""
+    if isinstance(text, str):
+        return nfc_utf8(text)
+    if isinstance(text, bytes):
+        return text
+    if isinstance(text, (bytearray, memoryview)):
+        return bytes(text)
+    raise TypeError(f"text must be str or bytes, got {type(text).__name__}")
+
+
+def _check_seed(seed: Optional[int], name: str = "seed") -> Optional[int]:
+    if seed is None:
+        return None
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"{name} must be an int or None, got {type(seed).__name__}")
+    return int(seed) & _UINT64
+
+
+def _check_alpha(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
+        raise TypeError(f"alpha must be a number, got {type(alpha).__name__}")
+    alpha = float(alpha)
+    if alpha != alpha or alpha == float("inf"):
+        raise ValueError(f"alpha must be finite (negative means deterministic), got {alpha}")
+    return alpha
+
+
+_OUT_TYPES = {list: 0, "list": 0, np.ndarray: 2, "numpy": 2}
+
+
+class Tokenizer:
+    """A byte-level Unigram tokenizer loaded from a BytePiece model.
+
+    ``Tokenizer(model, seed=None)``: ``model`` is the path of a model file or
+    the already-parsed JSON dict. ``seed`` seeds the stream of random draws
+    used by sampling calls that do not pass a seed of their own.
+
+    Text is NFC-normalized, UTF-8 encoded and cut into chunks at newline runs
+    (ALGORITHM.md §1); each chunk is segmented by Viterbi (``alpha < 0``) or
+    sampled with probability proportional to ``prod(p ** alpha)``. Ids 0, 1, 2
+    are ``<pad>``, ``<bos>``, ``<eos>``.
+
+    A ``Tokenizer`` is immutable apart from its seed stream and may be shared
+    between threads; it pickles without re-reading the model file.
+    """
+
+    def __init__(self, model: Union[str, "os.PathLike[str]", Mapping], seed: Optional[int] = None):
+        self._init_from(load_vocabulary(model), seed)
+
+    def _init_from(self, vocab: Vocabulary, seed: Optional[int]) -> None:
+        self._vocab = vocab
+        self._segmenter = _core.Segmenter(vocab.pieces, vocab.scores)
+        self._id_to_piece: List = list(SPECIAL_TOKENS) + vocab.pieces
+        self._piece_to_id = {p: i for i, p in enumerate(self._id_to_piece)}
+        self._ids = list(range(len(self._id_to_piece)))
+        self._rng_lock = threading.Lock()
+        self.set_seed(seed)
+
+    # -- pickling -----------------------------------------------------------
+
+    def __getstate__(self):
+        return {"vocab": self._vocab, "seed": self._seed}
+
+    def __setstate__(self, state):
+        self._init_from(state["vocab"], state["seed"])
+
+    # -- seeds ----------------------------------------------------------------
+
+    def set_seed(self, seed: Optional[int]) -> None:
+        """Restart the stream of seeds used by sampling calls without ``seed=``.
+
+        ``None`` seeds from the operating system (not reproducible).
+        """
+        seed = _check_seed(seed)
+        self._seed = seed
+        self._rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(8), "little"))
+
+    def _call_seed(self, seed: Optional[int]) -> int:
+        seed = _check_seed(seed)
+        if seed is not None:
+            return seed
+        with self._rng_lock:
+            return self._rng.getrandbits(64)
+
+    # -- vocabulary -----------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids: the pieces plus the three special tokens."""
+        return len(self._id_to_piece)
+
+    @property
+    def max_piece_length(self) -> int:
+        """Length in bytes of the longest piece."""
+        return self._segmenter.max_piece_length
+
+    def piece_to_id(self, piece: Union[bytes, str]) -> int:
+        """Id of a piece (bytes) or of a special token name such as ``'<bos>'``."""
+        try:
+            return self._piece_to_id[piece]
+        except KeyError:
+            raise ValueError(f"{piece!r} is not in the vocabulary") from None
+        except TypeError:
+            raise TypeError(f"piece must be bytes or str, got {type(piece).__name__}") from None
+
+    def id_to_piece(self, id: int) -> Union[bytes, str]:
+        """The piece (bytes) of an id; the name (str) for ids 0-2."""
+        if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
+            raise TypeError(f"id must be an int, got {type(id).__name__}")
+        if not 0 <= id < len(self._id_to_piece):
+            raise ValueError(f"id {id} is out of range (vocabulary has ids 0..{len(self._id_to_piece) - 1})")
+        return self._id_to_piece[id]
+
+    def pieces_to_ids(self, pieces: Iterable[Union[bytes, str]]) -> List[int]:
+        """``piece_to_id`` of each piece."""
+        return [self.piece_to_id(p) for p in pieces]
+
+    def ids_to_pieces(self, ids: Iterable[int]) -> List[Union[bytes, str]]:
+        """``id_to_piece`` of each id."""
+        return [self.id_to_piece(i) for i in ids]
+
+    # -- encoding -------------------------------------------------------------
+
+    def tokenize(self, text: TextLike, alpha: float = -1, iter: bool = False,
+                 seed: Optional[int] = None):
+        """Split ``text`` into pieces (bytes).
+
+        ``alpha < 0``: the most probable segmentation (Viterbi). ``alpha >= 0``:
+        a random segmentation with probability proportional to
+        ``prod(p(piece) ** alpha)``; ``seed`` makes it reproducible.
+        ``b"".join(tokenize(x))`` equals the NFC UTF-8 of ``x`` (or ``x`` itself
+        for bytes). ``iter=True`` returns an iterator instead of a list.
+        """
+        data = _as_bytes(text)
+        alpha = _check_alpha(alpha)
+        call_seed = self._call_seed(seed) if alpha >= 0 else 0
+        pieces = self._segmenter.encode_bytes(data, alpha, call_seed, False, False, 0, self._id_to_piece)
+        return builtins_iter(pieces) if iter else pieces
+
+    def encode(self, text: TextLike, add_bos: bool = False, add_eos: bool = False,
+               alpha: float = -1, iter: bool = False, seed: Optional[int] = None,
+               out_type=list):
+        """Token ids of ``text`` (see :meth:`tokenize`), optionally framed by
+        ``<bos>`` (1) and ``<eos>`` (2). ``out_type=np.ndarray`` (or ``"numpy"``)
+        returns an int32 array."""
+        data = _as_bytes(text)
+        alpha = _check_alpha(alpha)
+        kind = self._out_kind(out_type)
+        call_seed = self._call_seed(seed) if alpha >= 0 else 0
+        ids = self._segmenter.encode_bytes(data, alpha, call_seed, bool(add_bos), bool(add_eos),
+                                           kind, self._ids)
+        return builtins_iter(ids) if iter else ids
+
+    def encode_batch(self, texts: Sequence[TextLike], add_bos: bool = False, add_eos: bool = False,
+                     alpha: float = -1, seed: Optional[int] = None, num_threads: int = 0,
+                     out_type=list):
+        """Encode many texts on native threads (``num_threads=0``: all cores).
+
+        The result for each text equals :meth:`encode` of it. With sampling,
+        text ``i`` is drawn from a stream that depends only on ``(seed, i)``, so
+        results do not change with ``num_threads``; ``encode_batch([t], seed=s)``
+        equals ``encode(t, seed=s)``.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("encode_batch expects a sequence of texts, not a single text")
+        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
+            raise TypeError(f"num_threads must be an int, got {type(num_threads).__name__}")
+        if num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0, got {num_threads}")
+        alpha = _check_alpha(alpha)
+        kind = self._out_kind(out_type)
+        encoded = [_as_bytes(t) for t in texts]
+        flat, bounds = self._encode_many(encoded, bool(add_bos), bool(add_eos), alpha, seed, num_threads)
+        if kind == 2:
+            return [flat[bounds[i]:bounds[i + 1]] for i in range(len(encoded))]
+        return _core.split_lists(flat, bounds, self._ids)
+
+    def _encode_many(self, encoded: List[bytes], add_bos: bool, add_eos: bool, alpha: float,
+                     seed: Optional[int], num_threads: int):
+        """Flat int32 ids and int64 bounds of already-encoded texts."""
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        if encoded:
+            np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        call_seed = self._call_seed(seed) if alpha >= 0 else 0
+        return self._segmenter.encode_concat(b"".join(encoded), offsets, alpha, call_seed,
+                                             int(num_threads), True, add_bos, add_eos)
+
+    @staticmethod
+    def _out_kind(out_type) -> int:
+        try:
+            return _OUT_TYPES[out_type]
+        except (KeyError, TypeError):
+            raise ValueError(f"out_type must be list or numpy.ndarray, got {out_type!r}") from None
+
+    # -- decoding -------------------------------------------------------------
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``: the pieces of ids > 2 joined, decoded as UTF-8
+        (invalid bytes dropped, as the reference does)."""
+        return self.decode_bytes(ids).decode("utf-8", "ignore")
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes of ``ids`` (special tokens contribute nothing)."""
+        if isinstance(ids, (str, bytes)):
+            raise TypeError("decode expects a sequence of ints")
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+        table = self._id_to_piece
+        try:
+            pieces = [table[i] for i in ids if i > 2]
+            if ids and min(ids) < 0:
+                raise IndexError
+        except (IndexError, TypeError):
+            size = len(table)
+            for i in ids:
+                if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                    raise TypeError(f"ids must be ints, got {type(i).__name__}") from None
+                if not 0 <= i < size:
+                    raise ValueError(f"id {i} is out of range (vocabulary has ids 0..{size - 1})") from None
+            raise
+        return b"".join(pieces)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, max_piece_length={self.max_piece_length})"
+
+
+builtins_iter = iter
