@@ -1,0 +1,345 @@
+"""Training BytePiece vocabularies (ALGORITHM.md §6), compiled and parallel.
+
+The two passes over the corpus (n-gram counting, n-gram segmentation) run in
+compiled code with the GIL released: the calling thread normalizes texts into
+batches of packed chunks while ``workers`` threads count them into their own
+partial results (:class:`~bytepiece._ngram.NgramCounts`,
+:class:`~bytepiece._ngram.PieceCounts`), which are summed at the end. Sums of
+integers do not depend on how the corpus was split, so the vocabulary is the
+same for any number of workers, and bit-exact with the reference release.
+The pruning of §6.4 re-segments pieces with the compiled Unigram segmenter.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._ngram import NgramCounts, NgramModel, PieceCounts
+from .model_io import save_model, unigram_scores
+from .normalization import normalize
+from .progress import Progress
+
+__all__ = ["Trainer"]
+
+#: Chunk length limit used for training (ALGORITHM.md §1).
+TRAIN_MAXLEN = 10000
+#: Largest n-gram order the compiled tables support.
+MAX_ORDER = 8
+
+Batch = Tuple[bytes, np.ndarray]
+
+
+def _check_int(name: str, value, minimum: int, maximum: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
+    return int(value)
+
+
+def _pack(pieces: Sequence[bytes]) -> Batch:
+    """``(data, offsets)`` for byte strings laid back to back."""
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    if pieces:
+        np.cumsum(np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces)), out=offsets[1:])
+    return b"".join(pieces), offsets
+
+
+class Trainer:
+    """Learn Unigram vocabularies from raw text with a byte n-gram model.
+
+    Parameters (the reference's names and defaults):
+
+    * ``order``: n-gram order of the byte language model (1..8).
+    * ``max_vocab_size``: vocabulary size, special tokens included (at least
+      259); a list trains one vocabulary per size.
+    * ``max_piece_length``: longest piece in bytes.
+    * ``min_count``: n-grams and pieces seen fewer times are dropped.
+    * ``isolate_digits``: every decimal digit is a chunk of its own.
+    * ``ensure_unicode``: pieces never start inside a UTF-8 character.
+    * ``verbose``: progress on stderr.
+
+    ``train(texts)`` then ``save(path)``.
+    """
+
+    def __init__(
+        self,
+        order: int = 6,
+        max_vocab_size: Union[int, Sequence[int]] = 10000,
+        max_piece_length: int = 36,
+        min_count: int = 2,
+        isolate_digits: bool = False,
+        ensure_unicode: bool = True,
+        verbose: bool = True,
+    ) -> None:
+        self.order = _check_int("order", order, 1, MAX_ORDER)
+        if isinstance(max_vocab_size, (list, tuple)):
+            if not max_vocab_size:
+                raise ValueError("max_vocab_size must hold at least one size")
+            sizes = [_check_int("max_vocab_size", s, 259) for s in max_vocab_size]
+            if len(set(sizes)) != len(sizes):
+                raise ValueError(f"max_vocab_size lists a size twice: {list(max_vocab_size)}")
+        else:
+            sizes = [_check_int("max_vocab_size", max_vocab_size, 259)]
+        self.max_vocab_size = max_vocab_size
+        self.sizes: List[int] = sizes
+        self.max_piece_length = _check_int("max_piece_length", max_piece_length, 1)
+        self.min_count = _check_int("min_count", min_count, 1)
+        self.isolate_digits = bool(isolate_digits)
+        self.ensure_unicode = bool(ensure_unicode)
+        self.verbose = bool(verbose)
+        #: ``{size: {piece: count}}`` after :meth:`train`.
+        self.vocabularies: Dict[int, Dict[bytes, int]] = {}
+
+    # -- the corpus passes ---------------------------------------------------
+
+    def _batches(self, texts: Iterable[str], batch_size: int) -> Iterable[Batch]:
+        """Normalize ``texts`` into packed batches of chunks (``batch_size`` texts each)."""
+        chunks: List[bytes] = []
+        count = 0
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"texts must yield str, got {type(text).__name__}")
+            chunks.extend(normalize(text, TRAIN_MAXLEN, self.isolate_digits))
+            count += 1
+            if count >= batch_size:
+                yield _pack(chunks)
+                chunks = []
+                count = 0
+        if chunks:
+            yield _pack(chunks)
+
+    def _run_pass(
+        self,
+        texts: Iterable[str],
+        workers: int,
+        batch_size: int,
+        make: Callable[[], object],
+        work: Callable[[object, bytes, np.ndarray], None],
+        merge: Callable[[object, object], object],
+        progress: Progress,
+    ) -> object:
+        """Feed batches to ``workers`` threads, each with its own partial result; merge them."""
+        if workers == 1:
+            result = make()
+            for data, offsets in self._batches(texts, batch_size):
+                work(result, data, offsets)
+                progress.update(len(data))
+            return result
+
+        partials = [make() for _ in range(workers)]
+        tasks: "queue.Queue[Optional[Batch]]" = queue.Queue(maxsize=2 * workers)
+        errors: List[BaseException] = []
+
+        def run(partial: object) -> None:
+            while True:
+                batch = tasks.get()
+                if batch is None:
+                    return
+                if errors:
+                    continue  # drain the queue so the producer never blocks
+                try:
+                    work(partial, batch[0], batch[1])
+                except BaseException as exc:  # reported in the calling thread
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in partials]
+        for thread in threads:
+            thread.start()
+        try:
+            for batch in self._batches(texts, batch_size):
+                if errors:
+                    break
+                tasks.put(batch)
+                progress.update(len(batch[0]))
+        finally:
+            for _ in threads:
+                tasks.put(None)
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise errors[0]
+        result = partials[0]
+        for partial in partials[1:]:
+            merge(result, partial)
+        return result
+
+    # -- §6.4 ----------------------------------------------------------------
+
+    def _split(
+        self,
+        pieces: List[bytes],
+        counts: np.ndarray,
+        items: Batch,
+        weights: np.ndarray,
+        threads: int,
+    ) -> np.ndarray:
+        """§6.4 ``split``: segment each item with the vocabulary ``pieces``; weighted piece sums."""
+        from ._core import Segmenter
+
+        segmenter = Segmenter(pieces, unigram_scores(counts.tolist()))
+        return segmenter.split_counts(items[0], items[1], weights, num_threads=threads)
+
+    def _remove_wasted(
+        self, pieces: List[bytes], counts: np.ndarray, threads: int, progress: Progress
+    ) -> Tuple[List[bytes], np.ndarray]:
+        """§6.4 step 3: ``keep = split(keep, keep)`` until the number of pieces is stable."""
+        while True:
+            size = len(pieces)
+            counts = self._split(pieces, counts, _pack(pieces), counts, threads)
+            progress.update(1)
+            used = np.flatnonzero(counts)
+            if len(used) != size:
+                pieces = [pieces[i] for i in used]
+                counts = counts[used]
+            if len(pieces) == size:
+                return pieces, counts
+
+    def _prune(
+        self, pieces: List[bytes], counts: np.ndarray, threads: int
+    ) -> Dict[int, Dict[bytes, int]]:
+        """§6.4 steps 1-4 on the raw piece counts; ``{size: {piece: count}}``."""
+        with Progress("prune", unit="rounds", enabled=self.verbose) as progress:
+            # Step 1: every single byte is a piece.
+            present = {p for p in pieces if len(p) == 1}
+            missing = [bytes([b]) for b in range(256) if bytes([b]) not in present]
+            pieces = list(pieces) + missing
+            counts = np.concatenate([counts.astype(np.int64), np.ones(len(missing), dtype=np.int64)])
+
+            # Step 2: rare or over-long pieces hand their counts to the pieces they split into.
+            lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+            keep_mask = (lengths == 1) | ((lengths <= self.max_piece_length) & (counts >= self.min_count))
+            keep_idx = np.flatnonzero(keep_mask)
+            drop_idx = np.flatnonzero(~keep_mask)
+            keep = [pieces[i] for i in keep_idx]
+            keep_counts = counts[keep_idx]
+            if len(drop_idx):
+                dropped = [pieces[i] for i in drop_idx]
+                keep_counts = keep_counts + self._split(
+                    keep, keep_counts, _pack(dropped), counts[drop_idx], threads
+                )
+                del dropped
+            progress.update(1)
+            del pieces, counts, lengths
+
+            # Step 3.
+            keep, keep_counts = self._remove_wasted(keep, keep_counts, threads, progress)
+
+            # Step 4: one vocabulary per size, largest first, each from the previous.
+            results: Dict[int, Dict[bytes, int]] = {}
+            for size in sorted(self.sizes, reverse=True):
+                limit = size - 3
+                if len(keep) > limit:
+                    values = keep_counts.tolist()
+                    order = sorted(
+                        range(len(keep)),
+                        key=lambda i: (len(keep[i]) > 1, -values[i], -len(keep[i]), keep[i]),
+                    )
+                    stay_idx = np.asarray(order[:limit], dtype=np.int64)
+                    leave_idx = np.asarray(order[limit:], dtype=np.int64)
+                    stay = [keep[i] for i in stay_idx]
+                    stay_counts = keep_counts[stay_idx]
+                    leave = [keep[i] for i in leave_idx]
+                    stay_counts = stay_counts + self._split(
+                        stay, stay_counts, _pack(leave), keep_counts[leave_idx], threads
+                    )
+                    progress.update(1)
+                    keep, keep_counts = self._remove_wasted(stay, stay_counts, threads, progress)
+                results[size] = dict(zip(keep, keep_counts.tolist()))
+        return results
+
+    # -- public API ------------------------------------------------------------
+
+    def train(
+        self, texts: Iterable[str], workers: int = 1, batch_size: int = 1000
+    ) -> Dict[int, Dict[bytes, int]]:
+        """Train on ``texts`` and return ``{size: {piece: count}}`` (also kept for :meth:`save`).
+
+        ``texts`` is read twice, so it must be re-iterable: a list, or an
+        object whose ``__iter__`` starts over each time. ``workers`` threads
+        count and segment in parallel (``0``: one per CPU); ``batch_size``
+        texts are normalized and handed to a worker at a time.
+        """
+        if iter(texts) is texts:
+            raise TypeError(
+                "texts must be re-iterable because it is read twice, but got a one-shot "
+                f"iterator ({type(texts).__name__}); pass a list, or an object whose "
+                "__iter__ returns a fresh iterator each time"
+            )
+        workers = _check_int("workers", workers, 0)
+        if workers == 0:
+            workers = os.cpu_count() or 1
+        batch_size = _check_int("batch_size", batch_size, 1)
+
+        # §6.1: count n-grams.
+        with Progress("count n-grams", unit="B", enabled=self.verbose) as progress:
+            ngrams: NgramCounts = self._run_pass(
+                texts,
+                workers,
+                batch_size,
+                lambda: NgramCounts(self.order),
+                lambda acc, data, offsets: acc.add_packed(data, offsets),
+                lambda a, b: a.merge(b),
+                progress,
+            )
+        total_bytes = ngrams.total
+        if total_bytes == 0:
+            raise ValueError("the corpus is empty: texts holds no characters to train on")
+
+        # §6.2: prune into conditional log-probabilities.
+        model: NgramModel = ngrams.prune(self.min_count)
+        del ngrams
+
+        # §6.3: segment with the n-gram model, count pieces.
+        with Progress("segment", total=total_bytes, unit="B", enabled=self.verbose) as progress:
+            piece_counts: PieceCounts = self._run_pass(
+                texts,
+                workers,
+                batch_size,
+                PieceCounts,
+                lambda acc, data, offsets: model.count_pieces_packed(
+                    data, offsets, acc, self.ensure_unicode
+                ),
+                lambda a, b: a.merge(b),
+                progress,
+            )
+            seen_bytes = progress.done
+        del model
+        if seen_bytes != total_bytes:
+            raise ValueError(
+                f"texts changed between the two passes ({total_bytes} bytes, then {seen_bytes}): "
+                "the corpus must yield the same texts every time it is iterated"
+            )
+        pieces, counts = piece_counts.items()
+        del piece_counts
+        if not pieces:
+            raise ValueError("the corpus produced no pieces to build a vocabulary from")
+
+        # §6.4: prune to the requested sizes.
+        self.vocabularies = self._prune(pieces, counts, workers)
+        return self.vocabularies
+
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> List[str]:
+        """Write the trained model(s): ``path`` for one size, ``path.SIZE`` for each of several.
+
+        Returns the paths written. Each file is written atomically.
+        """
+        if not self.vocabularies:
+            raise RuntimeError("nothing to save: call train() first")
+        path = os.fspath(path)
+        written = []
+        if len(self.sizes) == 1:
+            save_model(self.vocabularies[self.sizes[0]], path)
+            written.append(path)
+        else:
+            for size in self.sizes:
+                target = f"{path}.{size}"
+                save_model(self.vocabularies[size], target)
+                written.append(target)
+        return written
