@@ -1,0 +1,284 @@
+"""Compression-first training (``algorithm="compress"``).
+
+The reference trainer (ALGORITHM.md §6) takes its candidate pieces from an
+n-gram segmentation and cuts the vocabulary by raw count. This trainer aims
+directly at the number of tokens the final tokenizer will produce:
+
+1. **Candidates.** Every substring of a training chunk, 2..``max_piece_length``
+   bytes, made of whole UTF-8 characters (or allowed to end inside one when
+   ``ensure_unicode=False``), seen at least ``min_count`` times, counted
+   exactly with a suffix array (``bytepiece._compress.count_candidates``).
+   The ``num_candidates`` best by ``count * (length - 1)`` -- the tokens the
+   substring would save if every occurrence became one token -- are kept,
+   plus all 256 single bytes.
+2. **Hard EM and pruning.** Repeat: segment the training corpus with the
+   current vocabulary exactly as the tokenizer will (§4 Viterbi on
+   ``ln(count / total)``) and set every piece's count to its number of uses;
+   drop unused pieces; score every multi-byte piece by the tokens its removal
+   would cost, ``count * (split_cost - 1)`` with ``split_cost`` the fewest
+   other pieces that spell it; drop the lowest-scoring ``prune_fraction``
+   (never below the target size).
+3. **Final re-count.** Once a target size is reached, hard EM is repeated
+   until no piece falls out, so that the saved counts are the counts of what
+   the tokenizer does with them. Several sizes continue from each other,
+   largest first.
+
+Hard EM runs on the compiled tokenizer core (``bytepiece._core.Segmenter``)
+when it is built, otherwise on the equivalent Viterbi in
+``bytepiece._compress``; both release the GIL, and ``workers`` threads share
+the chunks. Results do not depend on ``workers`` (counts are integer sums).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._compress import PieceSet, count_candidates
+from .normalization import normalize
+
+__all__ = ["train_compress", "Corpus", "load_corpus", "hard_em"]
+
+_SINGLE_BYTES = [bytes([b]) for b in range(256)]
+
+
+class Corpus:
+    """Distinct training chunks in one buffer, each with its multiplicity."""
+
+    def __init__(self, chunks: Counter) -> None:
+        distinct = list(chunks)
+        self.data: bytes = b"".join(distinct)
+        lengths = np.fromiter((len(c) for c in distinct), dtype=np.int64, count=len(distinct))
+        self.offsets: np.ndarray = np.zeros(len(distinct) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+        self.weights: np.ndarray = np.fromiter(
+            (chunks[c] for c in distinct), dtype=np.int64, count=len(distinct)
+        )
+        self.array: np.ndarray = np.frombuffer(self.data, dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the corpus counting repeated chunks every time."""
+        return int(np.dot(np.diff(self.offsets), self.weights))
+
+    def char_counts(self, min_count: int) -> Dict[bytes, int]:
+        """Weighted count of every multi-byte UTF-8 character seen ``min_count`` times."""
+        counter: Counter = Counter()
+        offs = self.offsets.tolist()
+        for i, w in enumerate(self.weights.tolist()):
+            chunk = self.data[offs[i]:offs[i + 1]].decode("utf-8", "ignore")
+            if w == 1:
+                counter.update(chunk)
+            else:
+                for ch, n in Counter(chunk).items():
+                    counter[ch] += n * w
+        out = {}
+        for ch, n in counter.items():
+            if n >= min_count and ord(ch) >= 0x80:
+                out[ch.encode("utf-8")] = n
+        return out
+
+    def byte_counts(self) -> np.ndarray:
+        """Weighted count of every byte value."""
+        per_pos = np.repeat(self.weights, np.diff(self.offsets))
+        return np.bincount(self.array, weights=per_pos, minlength=256).astype(np.int64)
+
+
+def load_corpus(texts: Iterable[str], isolate_digits: bool = False) -> Corpus:
+    """Normalize ``texts`` into training chunks (``maxlen=10000``) and dedupe them."""
+    chunks: Counter = Counter()
+    for text in texts:
+        chunks.update(normalize(text, maxlen=10000, isolate_digits=isolate_digits))
+    return Corpus(chunks)
+
+
+def _log(verbose: bool, message: str) -> None:
+    if verbose:
+        print(f"[compress] {message}", file=sys.stderr, flush=True)
+
+
+def _scores(counts: np.ndarray) -> np.ndarray:
+    values = counts.astype(np.float64)
+    return np.log(values) - np.log(np.float64(values.sum()))
+
+
+def _ranges(n: int, parts: int) -> List[Tuple[int, int]]:
+    parts = max(1, min(parts, n))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
+def _segmenter_class():
+    try:
+        from ._core import Segmenter  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return Segmenter
+
+
+def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: int = 1,
+            use_core: Optional[bool] = None, pool: Optional[ThreadPoolExecutor] = None) -> np.ndarray:
+    """One hard-EM step: how often the §4 Viterbi on ``ln(count/total)`` uses each piece.
+
+    ``pieces`` must contain all 256 single bytes with positive counts.
+    """
+    scores = _scores(counts)
+    segmenter = _segmenter_class() if use_core in (None, True) else None
+    if use_core and segmenter is None:
+        raise ImportError("bytepiece._core is not built")
+    if segmenter is not None:
+        seg = segmenter(pieces, scores)
+        return np.asarray(
+            seg.split_counts(corpus.data, corpus.offsets, corpus.weights, num_threads=workers),
+            dtype=np.int64,
+        )
+    ps = PieceSet(pieces)
+    if workers <= 1 or pool is None:
+        return ps.split_counts(corpus.array, corpus.offsets, corpus.weights, scores)
+    parts = _ranges(len(corpus), workers * 4)
+    futures = [
+        pool.submit(ps.split_counts, corpus.array, corpus.offsets, corpus.weights, scores, lo, hi)
+        for lo, hi in parts
+    ]
+    return np.sum([f.result() for f in futures], axis=0)
+
+
+def _split_costs(pieces: List[bytes], workers: int, pool: Optional[ThreadPoolExecutor]) -> np.ndarray:
+    ps = PieceSet(pieces)
+    if workers <= 1 or pool is None:
+        return ps.split_cost()
+    futures = [pool.submit(ps.split_cost, lo, hi) for lo, hi in _ranges(len(pieces), workers * 4)]
+    return np.concatenate([f.result() for f in futures])
+
+
+def _settle(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: int,
+            pool: Optional[ThreadPoolExecutor], rounds: int,
+            protected: set) -> Tuple[List[bytes], np.ndarray]:
+    """Hard EM until no unprotected piece falls out of use (at most ``rounds`` times)."""
+    for _ in range(rounds):
+        counts = hard_em(pieces, counts, corpus, workers, pool=pool)
+        keep = np.array([c > 0 or p in protected for p, c in zip(pieces, counts)], dtype=bool)
+        counts = np.maximum(counts, 1)
+        if keep.all():
+            break
+        pieces = [p for p, k in zip(pieces, keep) if k]
+        counts = counts[keep]
+    return pieces, counts
+
+
+def train_compress(
+    texts: Iterable[str],
+    max_vocab_size: Union[int, Sequence[int]],
+    max_piece_length: int = 16,
+    min_count: int = 2,
+    isolate_digits: bool = False,
+    ensure_unicode: bool = True,
+    workers: int = 1,
+    verbose: bool = True,
+    *,
+    num_candidates: Optional[int] = None,
+    prune_fraction: float = 0.25,
+    partial_chars: bool = True,
+    final_rounds: int = 4,
+    char_coverage: bool = True,
+) -> Dict[int, Dict[bytes, int]]:
+    """Train compression-first vocabularies; returns ``{size: {piece: count}}``.
+
+    ``max_vocab_size`` counts the three special tokens, like the model file
+    (vocabulary size = pieces + 3); a list gives one vocabulary per size.
+    ``max_piece_length`` bounds pieces in bytes, ``min_count`` the weighted
+    occurrences of a candidate. With ``ensure_unicode`` every multi-byte piece
+    is made of whole characters; without it (and ``partial_chars``) a piece may
+    also end inside a character, so that an unseen CJK character costs two
+    tokens instead of three. ``num_candidates`` defaults to
+    ``max(60000, 8 * largest size)``; ``prune_fraction`` is the share of
+    multi-byte pieces dropped per pruning round.
+    """
+    sizes = [max_vocab_size] if isinstance(max_vocab_size, int) else list(max_vocab_size)
+    if not sizes:
+        raise ValueError("max_vocab_size is empty")
+    for size in sizes:
+        if not isinstance(size, (int, np.integer)) or size < 259:
+            raise ValueError(f"every vocabulary size must be an int >= 259 (256 bytes + 3 specials), got {size!r}")
+    if max_piece_length < 1:
+        raise ValueError("max_piece_length must be >= 1")
+    if not 0.0 < prune_fraction <= 1.0:
+        raise ValueError("prune_fraction must be in (0, 1]")
+    workers = max(1, int(workers))
+    sizes = sorted({int(s) for s in sizes}, reverse=True)
+    if num_candidates is None:
+        num_candidates = max(60000, 8 * sizes[0])
+    start = time.perf_counter()
+
+    corpus = load_corpus(texts, isolate_digits=isolate_digits)
+    _log(verbose, f"corpus: {len(corpus)} distinct chunks, {len(corpus.data)} distinct bytes "
+                  f"({corpus.total_bytes} in all), {time.perf_counter() - start:.1f}s")
+
+    mode = 1 if ensure_unicode else (2 if partial_chars else 0)
+    cand, cand_counts = count_candidates(
+        corpus.array, corpus.offsets, corpus.weights, int(max_piece_length),
+        int(min_count), int(num_candidates), mode,
+    )
+    _log(verbose, f"candidates: {len(cand)} substrings, {time.perf_counter() - start:.1f}s")
+
+    pieces: List[bytes] = list(_SINGLE_BYTES) + list(cand)
+    counts = np.concatenate([np.maximum(corpus.byte_counts(), 1), cand_counts]).astype(np.int64)
+    protected: set = set(_SINGLE_BYTES)
+    if char_coverage:
+        chars = corpus.char_counts(min_count)
+        budget = sizes[-1] - 3 - 256
+        chars = sorted(chars.items(), key=lambda kv: (-kv[1], kv[0]))[: budget // 2]
+        known = set(pieces)
+        extra = [(c, n) for c, n in chars if c not in known]
+        pieces += [c for c, _ in extra]
+        counts = np.concatenate([counts, np.array([n for _, n in extra], dtype=np.int64)])
+        protected.update(c for c, _ in chars)
+        _log(verbose, f"character coverage: {len(chars)} characters kept ({len(extra)} added)")
+
+    results: Dict[int, Dict[bytes, int]] = {}
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        round_no = 0
+        for size in sizes:
+            target = size - 3
+            while True:
+                counts = hard_em(pieces, counts, corpus, workers, pool=pool)
+                used = np.array([c > 0 or p in protected for p, c in zip(pieces, counts)], dtype=bool)
+                counts = np.maximum(counts, 1)
+                if not used.all():
+                    pieces = [p for p, k in zip(pieces, used) if k]
+                    counts = counts[used]
+                round_no += 1
+                _log(verbose, f"prune round {round_no}: {len(pieces)} pieces, "
+                              f"{int(counts.sum())} tokens, {time.perf_counter() - start:.1f}s")
+                if len(pieces) <= target:
+                    break
+                multi = np.array([p not in protected for p in pieces], dtype=bool)
+                n_multi = int(multi.sum())
+                n_drop = min(max(1, int(math.ceil(prune_fraction * n_multi))), len(pieces) - target)
+                cost = _split_costs(pieces, workers, pool).astype(np.int64)
+                saving = counts * (cost - 1)
+                saving[~multi] = np.iinfo(np.int64).max
+                lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+                # lowest saving first; among ties drop the longer piece first
+                order = np.lexsort((-lengths, saving))
+                drop = np.zeros(len(pieces), dtype=bool)
+                drop[order[:n_drop]] = True
+                pieces = [p for p, d in zip(pieces, drop) if not d]
+                counts = counts[~drop]
+            pieces, counts = _settle(pieces, counts, corpus, workers, pool, final_rounds, protected)
+            results[size] = {p: int(c) for p, c in zip(pieces, counts)}
+            _log(verbose, f"size {size}: {len(pieces)} pieces, {int(counts.sum())} tokens on the "
+                          f"training text, {time.perf_counter() - start:.1f}s")
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return results
