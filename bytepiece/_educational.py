@@ -47,9 +47,10 @@ and every tie is broken in a documented way (see the comments marked "Tie").
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections import defaultdict
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import ahocorasick
 import numpy as np
@@ -94,7 +95,7 @@ class EducationalTokenizer:
         self._build(ordered, counts)
 
     @classmethod
-    def from_model(cls, path_or_dict) -> "EducationalTokenizer":
+    def from_model(cls, path_or_dict: Union[str, "os.PathLike[str]", Mapping]) -> "EducationalTokenizer":
         """Load a model file (or its parsed JSON dict), keeping the file's ids."""
         vocabulary = load_vocabulary(path_or_dict)
         tokenizer = cls.__new__(cls)
@@ -396,8 +397,9 @@ def ngram_segment(
     final state is the first state with the largest value, so 0 when all are
     ``-inf``. Consequence: once some byte has every state at ``-inf``, the
     whole rest of the chunk walks back through state 0 and becomes single
-    bytes, and so does the byte before that byte. The reference vocabularies
-    depend on exactly this.
+    bytes, and so does the byte before that byte (and further back while the
+    state-0 value stays ``-inf``, e.g. across UTF-8 continuation bytes under
+    ``ensure_unicode``). The reference vocabularies depend on exactly this.
     """
     n = len(chunk)
     if n == 0:
@@ -593,7 +595,7 @@ class EducationalTrainer:
         self.isolate_digits = isolate_digits
         self.ensure_unicode = ensure_unicode
 
-    def _chunks(self, texts: Iterable[str]):
+    def _chunks(self, texts: Iterable[str]) -> Iterator[bytes]:
         """One pass over the corpus, normalized for training (``maxlen=10000``)."""
         for text in texts:
             yield from normalize(text, maxlen=10000, isolate_digits=self.isolate_digits)

@@ -402,6 +402,13 @@ def test_ngram_segment_all_minus_inf_byte():
     assert edu.ngram_segment(chunk, tables, 3, True) == [b"xy", b"\xc3", b"\xa9", b"z", b"w"]
     # Without ensure_unicode A9 may start a piece: nothing is -inf.
     assert edu.ngram_segment(chunk, tables, 3, False) == [b"xy\xc3", b"\xa9", b"zw"]
+    # The walk back through state 0 goes on while state 0 itself is -inf:
+    # E4 B8 AD with B8 AD unknown: B8 (a continuation byte, state 0 -inf)
+    # and E4 become single bytes too, although 'y' E4 B8 is known.
+    tables3 = _tables(3, {b"xy": -0.1, b"y\xe4": -0.1, b"\xe4\xb8": -0.1, b"y\xe4\xb8": -0.1, b"zw": -0.1})
+    assert edu.ngram_segment(b"xy\xe4\xb8\xadzw", tables3, 3, True) == [
+        b"xy", b"\xe4", b"\xb8", b"\xad", b"z", b"w"
+    ]
     # With the bigram known, the character stays whole ('y' C3 A9 is not a
     # known trigram, so the piece cannot extend 'xy').
     tables[2][b"\xc3\xa9"] = -0.1
