@@ -4,10 +4,11 @@
 Two open-addressing hash tables, both with linear probing and power-of-two
 capacities:
 
-* ``U64Table`` maps an n-gram of exactly ``j <= 8`` bytes, packed little-endian
+* ``U64Table`` maps an n-gram of exactly ``j <= 7`` bytes, packed little-endian
   into a ``uint64`` (first byte lowest), to a count (``uint64``) or, after
   pruning, to a log-probability (the same 8 bytes read as ``double``). Every
-  n-gram length has its own table, so the packed key needs no length.
+  n-gram length has its own table, so the packed key needs no length, and the
+  top byte of a key is always 0, so all ones can mark a free slot.
 * ``ByteTable`` maps byte strings of any length (pieces) to an ``int64``
   count; the bytes live in one growing arena, a slot holds offset, length,
   hash and count.
@@ -19,13 +20,21 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 #: Longest n-gram a packed ``uint64`` key can hold, hence the largest order.
 cdef enum:
-    MAX_ORDER = 8
+    MAX_ORDER = 7
+
+
+cdef union U64Value:
+    uint64_t count      # while counting
+    double logp         # after pruning
+
+
+cdef struct U64Entry:
+    uint64_t key        # EMPTY_KEY (all ones) marks a free slot
+    U64Value val
 
 
 cdef struct U64Table:
-    uint64_t *keys
-    uint64_t *vals      # counts; after pruning, doubles stored bit for bit
-    uint8_t *used       # 1 where a slot holds a key
+    U64Entry *slots     # key and value side by side: one cache line per probe
     int64_t cap         # number of slots, a power of two (0: not allocated)
     int64_t size        # number of keys
     int shift           # 64 - log2(cap), for Fibonacci hashing

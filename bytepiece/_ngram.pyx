@@ -30,6 +30,13 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
+cdef extern from *:
+    """
+    #define BP_PREFETCH(p) __builtin_prefetch((const void *)(p))
+    """
+    void BP_PREFETCH(const void *p) noexcept nogil
+
+cdef uint64_t EMPTY_KEY = 0xFFFFFFFFFFFFFFFFULL  # no n-gram of <= 7 bytes packs to this
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
 cdef uint64_t MIX = 0xFF51AFD7ED558CCDULL
 cdef uint64_t BLOB_MAGIC_NGRAMS = 0x314D4152474504EULL   # "NPtGRAM1"
@@ -48,17 +55,16 @@ cdef inline int64_t u64_slot(const U64Table *t, uint64_t key) noexcept nogil:
 
 cdef int _u64_alloc(U64Table *t, int64_t cap) noexcept nogil:
     cdef int bits = 0
+    cdef int64_t i
     while (<int64_t>1 << bits) < cap:
         bits += 1
     cap = <int64_t>1 << bits
-    t.keys = <uint64_t *>malloc(cap * sizeof(uint64_t))
-    t.vals = <uint64_t *>malloc(cap * sizeof(uint64_t))
-    t.used = <uint8_t *>calloc(cap, sizeof(uint8_t))
-    if t.keys == NULL or t.vals == NULL or t.used == NULL:
-        free(t.keys); free(t.vals); free(t.used)
-        t.keys = NULL; t.vals = NULL; t.used = NULL
+    t.slots = <U64Entry *>malloc(cap * sizeof(U64Entry))
+    if t.slots == NULL:
         t.cap = 0
         return -1
+    for i in range(cap):
+        t.slots[i].key = EMPTY_KEY
     t.cap = cap
     t.size = 0
     t.shift = 64 - bits
@@ -74,8 +80,8 @@ cdef int u64_init(U64Table *t, int64_t min_keys) noexcept nogil:
 
 
 cdef void u64_free(U64Table *t) noexcept nogil:
-    free(t.keys); free(t.vals); free(t.used)
-    t.keys = NULL; t.vals = NULL; t.used = NULL
+    free(t.slots)
+    t.slots = NULL
     t.cap = 0; t.size = 0
 
 
@@ -86,13 +92,12 @@ cdef int _u64_grow(U64Table *t) noexcept nogil:
         t[0] = old
         return -1
     for i in range(old.cap):
-        if old.used[i]:
-            s = u64_slot(t, old.keys[i])
-            while t.used[s]:
+        if (old.slots[i].key != EMPTY_KEY):
+            s = u64_slot(t, old.slots[i].key)
+            while (t.slots[s].key != EMPTY_KEY):
                 s = (s + 1) & (t.cap - 1)
-            t.used[s] = 1
-            t.keys[s] = old.keys[i]
-            t.vals[s] = old.vals[i]
+            t.slots[s].key = old.slots[i].key
+            t.slots[s].val.count = old.slots[i].val.count
     t.size = old.size
     u64_free(&old)
     return 0
@@ -106,14 +111,13 @@ cdef int u64_add(U64Table *t, uint64_t key, uint64_t inc) noexcept nogil:
             return -1
     mask = t.cap - 1
     s = u64_slot(t, key)
-    while t.used[s]:
-        if t.keys[s] == key:
-            t.vals[s] += inc
+    while (t.slots[s].key != EMPTY_KEY):
+        if t.slots[s].key == key:
+            t.slots[s].val.count += inc
             return 0
         s = (s + 1) & mask
-    t.used[s] = 1
-    t.keys[s] = key
-    t.vals[s] = inc
+    t.slots[s].key = key
+    t.slots[s].val.count = inc
     t.size += 1
     if t.size * 10 > t.cap * 7:
         return _u64_grow(t)
@@ -127,8 +131,8 @@ cdef int64_t u64_find(const U64Table *t, uint64_t key) noexcept nogil:
         return -1
     mask = t.cap - 1
     s = u64_slot(t, key)
-    while t.used[s]:
-        if t.keys[s] == key:
+    while (t.slots[s].key != EMPTY_KEY):
+        if t.slots[s].key == key:
             return s
         s = (s + 1) & mask
     return -1
@@ -290,6 +294,7 @@ cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t
     cdef int64_t c, i, start, end, limit
     cdef int j
     cdef uint64_t key
+    cdef uint64_t keys[MAX_ORDER + 1]
     for c in range(nchunks):
         start = offsets[c]
         end = offsets[c + 1]
@@ -300,9 +305,15 @@ cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t
             limit = end - i
             if limit > order:
                 limit = order
+            # Hash every length first and prefetch, so that the cache misses
+            # of the different tables overlap instead of queueing up.
             for j in range(2, limit + 1):
                 key |= (<uint64_t>data[i + j - 1]) << (8 * (j - 1))
-                if u64_add(&tables[j], key, 1) < 0:
+                keys[j] = key
+                if tables[j].cap:
+                    BP_PREFETCH(&tables[j].slots[u64_slot(&tables[j], key)])
+            for j in range(2, limit + 1):
+                if u64_add(&tables[j], keys[j], 1) < 0:
                     return -1
     return 0
 
@@ -386,9 +397,9 @@ cdef class NgramCounts:
                     self.unigrams[j] += other.unigrams[j]
                 for j in range(2, self.order + 1):
                     for i in range(other.tables[j].cap):
-                        if other.tables[j].used[i]:
-                            if u64_add(&self.tables[j], other.tables[j].keys[i],
-                                       other.tables[j].vals[i]) < 0:
+                        if (other.tables[j].slots[i].key != EMPTY_KEY):
+                            if u64_add(&self.tables[j], other.tables[j].slots[i].key,
+                                       other.tables[j].slots[i].val.count) < 0:
                                 rc = -1
                                 break
                     if rc < 0:
@@ -427,7 +438,7 @@ cdef class NgramCounts:
         for j in range(n):
             key |= (<uint64_t>g[j]) << (8 * j)
         s = u64_find(&self.tables[n], key)
-        return self.tables[n].vals[s] if s >= 0 else 0
+        return self.tables[n].slots[s].val.count if s >= 0 else 0
 
     def to_dicts(self) -> list:
         """``[table_0, ..., table_order]`` as ``{bytes: int}`` dicts (for tests; slow)."""
@@ -439,9 +450,9 @@ cdef class NgramCounts:
         for j in range(2, self.order + 1):
             table = {}
             for i in range(self.tables[j].cap):
-                if self.tables[j].used[i]:
-                    key = self.tables[j].keys[i]
-                    table[bytes([(key >> (8 * b)) & 0xFF for b in range(j)])] = self.tables[j].vals[i]
+                if (self.tables[j].slots[i].key != EMPTY_KEY):
+                    key = self.tables[j].slots[i].key
+                    table[bytes([(key >> (8 * b)) & 0xFF for b in range(j)])] = self.tables[j].slots[i].val.count
             tables.append(table)
         return tables
 
@@ -465,9 +476,9 @@ cdef class NgramCounts:
                 out[k] = <uint64_t>n
                 k += 1
                 for i in range(self.tables[j].cap):
-                    if self.tables[j].used[i]:
-                        out[k] = self.tables[j].keys[i]
-                        out[k + n] = self.tables[j].vals[i]
+                    if (self.tables[j].slots[i].key != EMPTY_KEY):
+                        out[k] = self.tables[j].slots[i].key
+                        out[k + n] = self.tables[j].slots[i].val.count
                         k += 1
                 k += n
         return blob
@@ -527,8 +538,6 @@ cdef class NgramCounts:
         cdef uint64_t[::1] keys_view
         cdef U64Table *t
         cdef U64Table *src
-        cdef double *vals
-        cdef double *prev
         cdef double prefix
         cdef int missing_prefix = 0
         if min_count < 1:
@@ -549,7 +558,7 @@ cdef class NgramCounts:
                 src = &self.tables[j]
                 n = 0
                 for i in range(src.cap):
-                    if src.used[i] and src.vals[i] >= <uint64_t>min_count:
+                    if (src.slots[i].key != EMPTY_KEY) and src.slots[i].val.count >= <uint64_t>min_count:
                         n += 1
                 keys = np.empty(n, dtype=np.uint64)
                 counts = np.empty(n, dtype=np.float64)
@@ -557,9 +566,9 @@ cdef class NgramCounts:
                 counts_view = counts
                 k = 0
                 for i in range(src.cap):
-                    if src.used[i] and src.vals[i] >= <uint64_t>min_count:
-                        keys_view[k] = src.keys[i]
-                        counts_view[k] = <double>src.vals[i]
+                    if (src.slots[i].key != EMPTY_KEY) and src.slots[i].val.count >= <uint64_t>min_count:
+                        keys_view[k] = src.slots[i].key
+                        counts_view[k] = <double>src.slots[i].val.count
                         k += 1
                 logs = np.log(counts)
                 logs_view = logs
@@ -571,18 +580,17 @@ cdef class NgramCounts:
                     if u64_add(t, keys_view[i], 0) < 0:
                         raise MemoryError()
                     s = u64_find(t, keys_view[i])
-                    (<double *>t.vals)[s] = logs_view[i]
+                    t.slots[s].val.logp = logs_view[i]
         # Conditioning, from the longest n-grams down, so that table j-1 still
         # holds raw log counts while table j is divided by them.
         logs_view = unigram_logs
         with nogil:
             for j in range(self.order, 1, -1):
                 t = &model.m.tables[j]
-                vals = <double *>t.vals
                 mask = (<uint64_t>1 << (8 * (j - 1))) - 1
                 for i in range(t.cap):
-                    if t.used[i]:
-                        key = t.keys[i] & mask
+                    if (t.slots[i].key != EMPTY_KEY):
+                        key = t.slots[i].key & mask
                         if j == 2:
                             prefix = logs_view[key]
                         else:
@@ -590,8 +598,8 @@ cdef class NgramCounts:
                             if s < 0:
                                 missing_prefix = 1
                                 break
-                            prefix = (<double *>model.m.tables[j - 1].vals)[s]
-                        vals[i] = vals[i] - prefix
+                            prefix = model.m.tables[j - 1].slots[s].val.logp
+                        t.slots[i].val.logp = t.slots[i].val.logp - prefix
                 if missing_prefix:
                     break
             if not missing_prefix:
@@ -635,6 +643,12 @@ cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int
             node[0] = -INFINITY
         key = byte
         k = 1
+        while k < K and k <= i:
+            key = (key << 8) | p[i - k]
+            BP_PREFETCH(&model.tables[k + 1].slots[u64_slot(&model.tables[k + 1], key)])
+            k += 1
+        key = byte
+        k = 1
         while k < K:
             if k > i:
                 break
@@ -644,7 +658,7 @@ cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int
                 # A longer context contains this one, so it cannot be more
                 # frequent: it was pruned too.
                 break
-            node[k] = (<double *>model.tables[k + 1].vals)[s]
+            node[k] = model.tables[k + 1].slots[s].val.logp
             k += 1
         while k < K:
             node[k] = -INFINITY
@@ -790,7 +804,7 @@ cdef class NgramModel:
         for j in range(n):
             key |= (<uint64_t>g[j]) << (8 * j)
         s = u64_find(&self.m.tables[n], key)
-        return (<double *>self.m.tables[n].vals)[s] if s >= 0 else None
+        return self.m.tables[n].slots[s].val.logp if s >= 0 else None
 
     def segment(self, chunk: bytes, bint ensure_unicode=True) -> list:
         """§6.3 segmentation of one chunk, as a list of pieces."""
@@ -854,9 +868,9 @@ cdef class NgramModel:
             out[k] = <uint64_t>n
             k += 1
             for i in range(self.m.tables[j].cap):
-                if self.m.tables[j].used[i]:
-                    out[k] = self.m.tables[j].keys[i]
-                    out[k + n] = self.m.tables[j].vals[i]
+                if (self.m.tables[j].slots[i].key != EMPTY_KEY):
+                    out[k] = self.m.tables[j].slots[i].key
+                    out[k + n] = self.m.tables[j].slots[i].val.count
                     k += 1
             k += n
         return blob
@@ -893,7 +907,7 @@ cdef class NgramModel:
                 if u64_add(&model.m.tables[j], words[k + i], 0) < 0:
                     raise MemoryError()
                 s = u64_find(&model.m.tables[j], words[k + i])
-                model.m.tables[j].vals[s] = words[k + n + i]
+                model.m.tables[j].slots[s].val.count = words[k + n + i]
             k += 2 * n
         return model
 

@@ -28,7 +28,7 @@ __all__ = ["Trainer"]
 #: Chunk length limit used for training (ALGORITHM.md §1).
 TRAIN_MAXLEN = 10000
 #: Largest n-gram order the compiled tables support.
-MAX_ORDER = 8
+MAX_ORDER = 7
 
 Batch = Tuple[bytes, np.ndarray]
 
@@ -56,7 +56,7 @@ class Trainer:
 
     Parameters (the reference's names and defaults):
 
-    * ``order``: n-gram order of the byte language model (1..8).
+    * ``order``: n-gram order of the byte language model (1..7).
     * ``max_vocab_size``: vocabulary size, special tokens included (at least
       259); a list trains one vocabulary per size.
     * ``max_piece_length``: longest piece in bytes.
