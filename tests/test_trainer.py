@@ -1,0 +1,245 @@
+"""The compiled trainer: bit-exact golden vocabularies, parallel determinism,
+mergeable partial counts, and parameter validation."""
+from __future__ import annotations
+
+import json
+import pickle
+import random
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from bytepiece import _educational as edu
+from bytepiece._ngram import NgramCounts, NgramModel, PieceCounts
+from bytepiece.normalization import normalize
+from bytepiece.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPORA = ROOT / "corpora"
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+POEMS = ["tang300.zh.txt", "song100.zh.txt"]
+HANDBOOK = ["handbook.zh-CN.txt", "handbook.en-US.txt"]
+
+GOLDEN = [
+    ("poems.o6.m2.model", dict(order=6, max_vocab_size=[2000, 1000], min_count=2), POEMS),
+    (
+        "poems.o4.noeu.model",
+        dict(order=4, max_vocab_size=1500, min_count=3, ensure_unicode=False, max_piece_length=8),
+        POEMS,
+    ),
+    ("handbook.o6.m2.id.model", dict(order=6, max_vocab_size=8000, min_count=2, isolate_digits=True), HANDBOOK),
+]
+
+
+def corpus_lines(files: List[str]) -> List[str]:
+    """Each line of the files, as text-mode iteration yields it (newline kept)."""
+    lines: List[str] = []
+    for name in files:
+        with open(CORPORA / name, encoding="utf-8") as handle:
+            lines.extend(handle)
+    return lines
+
+
+def chunks_of(lines: List[str], isolate_digits: bool = False) -> List[bytes]:
+    out: List[bytes] = []
+    for line in lines:
+        out.extend(normalize(line, 10000, isolate_digits))
+    return out
+
+
+@pytest.fixture(scope="module")
+def poem_lines() -> List[str]:
+    return corpus_lines(POEMS)
+
+
+# -- golden ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("name,params,files", GOLDEN, ids=[g[0] for g in GOLDEN])
+def test_golden_vocabularies(tmp_path, name, params, files, workers):
+    if not (REFERENCE / "train").is_dir():
+        pytest.skip(f"reference data not available: {REFERENCE}")
+    trainer = Trainer(verbose=False, **params)
+    trainer.train(corpus_lines(files), workers=workers, batch_size=500)
+    written = trainer.save(tmp_path / name)
+    sizes = params["max_vocab_size"]
+    expected = [f"{name}.{s}" for s in sizes] if isinstance(sizes, list) else [name]
+    assert [Path(p).name for p in written] == expected
+    for path in written:
+        with open(path, encoding="utf-8") as mine, open(REFERENCE / "train" / Path(path).name, encoding="utf-8") as ref:
+            assert json.load(mine) == json.load(ref)
+
+
+def test_workers_do_not_change_result(poem_lines):
+    results = []
+    for workers, batch_size in [(1, 1000), (2, 7), (3, 100)]:
+        trainer = Trainer(order=5, max_vocab_size=[1200, 600], verbose=False)
+        results.append(trainer.train(poem_lines, workers=workers, batch_size=batch_size))
+    assert results[0] == results[1] == results[2]
+
+
+# -- agreement with the readable twin ----------------------------------------------
+
+
+@pytest.mark.parametrize("order,min_count,ensure_unicode", [(6, 2, True), (4, 3, False), (2, 1, True), (1, 2, True)])
+def test_phases_match_educational(poem_lines, order, min_count, ensure_unicode):
+    chunks = chunks_of(poem_lines[:800])
+    counts = NgramCounts(order)
+    counts.add(chunks)
+    expected = edu.count_ngrams(chunks, order)
+    mine = counts.to_dicts()
+    # The compiled tables do not store the short slices cut by a chunk's end.
+    assert mine == [{k: v for k, v in t.items() if len(k) == j} for j, t in enumerate(expected)]
+
+    logs = edu.prune_ngrams(expected, min_count)
+    model = counts.prune(min_count)
+    assert len(model) == sum(len(logs[j]) for j in range(1, order + 1))
+    for j in range(1, order + 1):
+        for gram, value in logs[j].items():
+            assert model.log_prob(gram) == value  # bit for bit
+
+    pieces = PieceCounts()
+    model.count_pieces(chunks, pieces, ensure_unicode)
+    assert pieces.to_dict() == edu.count_pieces(chunks, logs, order, ensure_unicode)
+    for chunk in chunks[:200]:
+        assert model.segment(chunk, ensure_unicode) == edu.ngram_segment(chunk, logs, order, ensure_unicode)
+
+
+def test_all_minus_infinity_edge_case():
+    # A rare two-byte character whose bigram is pruned: under ensure_unicode its
+    # second byte has every state at -inf; the reference then cuts the rest of
+    # the chunk (and the byte before) into single bytes.
+    chunks = [b"abcabcabc\n"] * 5 + ["xy\u00e9zabc\n".encode()]
+    counts = NgramCounts(3)
+    counts.add(chunks)
+    logs = edu.prune_ngrams(edu.count_ngrams(chunks, 3), 2)
+    model = counts.prune(2)
+    for chunk in chunks:
+        assert model.segment(chunk) == edu.ngram_segment(chunk, logs, 3, True)
+    assert model.segment(chunks[-1])[-5:] == [b"z", b"a", b"b", b"c", b"\n"]
+
+
+# -- mergeable partial results -------------------------------------------------------
+
+
+def test_ngram_merge_is_associative_and_exact(poem_lines):
+    chunks = chunks_of(poem_lines)
+    whole = NgramCounts(6)
+    whole.add(chunks)
+    rng = random.Random(5)
+    cuts = sorted(rng.sample(range(1, len(chunks)), 4))
+    shards = [chunks[a:b] for a, b in zip([0] + cuts, cuts + [len(chunks)])]
+    parts = []
+    for shard in shards:
+        part = NgramCounts(6)
+        part.add(shard)
+        parts.append(pickle.loads(pickle.dumps(part)))  # as if from another process
+    left = parts[0]
+    for part in parts[1:]:
+        left.merge(part)
+    right = NgramCounts(6)
+    inner = NgramCounts(6)
+    for part in reversed(shards[1:]):
+        p = NgramCounts(6)
+        p.add(part)
+        inner.merge(p)
+    first = NgramCounts(6)
+    first.add(shards[0])
+    right.merge(first).merge(inner)
+    assert left.to_dicts() == whole.to_dicts() == right.to_dicts()
+    assert left.total == whole.total == sum(map(len, chunks))
+    model, copy = whole.prune(2), pickle.loads(pickle.dumps(left.prune(2)))
+    assert len(model) == len(copy)
+    for table in whole.to_dicts()[1:]:
+        for gram in table:
+            assert model.log_prob(gram) == copy.log_prob(gram)
+
+
+def test_piece_merge_is_exact(poem_lines):
+    chunks = chunks_of(poem_lines)
+    counts = NgramCounts(6)
+    counts.add(chunks)
+    model = pickle.loads(pickle.dumps(counts.prune(2)))
+    assert isinstance(model, NgramModel)
+    whole = PieceCounts()
+    model.count_pieces(chunks, whole)
+    parts = []
+    for k in range(3):
+        part = PieceCounts()
+        model.count_pieces(chunks[k::3], part)
+        parts.append(pickle.loads(pickle.dumps(part)))
+    merged = PieceCounts().merge(parts[2]).merge(parts[0]).merge(parts[1])
+    assert merged.to_dict() == whole.to_dict()
+    assert sum(merged.to_dict().values()) == sum(whole.to_dict().values())
+
+
+def test_merge_rejects_other_orders():
+    with pytest.raises(ValueError, match="order"):
+        NgramCounts(3).merge(NgramCounts(4))
+    with pytest.raises(ValueError):
+        NgramCounts.from_bytes(b"garbage" * 10)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(max_vocab_size=258), "max_vocab_size"),
+        (dict(max_vocab_size=[1000, 100]), "max_vocab_size"),
+        (dict(order=0), "order"),
+        (dict(order=8), "order"),
+        (dict(min_count=0), "min_count"),
+        (dict(max_piece_length=0), "max_piece_length"),
+    ],
+)
+def test_bad_parameters(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        Trainer(**kwargs)
+
+
+def test_generator_is_rejected(poem_lines):
+    trainer = Trainer(max_vocab_size=500, verbose=False)
+    with pytest.raises(TypeError, match="re-iterable"):
+        trainer.train(line for line in poem_lines)
+    with pytest.raises(TypeError, match="re-iterable"):
+        trainer.train(iter(poem_lines))
+
+
+def test_empty_corpus():
+    trainer = Trainer(max_vocab_size=500, verbose=False)
+    with pytest.raises(ValueError, match="empty"):
+        trainer.train([])
+    with pytest.raises(ValueError, match="empty"):
+        trainer.train(["", ""])
+
+
+def test_non_str_text():
+    with pytest.raises(TypeError, match="str"):
+        Trainer(max_vocab_size=500, verbose=False).train([b"bytes"])
+
+
+def test_save_before_train(tmp_path):
+    with pytest.raises(RuntimeError):
+        Trainer(verbose=False).save(tmp_path / "m")
+
+
+def test_tiny_corpus_gives_all_bytes(tmp_path):
+    trainer = Trainer(max_vocab_size=300, verbose=False)
+    vocab = trainer.train(["hello hello\n"] * 3)[300]
+    assert all(bytes([b]) in vocab for b in range(256))
+    assert len(vocab) <= 297
+
+
+def test_progress_goes_to_stderr(poem_lines, capsys):
+    Trainer(max_vocab_size=500, verbose=True).train(poem_lines[:50])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    for phase in ("count n-grams", "segment", "prune"):
+        assert phase in captured.err
+    Trainer(max_vocab_size=500, verbose=False).train(poem_lines[:50])
+    assert capsys.readouterr().err == ""
