@@ -79,20 +79,16 @@ def _train_and_encoder(trainer: str, size: int, train_path: str, workdir: str, o
         return _bytepiece_codec(counts)
     if trainer == "bnlm":
         sys.path.insert(0, ROOT)
-        from bytepiece import Trainer  # type: ignore[attr-defined]
+        try:
+            from bytepiece import Trainer  # type: ignore[attr-defined]
+        except ImportError:
+            from bytepiece.trainer import Trainer
 
         lines = text.splitlines(keepends=True)
         docs = ["".join(lines[i:i + 1000]) for i in range(0, len(lines), 1000)]
-        path = os.path.join(workdir, "bnlm.model")
-        try:
-            t = Trainer(max_vocab_size=size, workers=opts["workers"], algorithm="bnlm")
-        except TypeError:
-            t = Trainer(max_vocab_size=size)
-        t.train(docs, path)
-        from bytepiece.model_io import load_vocabulary
-
-        vocab = load_vocabulary(path)
-        return _bytepiece_codec(dict(zip(vocab.pieces, vocab.counts)))
+        trainer_obj = Trainer(max_vocab_size=size, verbose=opts["verbose"])
+        counts = trainer_obj.train(docs, workers=opts["workers"])[size]
+        return _bytepiece_codec(counts)
     if trainer in ("sp-unigram", "sp-bpe"):
         import sentencepiece as spm
 
@@ -137,7 +133,10 @@ def _bytepiece_codec(counts: Dict[bytes, int]):
 
     model = model_dict(counts)
     try:
-        from bytepiece import Tokenizer  # type: ignore[attr-defined]
+        try:
+            from bytepiece import Tokenizer  # type: ignore[attr-defined]
+        except ImportError:
+            from bytepiece.tokenizer import Tokenizer
 
         tok = Tokenizer(model)
         return (lambda line: tok.encode(line)), (lambda ids: tok.decode(ids))

@@ -131,13 +131,74 @@ cdef int cmp_cand_desc(const void *x, const void *y) noexcept nogil:
     return 0
 
 
+cdef double kth_largest(double *v, int64_t n, int64_t k) noexcept nogil:
+    """The ``k``-th largest value of ``v[:n]`` (0-based; ``v`` is reordered).
+    Hoare quickselect with a median-of-three pivot."""
+    cdef int64_t lo = 0, hi = n - 1, i, j, mid
+    cdef double pivot, t, a, b, c
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        a = v[lo]; b = v[mid]; c = v[hi]
+        if (a >= b) == (b >= c):
+            pivot = b
+        elif (b >= a) == (a >= c):
+            pivot = a
+        else:
+            pivot = c
+        i = lo
+        j = hi
+        while i <= j:
+            while v[i] > pivot:
+                i += 1
+            while v[j] < pivot:
+                j -= 1
+            if i <= j:
+                t = v[i]; v[i] = v[j]; v[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return v[k]
+    return v[k]
+
+
 cdef void candbuf_shrink(CandBuf *buf) noexcept nogil:
-    """Keep the ``top_k`` best candidates and raise the admission threshold."""
+    """Keep the ``top_k`` best candidates and raise the admission threshold.
+
+    Linear time: the k-th best score is found by quickselect, then the buffer
+    is compacted in place keeping its order (ties at the threshold are kept
+    first come, first kept), so the result is deterministic."""
+    cdef int64_t i, w = 0, ties
+    cdef double thr
+    cdef double *tmp
     if buf.size <= buf.top_k:
         return
-    qsort(buf.items, buf.size, sizeof(Cand), cmp_cand_desc)
-    buf.size = buf.top_k
-    buf.threshold = buf.items[buf.top_k - 1].score
+    tmp = <double *> malloc(buf.size * sizeof(double))
+    if tmp == NULL:
+        # No memory for the fast path: fall back to sorting in place.
+        qsort(buf.items, buf.size, sizeof(Cand), cmp_cand_desc)
+        buf.size = buf.top_k
+        buf.threshold = buf.items[buf.top_k - 1].score
+        return
+    for i in range(buf.size):
+        tmp[i] = buf.items[i].score
+    thr = kth_largest(tmp, buf.size, buf.top_k - 1)
+    free(tmp)
+    ties = buf.top_k
+    for i in range(buf.size):
+        if buf.items[i].score > thr:
+            ties -= 1
+    for i in range(buf.size):
+        if buf.items[i].score > thr or (buf.items[i].score == thr and ties > 0):
+            if buf.items[i].score == thr:
+                ties -= 1
+            buf.items[w] = buf.items[i]
+            w += 1
+    buf.size = w
+    buf.threshold = thr
 
 
 cdef inline int candbuf_add(CandBuf *buf, int32_t pos, int32_t length, int64_t count) noexcept nogil:
@@ -223,7 +284,7 @@ def count_candidates(const uint8_t[::1] data, const int64_t[::1] offsets,
     cdef int sp
     cdef int rc = 0
     buf.top_k = top_k
-    buf.capacity = 2 * top_k + 1024
+    buf.capacity = 4 * top_k + 1024
     buf.size = 0
     buf.threshold = -1.0
     buf.items = <Cand *> malloc(buf.capacity * sizeof(Cand))

@@ -189,6 +189,8 @@ def train_compress(
     partial_chars: bool = True,
     final_rounds: int = 4,
     char_coverage: bool = True,
+    repeats: str = "count",
+    char_min_count: int = 1,
 ) -> Dict[int, Dict[bytes, int]]:
     """Train compression-first vocabularies; returns ``{size: {piece: count}}``.
 
@@ -215,16 +217,32 @@ def train_compress(
     workers = max(1, int(workers))
     sizes = sorted({int(s) for s in sizes}, reverse=True)
     if num_candidates is None:
-        num_candidates = max(60000, 8 * sizes[0])
+        num_candidates = max(100000, 20 * sizes[0])
     start = time.perf_counter()
 
     corpus = load_corpus(texts, isolate_digits=isolate_digits)
     _log(verbose, f"corpus: {len(corpus)} distinct chunks, {len(corpus.data)} distinct bytes "
                   f"({corpus.total_bytes} in all), {time.perf_counter() - start:.1f}s")
 
+    # The corpus the pruning decisions are made on: repeated chunks (boilerplate
+    # lines) may be damped so that they do not buy pieces that only they use.
+    if repeats == "count":
+        work = corpus
+    else:
+        work = Corpus.__new__(Corpus)
+        work.data, work.offsets, work.array = corpus.data, corpus.offsets, corpus.array
+        if repeats == "distinct":
+            work.weights = np.ones_like(corpus.weights)
+        elif repeats == "sqrt":
+            work.weights = np.ceil(np.sqrt(corpus.weights)).astype(np.int64)
+        elif repeats == "log":
+            work.weights = (1 + np.floor(np.log2(corpus.weights))).astype(np.int64)
+        else:
+            raise ValueError(f"repeats must be 'count', 'distinct', 'sqrt' or 'log', got {repeats!r}")
+
     mode = 1 if ensure_unicode else (2 if partial_chars else 0)
     cand, cand_counts = count_candidates(
-        corpus.array, corpus.offsets, corpus.weights, int(max_piece_length),
+        work.array, work.offsets, work.weights, int(max_piece_length),
         int(min_count), int(num_candidates), mode,
     )
     _log(verbose, f"candidates: {len(cand)} substrings, {time.perf_counter() - start:.1f}s")
@@ -233,7 +251,7 @@ def train_compress(
     counts = np.concatenate([np.maximum(corpus.byte_counts(), 1), cand_counts]).astype(np.int64)
     protected: set = set(_SINGLE_BYTES)
     if char_coverage:
-        chars = corpus.char_counts(min_count)
+        chars = corpus.char_counts(char_min_count)
         budget = sizes[-1] - 3 - 256
         chars = sorted(chars.items(), key=lambda kv: (-kv[1], kv[0]))[: budget // 2]
         known = set(pieces)
@@ -250,7 +268,7 @@ def train_compress(
         for size in sizes:
             target = size - 3
             while True:
-                counts = hard_em(pieces, counts, corpus, workers, pool=pool)
+                counts = hard_em(pieces, counts, work, workers, pool=pool)
                 used = np.array([c > 0 or p in protected for p, c in zip(pieces, counts)], dtype=bool)
                 counts = np.maximum(counts, 1)
                 if not used.all():
