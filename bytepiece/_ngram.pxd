@@ -77,7 +77,7 @@ cdef int count_pieces_packed(const NgramTables *model, const unsigned char *data
 
 cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
                       int order, uint64_t *total, uint64_t *unigrams,
-                      U64Table *tables) noexcept nogil
+                      U64Table *tables, int part, int parts) noexcept nogil
 
 
 cdef class NgramCounts:
@@ -86,6 +86,7 @@ cdef class NgramCounts:
     cdef uint64_t unigrams[256]     # table 1
     cdef U64Table tables[MAX_ORDER + 1]   # tables[j] for 2 <= j <= order
     cdef object _lock
+    cdef object _locks                    # one per part of add_packed(part, parts)
 
 
 cdef class NgramModel:

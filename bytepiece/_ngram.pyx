@@ -289,8 +289,13 @@ cdef int bt_add(ByteTable *t, const unsigned char *key, int64_t n, int64_t inc) 
 
 cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
                       int order, uint64_t *total, uint64_t *unigrams,
-                      U64Table *tables) noexcept nogil:
-    """Add the n-grams of every chunk to the tables (only full-length keys)."""
+                      U64Table *tables, int part, int parts) noexcept nogil:
+    """Add the n-grams of every chunk to the tables (only full-length keys).
+
+    Only the lengths ``j`` with ``(j - 1) % parts == part`` are counted (length 1
+    and the total belong to part 0), so ``parts`` threads can fill one set of
+    tables at the same time, each its own lengths, without copies to merge.
+    """
     cdef int64_t c, i, start, end, limit
     cdef int j
     cdef uint64_t key
@@ -298,9 +303,11 @@ cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t
     for c in range(nchunks):
         start = offsets[c]
         end = offsets[c + 1]
-        total[0] += <uint64_t>(end - start)
+        if part == 0:
+            total[0] += <uint64_t>(end - start)
         for i in range(start, end):
-            unigrams[data[i]] += 1
+            if part == 0:
+                unigrams[data[i]] += 1
             key = data[i]
             limit = end - i
             if limit > order:
@@ -310,11 +317,13 @@ cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t
             for j in range(2, limit + 1):
                 key |= (<uint64_t>data[i + j - 1]) << (8 * (j - 1))
                 keys[j] = key
-                if tables[j].cap:
+                if (j - 1) % parts == part and tables[j].cap:
                     BP_PREFETCH(&tables[j].slots[u64_slot(&tables[j], key)])
-            for j in range(2, limit + 1):
+            j = 2 + (part + parts - 1) % parts
+            while j <= limit:
                 if u64_add(&tables[j], keys[j], 1) < 0:
                     return -1
+                j += parts
     return 0
 
 
@@ -357,6 +366,7 @@ cdef class NgramCounts:
         memset(self.unigrams, 0, sizeof(self.unigrams))
         memset(self.tables, 0, sizeof(self.tables))
         self._lock = threading.Lock()
+        self._locks = [threading.Lock() for _ in range(MAX_ORDER + 1)]
 
     def __dealloc__(self):
         cdef int j
@@ -368,17 +378,27 @@ cdef class NgramCounts:
         data, offsets = _packed_arrays(chunks)
         self.add_packed(data, offsets)
 
-    def add_packed(self, const unsigned char[::1] data, const int64_t[::1] offsets) -> None:
-        """Count packed chunks (``data[offsets[i]:offsets[i+1]]``) with the GIL released."""
+    def add_packed(self, const unsigned char[::1] data, const int64_t[::1] offsets,
+                   int part=0, int parts=1) -> None:
+        """Count packed chunks (``data[offsets[i]:offsets[i+1]]``) with the GIL released.
+
+        With ``parts > 1`` only the n-gram lengths of ``part`` are counted
+        (length ``j`` belongs to part ``(j - 1) % parts``): ``parts`` threads may
+        then count the same batches into this one object concurrently, one
+        part each, and the result equals ``add_packed(data, offsets)``.
+        """
         cdef int rc
         _check_packed(data, offsets)
+        if parts < 1 or not 0 <= part < parts:
+            raise ValueError(f"need 0 <= part < parts, got part={part}, parts={parts}")
         if offsets.shape[0] < 2:
             return
-        with self._lock:
+        lock = self._locks[part] if parts > 1 else self._lock
+        with lock:
             with nogil:
                 rc = count_ngrams(&data[0] if data.shape[0] else NULL, &offsets[0],
                                   offsets.shape[0] - 1, self.order, &self.n_bytes,
-                                  self.unigrams, self.tables)
+                                  self.unigrams, self.tables, part, parts)
         if rc < 0:
             raise MemoryError("out of memory while counting n-grams")
 
@@ -521,13 +541,14 @@ cdef class NgramCounts:
     def __reduce__(self):
         return (NgramCounts.from_bytes, (self.to_bytes(),))
 
-    def prune(self, int min_count=2):
+    def prune(self, int min_count=2, bint release=False):
         """§6.2: conditional log-probabilities of the n-grams counted at least ``min_count`` times.
 
         Every byte missing from table 1 gets count 1 (and adds 1 to the
         total); single bytes are always kept. Logs are taken with ``np.log`` on
         float64 counts, exactly as the reference does. These counts are not
-        modified.
+        modified, unless ``release=True``: then each table is freed as soon as
+        it has been pruned (lower peak memory) and the counts are left empty.
         """
         cdef NgramModel model = NgramModel.__new__(NgramModel)
         cdef int j, b
@@ -581,6 +602,8 @@ cdef class NgramCounts:
                         raise MemoryError()
                     s = u64_find(t, keys_view[i])
                     t.slots[s].val.logp = logs_view[i]
+                if release:
+                    u64_free(src)
         # Conditioning, from the longest n-grams down, so that table j-1 still
         # holds raw log counts while table j is divided by them.
         logs_view = unigram_logs
@@ -605,6 +628,9 @@ cdef class NgramCounts:
             if not missing_prefix:
                 for b in range(256):
                     model.m.unigram_logp[b] = logs_view[b] - log_total
+        if release:
+            self.n_bytes = 0
+            memset(self.unigrams, 0, sizeof(self.unigrams))
         if missing_prefix:
             raise ValueError("inconsistent n-gram counts: an n-gram is more frequent than its prefix")
         return model

@@ -124,20 +124,28 @@ class Trainer:
         work: Callable[[object, bytes, np.ndarray], None],
         merge: Callable[[object, object], object],
         progress: Progress,
+        broadcast: bool = False,
     ) -> object:
-        """Feed batches to ``workers`` threads, each with its own partial result; merge them."""
+        """Feed batches to ``workers`` threads, each with its own partial result; merge them.
+
+        With ``broadcast``, every batch goes to every thread instead, and each
+        thread gets its index in place of a partial result (nothing to merge).
+        """
         if workers == 1:
-            result = make()
+            result = 0 if broadcast else make()
             for data, offsets in self._batches(texts, batch_size):
                 work(result, data, offsets)
                 progress.update(len(data))
             return result
 
-        partials = [make() for _ in range(workers)]
-        tasks: "queue.Queue[Optional[Batch]]" = queue.Queue(maxsize=2 * workers)
+        partials = list(range(workers)) if broadcast else [make() for _ in range(workers)]
+        queues: "List[queue.Queue[Optional[Batch]]]" = (
+            [queue.Queue(maxsize=4) for _ in range(workers)] if broadcast else [queue.Queue(maxsize=2 * workers)]
+        )
         errors: List[BaseException] = []
 
         def run(partial: object) -> None:
+            tasks = queues[partial] if broadcast else queues[0]  # type: ignore[index]
             while True:
                 batch = tasks.get()
                 if batch is None:
@@ -156,15 +164,22 @@ class Trainer:
             for batch in self._batches(texts, batch_size):
                 if errors:
                     break
-                tasks.put(batch)
+                for tasks in queues:
+                    tasks.put(batch)
                 progress.update(len(batch[0]))
         finally:
-            for _ in threads:
-                tasks.put(None)
+            if broadcast:
+                for tasks in queues:  # one queue per thread
+                    tasks.put(None)
+            else:
+                for _ in threads:
+                    queues[0].put(None)
             for thread in threads:
                 thread.join()
         if errors:
             raise errors[0]
+        if broadcast:
+            return None
         result = partials[0]
         for partial in partials[1:]:
             merge(result, partial)
@@ -277,23 +292,28 @@ class Trainer:
             workers = os.cpu_count() or 1
         batch_size = _check_int("batch_size", batch_size, 1)
 
-        # §6.1: count n-grams.
+        # §6.1: count n-grams. Threads share one set of tables, each thread
+        # counting its own n-gram lengths over every batch: no table is
+        # duplicated, so memory does not grow with the number of workers.
+        parts = min(workers, self.order)
+        ngrams = NgramCounts(self.order)
         with Progress("count n-grams", unit="B", enabled=self.verbose) as progress:
-            ngrams: NgramCounts = self._run_pass(
+            self._run_pass(
                 texts,
-                workers,
+                parts,
                 batch_size,
-                lambda: NgramCounts(self.order),
-                lambda acc, data, offsets: acc.add_packed(data, offsets),
-                lambda a, b: a.merge(b),
+                None,
+                lambda part, data, offsets: ngrams.add_packed(data, offsets, part, parts),
+                None,
                 progress,
+                broadcast=True,
             )
         total_bytes = ngrams.total
         if total_bytes == 0:
             raise ValueError("the corpus is empty: texts holds no characters to train on")
 
-        # §6.2: prune into conditional log-probabilities.
-        model: NgramModel = ngrams.prune(self.min_count)
+        # §6.2: prune into conditional log-probabilities (freeing the counts as it goes).
+        model: NgramModel = ngrams.prune(self.min_count, release=True)
         del ngrams
 
         # §6.3: segment with the n-gram model, count pieces.
