@@ -17,6 +17,8 @@ cdef class PieceSet:
     cdef int64_t step(self, int64_t node, uint8_t b) noexcept nogil
     cdef int64_t fewest(self, const uint8_t *t, int64_t n, int32_t exclude,
                         int32_t *dp) noexcept nogil
+    cdef int64_t viterbi_tokens(self, const double *score, const uint8_t *t, int64_t n,
+                                int32_t exclude, double *best, int32_t *back) noexcept nogil
     cdef void viterbi_count(self, const double *score, const uint8_t *t, int64_t n,
                             int64_t w, double *best, int32_t *back, int32_t *which,
                             int64_t *counts) noexcept nogil

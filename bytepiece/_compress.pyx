@@ -496,6 +496,65 @@ cdef class PieceSet:
         free(dp)
         return np.asarray(out)
 
+    cdef int64_t viterbi_tokens(self, const double *score, const uint8_t *t, int64_t n,
+                                int32_t exclude, double *best, int32_t *back) noexcept nogil:
+        """Tokens of the §4 Viterbi of ``t[:n]`` never using piece ``exclude``."""
+        cdef int64_t s, e, node, k = 0
+        cdef int32_t v
+        cdef double cand
+        best[0] = 0.0
+        for e in range(1, n + 1):
+            best[e] = -INFINITY
+        for s in range(n):
+            if best[s] == -INFINITY:
+                continue
+            node = 0
+            for e in range(s + 1, n + 1):
+                node = self.step(node, t[e - 1])
+                if node < 0:
+                    break
+                v = self.value[node]
+                if v >= 0 and v != exclude:
+                    cand = best[s] + score[v]
+                    if cand > best[e]:
+                        best[e] = cand
+                        back[e] = <int32_t> s
+        if best[n] == -INFINITY:
+            return -1
+        e = n
+        while e > 0:
+            k += 1
+            e = back[e]
+        return k
+
+    def split_cost_viterbi(self, const double[::1] scores, long long lo=0, long long hi=-1):
+        """Like :meth:`split_cost`, but the tokens the §4 Viterbi with ``scores``
+        spends on each piece without it (what the tokenizer would do inside
+        the piece's span)."""
+        if scores.shape[0] != self.n_pieces:
+            raise ValueError("need one score per piece")
+        if hi < 0 or hi > self.n_pieces:
+            hi = self.n_pieces
+        if lo < 0:
+            lo = 0
+        if hi < lo:
+            hi = lo
+        cdef int32_t[::1] out = np.empty(hi - lo, dtype=np.int32)
+        cdef const uint8_t *blob = self._blob
+        cdef int64_t i
+        cdef double *best = <double *> malloc((self.max_len + 1) * sizeof(double))
+        cdef int32_t *back = <int32_t *> malloc((self.max_len + 1) * sizeof(int32_t))
+        if best == NULL or back == NULL:
+            free(best); free(back)
+            raise MemoryError()
+        with nogil:
+            for i in range(lo, hi):
+                out[i - lo] = <int32_t> self.viterbi_tokens(
+                    &scores[0], blob + self._offsets[i], self._offsets[i + 1] - self._offsets[i],
+                    <int32_t> i, best, back)
+        free(best); free(back)
+        return np.asarray(out)
+
     cdef void viterbi_count(self, const double *score, const uint8_t *t, int64_t n,
                             int64_t w, double *best, int32_t *back, int32_t *which,
                             int64_t *counts) noexcept nogil:

@@ -151,11 +151,21 @@ def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: in
     return np.sum([f.result() for f in futures], axis=0)
 
 
-def _split_costs(pieces: List[bytes], workers: int, pool: Optional[ThreadPoolExecutor]) -> np.ndarray:
+def _split_costs(pieces: List[bytes], counts: np.ndarray, method: str, workers: int,
+                 pool: Optional[ThreadPoolExecutor]) -> np.ndarray:
+    """Tokens each piece would cost without itself: ``fewest`` other pieces, or
+    what the ``viterbi`` of the current model spends on its bytes."""
     ps = PieceSet(pieces)
+    if method == "fewest":
+        run = ps.split_cost
+    elif method == "viterbi":
+        scores = _scores(counts)
+        run = lambda lo=0, hi=-1: ps.split_cost_viterbi(scores, lo, hi)  # noqa: E731
+    else:
+        raise ValueError(f"split_cost must be 'fewest' or 'viterbi', got {method!r}")
     if workers <= 1 or pool is None:
-        return ps.split_cost()
-    futures = [pool.submit(ps.split_cost, lo, hi) for lo, hi in _ranges(len(pieces), workers * 4)]
+        return run()
+    futures = [pool.submit(run, lo, hi) for lo, hi in _ranges(len(pieces), workers * 4)]
     return np.concatenate([f.result() for f in futures])
 
 
@@ -185,12 +195,14 @@ def train_compress(
     verbose: bool = True,
     *,
     num_candidates: Optional[int] = None,
-    prune_fraction: float = 0.25,
+    prune_fraction: float = 0.15,
     partial_chars: bool = True,
     final_rounds: int = 4,
     char_coverage: bool = True,
     repeats: str = "count",
     char_min_count: int = 1,
+    split_cost: str = "viterbi",
+    ngram_candidates: int = 0,
 ) -> Dict[int, Dict[bytes, int]]:
     """Train compression-first vocabularies; returns ``{size: {piece: count}}``.
 
@@ -220,6 +232,8 @@ def train_compress(
         num_candidates = max(100000, 20 * sizes[0])
     start = time.perf_counter()
 
+    if ngram_candidates:
+        texts = texts if isinstance(texts, (list, tuple)) else list(texts)
     corpus = load_corpus(texts, isolate_digits=isolate_digits)
     _log(verbose, f"corpus: {len(corpus)} distinct chunks, {len(corpus.data)} distinct bytes "
                   f"({corpus.total_bytes} in all), {time.perf_counter() - start:.1f}s")
@@ -249,6 +263,18 @@ def train_compress(
 
     pieces: List[bytes] = list(_SINGLE_BYTES) + list(cand)
     counts = np.concatenate([np.maximum(corpus.byte_counts(), 1), cand_counts]).astype(np.int64)
+    if ngram_candidates:
+        from .trainer import Trainer
+
+        ngram = Trainer(max_vocab_size=int(ngram_candidates), max_piece_length=int(max_piece_length),
+                        min_count=int(min_count), isolate_digits=isolate_digits,
+                        ensure_unicode=ensure_unicode, verbose=False)
+        ngram_counts = ngram.train(texts, workers=workers)[int(ngram_candidates)]
+        known = set(pieces)
+        extra = [(p, c) for p, c in ngram_counts.items() if p not in known]
+        pieces += [p for p, _ in extra]
+        counts = np.concatenate([counts, np.array([c for _, c in extra], dtype=np.int64)])
+        _log(verbose, f"n-gram candidates: {len(extra)} added, {time.perf_counter() - start:.1f}s")
     protected: set = set(_SINGLE_BYTES)
     if char_coverage:
         chars = corpus.char_counts(char_min_count)
@@ -282,7 +308,7 @@ def train_compress(
                 multi = np.array([p not in protected for p in pieces], dtype=bool)
                 n_multi = int(multi.sum())
                 n_drop = min(max(1, int(math.ceil(prune_fraction * n_multi))), len(pieces) - target)
-                cost = _split_costs(pieces, workers, pool).astype(np.int64)
+                cost = _split_costs(pieces, counts, split_cost, workers, pool).astype(np.int64)
                 saving = counts * (cost - 1)
                 saving[~multi] = np.iinfo(np.int64).max
                 lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
