@@ -9,11 +9,13 @@ cdef class PieceSet:
     cdef int64_t mask
     cdef int32_t *value
     cdef int64_t n_nodes
+    cdef int64_t value_cap
     cdef int32_t max_len
     cdef int32_t n_pieces
     cdef object _blob
     cdef int64_t[::1] _offsets
 
+    cdef int grow(self) noexcept
     cdef int64_t step(self, int64_t node, uint8_t b) noexcept nogil
     cdef int64_t fewest(self, const uint8_t *t, int64_t n, int32_t exclude,
                         int32_t *dp) noexcept nogil

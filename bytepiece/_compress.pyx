@@ -16,7 +16,7 @@ released:
   ``bytepiece._core`` is not built).
 """
 from libc.stdint cimport int32_t, int64_t, uint64_t, uint8_t
-from libc.stdlib cimport malloc, calloc, free, qsort
+from libc.stdlib cimport malloc, calloc, free, qsort, realloc
 from libc.string cimport memset, memcpy
 from libc.math cimport INFINITY
 
@@ -32,60 +32,73 @@ cdef inline bint is_cont(uint8_t b) noexcept nogil:
 # ---------------------------------------------------------------------------
 # Suffix array to a bounded depth
 # ---------------------------------------------------------------------------
+#
+# Memory: besides the corpus, one int32 per byte for the chunk id and one for
+# the suffix array; sorting needs three more int32 per byte for a moment.
+# Nothing else grows with the corpus.
 
-cdef int radix_pass(const int32_t *key, const int32_t *src, int32_t *dst,
-                    int64_t n, int64_t nkeys, int64_t *cnt) noexcept nogil:
-    """Stable counting sort of the indexes ``src`` by ``key[src[i]]`` into ``dst``."""
-    cdef int64_t i, s = 0, c
-    memset(cnt, 0, (nkeys + 1) * sizeof(int64_t))
-    for i in range(n):
-        cnt[key[src[i]]] += 1
-    for i in range(nkeys + 1):
-        c = cnt[i]
-        cnt[i] = s
-        s += c
-    for i in range(n):
-        c = key[src[i]]
-        dst[cnt[c]] = src[i]
-        cnt[c] += 1
+cdef inline int32_t second_key(const int32_t *rank, const int32_t *cid, const int64_t *offsets,
+                               int64_t i, int64_t k) noexcept nogil:
+    """Rank of the suffix ``k`` bytes after ``i``, or 0 past the end of its chunk."""
+    if i + k < offsets[cid[i] + 1]:
+        return rank[i + k]
     return 0
 
 
-cdef int suffix_sort(const uint8_t *text, const int32_t *cend, int64_t n, int depth,
-                     int32_t *sa) noexcept nogil:
+cdef int suffix_sort(const uint8_t *text, const int32_t *cid, const int64_t *offsets,
+                     int64_t n, int depth, int32_t *sa) noexcept nogil:
     """Sort the suffixes of ``text`` by their first ``depth`` bytes, each suffix
-    truncated at the end of its chunk (``cend[i]``). Prefix doubling: after the
-    round with step ``k`` the ranks order the first ``2k`` bytes. Returns -1 when
-    out of memory."""
+    truncated at the end of its chunk. Prefix doubling with two stable counting
+    sorts per round: after the round with step ``k`` the ranks order the first
+    ``2k`` bytes. Returns -1 when out of memory."""
     cdef int32_t *rank = <int32_t *> malloc(n * sizeof(int32_t))
-    cdef int32_t *key2 = <int32_t *> malloc(n * sizeof(int32_t))
     cdef int32_t *tmp = <int32_t *> malloc(n * sizeof(int32_t))
-    cdef int64_t *cnt = <int64_t *> malloc((n + 258) * sizeof(int64_t))
-    cdef int64_t i, k = 1, r, nranks = 257
-    cdef int32_t a, b
-    if rank == NULL or key2 == NULL or tmp == NULL or cnt == NULL:
-        free(rank); free(key2); free(tmp); free(cnt)
+    cdef int32_t *cnt = <int32_t *> malloc((n + 258) * sizeof(int32_t))
+    cdef int64_t i, k = 1, r, nranks = 257, s, c
+    cdef int32_t a, b, key
+    if rank == NULL or tmp == NULL or cnt == NULL:
+        free(rank); free(tmp); free(cnt)
         return -1
+    # first byte
+    memset(cnt, 0, 258 * sizeof(int32_t))
     for i in range(n):
         rank[i] = text[i] + 1
-        tmp[i] = <int32_t> i
-    radix_pass(rank, tmp, sa, n, 257, cnt)
-    # Ranks now order the first byte; after each round they order 2k bytes.
+        cnt[rank[i]] += 1
+    s = 0
+    for i in range(258):
+        c = cnt[i]; cnt[i] = <int32_t> s; s += c
+    for i in range(n):
+        sa[cnt[rank[i]]] = <int32_t> i
+        cnt[rank[i]] += 1
     while k < depth:
+        # stable sort by the second key (sa -> tmp), then by the first (tmp -> sa)
+        memset(cnt, 0, (nranks + 1) * sizeof(int32_t))
         for i in range(n):
-            if i + k < cend[i]:
-                key2[i] = rank[i + k]
-            else:
-                key2[i] = 0
-        radix_pass(key2, sa, tmp, n, nranks, cnt)
-        radix_pass(rank, tmp, sa, n, nranks, cnt)
-        # New ranks: 1 + number of distinct (rank, key2) pairs before.
+            cnt[second_key(rank, cid, offsets, i, k)] += 1
+        s = 0
+        for i in range(nranks + 1):
+            c = cnt[i]; cnt[i] = <int32_t> s; s += c
+        for i in range(n):
+            key = second_key(rank, cid, offsets, sa[i], k)
+            tmp[cnt[key]] = sa[i]
+            cnt[key] += 1
+        memset(cnt, 0, (nranks + 1) * sizeof(int32_t))
+        for i in range(n):
+            cnt[rank[i]] += 1
+        s = 0
+        for i in range(nranks + 1):
+            c = cnt[i]; cnt[i] = <int32_t> s; s += c
+        for i in range(n):
+            key = rank[tmp[i]]
+            sa[cnt[key]] = tmp[i]
+            cnt[key] += 1
+        # new ranks: 1 + number of distinct (rank, second key) pairs before
         r = 1
         tmp[sa[0]] = 1
         for i in range(1, n):
             a = sa[i - 1]
             b = sa[i]
-            if rank[a] != rank[b] or key2[a] != key2[b]:
+            if rank[a] != rank[b] or second_key(rank, cid, offsets, a, k) != second_key(rank, cid, offsets, b, k):
                 r += 1
             tmp[b] = <int32_t> r
         memcpy(rank, tmp, n * sizeof(int32_t))
@@ -93,7 +106,7 @@ cdef int suffix_sort(const uint8_t *text, const int32_t *cend, int64_t n, int de
         k *= 2
         if r == n:
             break
-    free(rank); free(key2); free(tmp); free(cnt)
+    free(rank); free(tmp); free(cnt)
     return 0
 
 
@@ -102,7 +115,6 @@ cdef int suffix_sort(const uint8_t *text, const int32_t *cend, int64_t n, int de
 # ---------------------------------------------------------------------------
 
 cdef struct Cand:
-    double score
     int64_t count
     int32_t pos
     int32_t length
@@ -113,16 +125,20 @@ cdef struct CandBuf:
     int64_t size
     int64_t capacity
     int64_t top_k
-    double threshold      # candidates scoring below this cannot enter the top k
+    int64_t threshold      # candidates scoring below this cannot enter the top k
+
+
+cdef inline int64_t cand_score(const Cand *c) noexcept nogil:
+    """Tokens saved if every occurrence became one token: ``count * (length - 1)``."""
+    return c.count * (c.length - 1)
 
 
 cdef int cmp_cand_desc(const void *x, const void *y) noexcept nogil:
     cdef const Cand *a = <const Cand *> x
     cdef const Cand *b = <const Cand *> y
-    if a.score > b.score:
-        return -1
-    if a.score < b.score:
-        return 1
+    cdef int64_t sa = cand_score(a), sb = cand_score(b)
+    if sa != sb:
+        return -1 if sa > sb else 1
     # Deterministic order among ties: longer first, then position.
     if a.length != b.length:
         return -1 if a.length > b.length else 1
@@ -131,11 +147,11 @@ cdef int cmp_cand_desc(const void *x, const void *y) noexcept nogil:
     return 0
 
 
-cdef double kth_largest(double *v, int64_t n, int64_t k) noexcept nogil:
+cdef int64_t kth_largest(int64_t *v, int64_t n, int64_t k) noexcept nogil:
     """The ``k``-th largest value of ``v[:n]`` (0-based; ``v`` is reordered).
     Hoare quickselect with a median-of-three pivot."""
     cdef int64_t lo = 0, hi = n - 1, i, j, mid
-    cdef double pivot, t, a, b, c
+    cdef int64_t pivot, t, a, b, c
     while lo < hi:
         mid = lo + (hi - lo) // 2
         a = v[lo]; b = v[mid]; c = v[hi]
@@ -171,29 +187,29 @@ cdef void candbuf_shrink(CandBuf *buf) noexcept nogil:
     Linear time: the k-th best score is found by quickselect, then the buffer
     is compacted in place keeping its order (ties at the threshold are kept
     first come, first kept), so the result is deterministic."""
-    cdef int64_t i, w = 0, ties
-    cdef double thr
-    cdef double *tmp
+    cdef int64_t i, w = 0, ties, thr, sc
+    cdef int64_t *tmp
     if buf.size <= buf.top_k:
         return
-    tmp = <double *> malloc(buf.size * sizeof(double))
+    tmp = <int64_t *> malloc(buf.size * sizeof(int64_t))
     if tmp == NULL:
         # No memory for the fast path: fall back to sorting in place.
         qsort(buf.items, buf.size, sizeof(Cand), cmp_cand_desc)
         buf.size = buf.top_k
-        buf.threshold = buf.items[buf.top_k - 1].score
+        buf.threshold = cand_score(&buf.items[buf.top_k - 1])
         return
     for i in range(buf.size):
-        tmp[i] = buf.items[i].score
+        tmp[i] = cand_score(&buf.items[i])
     thr = kth_largest(tmp, buf.size, buf.top_k - 1)
     free(tmp)
     ties = buf.top_k
     for i in range(buf.size):
-        if buf.items[i].score > thr:
+        if cand_score(&buf.items[i]) > thr:
             ties -= 1
     for i in range(buf.size):
-        if buf.items[i].score > thr or (buf.items[i].score == thr and ties > 0):
-            if buf.items[i].score == thr:
+        sc = cand_score(&buf.items[i])
+        if sc > thr or (sc == thr and ties > 0):
+            if sc == thr:
                 ties -= 1
             buf.items[w] = buf.items[i]
             w += 1
@@ -202,14 +218,12 @@ cdef void candbuf_shrink(CandBuf *buf) noexcept nogil:
 
 
 cdef inline int candbuf_add(CandBuf *buf, int32_t pos, int32_t length, int64_t count) noexcept nogil:
-    cdef double score = <double> count * (length - 1)
-    if score < buf.threshold:
+    if count * (length - 1) < buf.threshold:
         return 0
     if buf.size == buf.capacity:
         candbuf_shrink(buf)
-        if score < buf.threshold:
+        if count * (length - 1) < buf.threshold:
             return 0
-    buf.items[buf.size].score = score
     buf.items[buf.size].count = count
     buf.items[buf.size].pos = pos
     buf.items[buf.size].length = length
@@ -230,10 +244,11 @@ cdef inline bint boundary_ok(const uint8_t *text, int64_t p, int64_t m, int64_t 
     return p + m == end or not is_cont(text[p + m])
 
 
-cdef void report(CandBuf *buf, const uint8_t *text, const int32_t *cend, int64_t p,
+cdef void report(CandBuf *buf, const uint8_t *text, int64_t end, int64_t p,
                  int64_t lo, int64_t hi, int64_t count, int64_t min_count,
                  int mode) noexcept nogil:
-    """Offer the substrings ``text[p:p+m]`` for ``lo < m <= hi`` (all with ``count``)."""
+    """Offer the substrings ``text[p:p+m]`` for ``lo < m <= hi`` (all with ``count``);
+    ``end`` is the end of the chunk holding ``p``."""
     cdef int64_t m
     if count < min_count or hi < 2:
         return
@@ -242,8 +257,21 @@ cdef void report(CandBuf *buf, const uint8_t *text, const int32_t *cend, int64_t
     if mode != 0 and is_cont(text[p]):
         return
     for m in range(lo + 1, hi + 1):
-        if boundary_ok(text, p, m, cend[p], mode):
+        if boundary_ok(text, p, m, end, mode):
             candbuf_add(buf, <int32_t> p, <int32_t> m, count)
+
+
+cdef inline int64_t common_prefix(const uint8_t *text, const int32_t *cid, const int64_t *offsets,
+                                  int64_t p, int64_t q, int64_t depth) noexcept nogil:
+    """Common prefix of the suffixes at ``p`` and ``q`` within their chunks, capped at ``depth``."""
+    cdef int64_t lim = offsets[cid[p] + 1] - p, l = 0
+    if offsets[cid[q] + 1] - q < lim:
+        lim = offsets[cid[q] + 1] - q
+    if lim > depth:
+        lim = depth
+    while l < lim and text[p + l] == text[q + l]:
+        l += 1
+    return l
 
 
 def count_candidates(const uint8_t[::1] data, const int64_t[::1] offsets,
@@ -253,99 +281,103 @@ def count_candidates(const uint8_t[::1] data, const int64_t[::1] offsets,
 
     ``data[offsets[i]:offsets[i+1]]`` is chunk ``i``, occurring ``weights[i]``
     times. Every substring of 2..``max_len`` bytes inside one chunk whose
-    weighted count is at least ``min_count`` is considered (``mode`` as in
-    ``boundary_ok``: 1 keeps whole UTF-8 characters, 2 also allows pieces that
-    end inside a character, 0 allows any bytes); the ``top_k`` with the largest
+    weighted count is at least ``min_count`` is considered (``mode``: 1 keeps
+    whole UTF-8 characters, 2 also allows pieces that end inside a character,
+    0 allows any bytes); the ``top_k`` with the largest
     ``count * (length - 1)`` are returned as ``(pieces, counts)``, best first.
+
+    One pass over the suffix array visits every LCP interval (a substring
+    shared by several suffixes: its count is the summed weight of the
+    interval) and every leaf (a substring seen at one position only, counted
+    with its chunk's weight), so each distinct substring is offered once.
     """
     cdef int64_t n = data.shape[0]
     cdef int64_t nchunks = offsets.shape[0] - 1
-    cdef int64_t i, j, c, p, q, l, lim, top_lcp, parent, lb, cur
+    cdef int64_t i, j, c, p, lim, top_lcp, parent, lb, cur, prev_lcp, next_lcp, w, wsum, lb_wsum
     cdef int64_t depth = max_len
     if nchunks < 0 or offsets[0] != 0 or offsets[nchunks] != n:
         raise ValueError("offsets must start at 0 and end at len(data)")
     if weights.shape[0] != nchunks:
         raise ValueError("need one weight per chunk")
-    if n >= (1 << 31) - 2:
+    if n >= (1 << 31) - 300:
         raise ValueError("corpus too large for 32-bit suffix positions; sample it")
-    if max_len < 2 or top_k < 1:
-        return [], np.zeros(0, dtype=np.int64)
-    if n == 0:
+    if max_len < 2 or top_k < 1 or n == 0:
         return [], np.zeros(0, dtype=np.int64)
     cdef const uint8_t *text = &data[0]
-    cdef int32_t *cend = <int32_t *> malloc(n * sizeof(int32_t))
+    cdef const int64_t *offs = &offsets[0]
     cdef int32_t *cid = <int32_t *> malloc(n * sizeof(int32_t))
     cdef int32_t *sa = <int32_t *> malloc(n * sizeof(int32_t))
-    cdef int32_t *lcp = <int32_t *> malloc((n + 1) * sizeof(int32_t))
-    cdef int64_t *wsum = <int64_t *> malloc((n + 1) * sizeof(int64_t))
     cdef int64_t *st_lcp = <int64_t *> malloc((depth + 2) * sizeof(int64_t))
     cdef int64_t *st_lb = <int64_t *> malloc((depth + 2) * sizeof(int64_t))
+    cdef int64_t *st_w = <int64_t *> malloc((depth + 2) * sizeof(int64_t))
     cdef CandBuf buf
     cdef int sp
     cdef int rc = 0
     buf.top_k = top_k
-    buf.capacity = 4 * top_k + 1024
+    buf.capacity = 2 * top_k + 1024
     buf.size = 0
-    buf.threshold = -1.0
-    buf.items = <Cand *> malloc(buf.capacity * sizeof(Cand))
+    buf.threshold = -1
+    buf.items = NULL
     try:
-        if (cend == NULL or cid == NULL or sa == NULL or lcp == NULL or wsum == NULL
-                or st_lcp == NULL or st_lb == NULL or buf.items == NULL):
+        if cid == NULL or sa == NULL or st_lcp == NULL or st_lb == NULL or st_w == NULL:
             raise MemoryError()
         with nogil:
             for c in range(nchunks):
-                for i in range(offsets[c], offsets[c + 1]):
-                    cend[i] = <int32_t> offsets[c + 1]
+                for i in range(offs[c], offs[c + 1]):
                     cid[i] = <int32_t> c
-            rc = suffix_sort(text, cend, n, depth, sa)
+            rc = suffix_sort(text, cid, offs, n, depth, sa)
         if rc != 0:
             raise MemoryError()
+        buf.items = <Cand *> malloc(buf.capacity * sizeof(Cand))
+        if buf.items == NULL:
+            raise MemoryError()
         with nogil:
-            # lcp[j] = common prefix of suffixes sa[j-1] and sa[j], capped at depth.
-            lcp[0] = 0
-            lcp[n] = 0
-            wsum[0] = 0
-            for j in range(n):
-                wsum[j + 1] = wsum[j] + weights[cid[sa[j]]]
-            for j in range(1, n):
-                p = sa[j - 1]
-                q = sa[j]
-                lim = cend[p] - p
-                if cend[q] - q < lim:
-                    lim = cend[q] - q
-                if lim > depth:
-                    lim = depth
-                l = 0
-                while l < lim and text[p + l] == text[q + l]:
-                    l += 1
-                lcp[j] = <int32_t> l
-            # Leaves: substrings seen at one suffix only, repeated by its chunk weight.
-            for j in range(n):
-                p = sa[j]
-                lb = lcp[j] if lcp[j] > lcp[j + 1] else lcp[j + 1]
-                lim = cend[p] - p
-                if lim > depth:
-                    lim = depth
-                report(&buf, text, cend, p, lb, lim, weights[cid[p]], min_count, mode)
-            # Internal LCP intervals (stack-based bottom-up traversal).
+            # One left-to-right pass; lcp between sa[j-1] and sa[j] computed on
+            # the fly; wsum = summed weight of sa[0..j-1]; the stack holds the
+            # open LCP intervals (lcp, left bound, wsum at the left bound).
             sp = 0
             st_lcp[0] = 0
             st_lb[0] = 0
-            for j in range(1, n + 1):
-                cur = lcp[j]
-                lb = j - 1
+            st_w[0] = 0
+            prev_lcp = 0
+            wsum = 0
+            for j in range(n + 1):
+                if j < n - 1:
+                    next_lcp = common_prefix(text, cid, offs, sa[j], sa[j + 1], depth)
+                else:
+                    next_lcp = 0
+                if j < n:
+                    # leaf: lengths longer than both neighbouring lcps occur only here
+                    p = sa[j]
+                    w = weights[cid[p]]
+                    lim = offs[cid[p] + 1] - p
+                    if lim > depth:
+                        lim = depth
+                    report(&buf, text, offs[cid[p] + 1], p,
+                           prev_lcp if prev_lcp > next_lcp else next_lcp, lim, w, min_count, mode)
+                    # close the intervals that end at j (lcp(j, j+1) is smaller)
+                    wsum += w
+                    cur = next_lcp
+                else:
+                    cur = 0
+                # intervals are closed after suffix j is added: [lb, j]
+                lb = j
+                lb_wsum = wsum - w if j < n else wsum
                 while cur < st_lcp[sp]:
                     top_lcp = st_lcp[sp]
                     lb = st_lb[sp]
+                    lb_wsum = st_w[sp]
                     sp -= 1
                     parent = st_lcp[sp] if st_lcp[sp] > cur else cur
-                    # suffixes lb..j-1 share exactly the lengths parent+1..top_lcp
-                    report(&buf, text, cend, sa[lb], parent, top_lcp,
-                           wsum[j] - wsum[lb], min_count, mode)
+                    # suffixes lb..j share exactly the lengths parent+1..top_lcp
+                    report(&buf, text, offs[cid[sa[lb]] + 1], sa[lb], parent, top_lcp,
+                           wsum - lb_wsum, min_count, mode)
                 if cur > st_lcp[sp]:
                     sp += 1
                     st_lcp[sp] = cur
                     st_lb[sp] = lb
+                    st_w[sp] = lb_wsum
+                prev_lcp = next_lcp
             candbuf_shrink(&buf)
             qsort(buf.items, buf.size, sizeof(Cand), cmp_cand_desc)
         pieces = [(<const char *> text)[buf.items[i].pos: buf.items[i].pos + buf.items[i].length]
@@ -355,8 +387,7 @@ def count_candidates(const uint8_t[::1] data, const int64_t[::1] offsets,
             counts[i] = buf.items[i].count
         return pieces, counts
     finally:
-        free(cend); free(cid); free(sa); free(lcp); free(wsum)
-        free(st_lcp); free(st_lb); free(buf.items)
+        free(cid); free(sa); free(st_lcp); free(st_lb); free(st_w); free(buf.items)
 
 
 # ---------------------------------------------------------------------------
@@ -378,8 +409,7 @@ cdef class PieceSet:
     """
     def __cinit__(self, pieces):
         """``pieces``: a list of distinct non-empty ``bytes``; piece i has index i."""
-        cdef int64_t total = 0, cap = 16, i, j, node, slot, key
-        cdef const uint8_t *s
+        cdef int64_t total = 0, i, j, node, slot, key
         cdef int64_t m
         self.keys = NULL
         self.child = NULL
@@ -393,15 +423,16 @@ cdef class PieceSet:
             total += len(piece)
             offs[i + 1] = total
         self._offsets = offs
-        while cap < 2 * total + 16:
-            cap *= 2
-        self.mask = cap - 1
-        self.keys = <int64_t *> malloc(cap * sizeof(int64_t))
-        self.child = <int32_t *> malloc(cap * sizeof(int32_t))
-        self.value = <int32_t *> malloc((total + 1) * sizeof(int32_t))
+        # The table starts small and doubles at half load: its size follows the
+        # number of trie nodes, not the total length of the pieces.
+        self.mask = 1023
+        self.value_cap = 1024
+        self.keys = <int64_t *> malloc((self.mask + 1) * sizeof(int64_t))
+        self.child = <int32_t *> malloc((self.mask + 1) * sizeof(int32_t))
+        self.value = <int32_t *> malloc(self.value_cap * sizeof(int32_t))
         if self.keys == NULL or self.child == NULL or self.value == NULL:
             raise MemoryError()
-        memset(self.keys, 0xFF, cap * sizeof(int64_t))
+        memset(self.keys, 0xFF, (self.mask + 1) * sizeof(int64_t))
         self.value[0] = -1
         self.n_nodes = 1
         self.max_len = 0
@@ -417,6 +448,12 @@ cdef class PieceSet:
                 while self.keys[slot] != -1 and self.keys[slot] != key:
                     slot = (slot + 1) & self.mask
                 if self.keys[slot] == -1:
+                    if 2 * self.n_nodes > self.mask or self.n_nodes + 1 >= self.value_cap:
+                        if self.grow() != 0:
+                            raise MemoryError()
+                        slot = mix(<uint64_t> key) & self.mask
+                        while self.keys[slot] != -1:
+                            slot = (slot + 1) & self.mask
                     self.keys[slot] = key
                     self.child[slot] = <int32_t> self.n_nodes
                     self.value[self.n_nodes] = -1
@@ -425,6 +462,32 @@ cdef class PieceSet:
             if self.value[node] != -1:
                 raise ValueError(f"duplicate piece {pieces[i]!r}")
             self.value[node] = <int32_t> i
+
+    cdef int grow(self) noexcept:
+        """Double the edge table (rehashing every edge) and the node array."""
+        cdef int64_t old_size = self.mask + 1, new_mask = 2 * old_size - 1, i, slot
+        cdef int64_t *keys = <int64_t *> malloc((new_mask + 1) * sizeof(int64_t))
+        cdef int32_t *child = <int32_t *> malloc((new_mask + 1) * sizeof(int32_t))
+        cdef int32_t *value = <int32_t *> realloc(self.value, 2 * self.value_cap * sizeof(int32_t))
+        if value != NULL:
+            self.value = value
+            self.value_cap *= 2
+        if keys == NULL or child == NULL or value == NULL:
+            free(keys); free(child)
+            return -1
+        memset(keys, 0xFF, (new_mask + 1) * sizeof(int64_t))
+        for i in range(old_size):
+            if self.keys[i] != -1:
+                slot = mix(<uint64_t> self.keys[i]) & new_mask
+                while keys[slot] != -1:
+                    slot = (slot + 1) & new_mask
+                keys[slot] = self.keys[i]
+                child[slot] = self.child[i]
+        free(self.keys); free(self.child)
+        self.keys = keys
+        self.child = child
+        self.mask = new_mask
+        return 0
 
     def __dealloc__(self):
         free(self.keys)

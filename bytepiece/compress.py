@@ -45,6 +45,8 @@ from .normalization import normalize
 __all__ = ["train_compress", "Corpus", "load_corpus", "hard_em"]
 
 _SINGLE_BYTES = [bytes([b]) for b in range(256)]
+#: Vocabularies larger than this are segmented with ``_compress.PieceSet``.
+CORE_MAX_PIECES = 100_000
 
 
 class Corpus:
@@ -88,8 +90,12 @@ class Corpus:
 
     def byte_counts(self) -> np.ndarray:
         """Weighted count of every byte value."""
-        per_pos = np.repeat(self.weights, np.diff(self.offsets))
-        return np.bincount(self.array, weights=per_pos, minlength=256).astype(np.int64)
+        counts = np.bincount(self.array, minlength=256).astype(np.int64)
+        offs = self.offsets
+        for i in np.flatnonzero(self.weights > 1).tolist():  # repeated chunks: few
+            counts += (int(self.weights[i]) - 1) * np.bincount(
+                self.array[offs[i]:offs[i + 1]], minlength=256)
+        return counts
 
 
 def load_corpus(texts: Iterable[str], isolate_digits: bool = False) -> Corpus:
@@ -100,9 +106,19 @@ def load_corpus(texts: Iterable[str], isolate_digits: bool = False) -> Corpus:
     return Corpus(chunks)
 
 
+def _peak_mb() -> float:
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):  # pragma: no cover - not on Unix
+        return 0.0
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
 def _log(verbose: bool, message: str) -> None:
     if verbose:
-        print(f"[compress] {message}", file=sys.stderr, flush=True)
+        print(f"[compress] {message}, peak {_peak_mb():.0f} MB", file=sys.stderr, flush=True)
 
 
 def _scores(counts: np.ndarray) -> np.ndarray:
@@ -131,8 +147,14 @@ def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: in
     ``pieces`` must contain all 256 single bytes with positive counts.
     """
     scores = _scores(counts)
-    segmenter = _segmenter_class() if use_core in (None, True) else None
-    if use_core and segmenter is None:
+    explicit = use_core is True
+    if use_core is None:
+        # The core's double-array trie needs far more memory to build than the
+        # hash-trie here; for the first, huge candidate vocabulary the lean
+        # twin is used (same §4 result, checked by the tests).
+        use_core = len(pieces) <= CORE_MAX_PIECES
+    segmenter = _segmenter_class() if use_core else None
+    if explicit and segmenter is None:
         raise ImportError("bytepiece._core is not built")
     if segmenter is not None:
         seg = segmenter(pieces, scores)
@@ -143,12 +165,14 @@ def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: in
     ps = PieceSet(pieces)
     if workers <= 1 or pool is None:
         return ps.split_counts(corpus.array, corpus.offsets, corpus.weights, scores)
-    parts = _ranges(len(corpus), workers * 4)
     futures = [
         pool.submit(ps.split_counts, corpus.array, corpus.offsets, corpus.weights, scores, lo, hi)
-        for lo, hi in parts
+        for lo, hi in _ranges(len(corpus), workers * 2)
     ]
-    return np.sum([f.result() for f in futures], axis=0)
+    total = futures[0].result()
+    for future in futures[1:]:
+        total += future.result()  # summed as they come: one count array at a time
+    return total
 
 
 def _split_costs(pieces: List[bytes], counts: np.ndarray, method: str, workers: int,
@@ -280,7 +304,7 @@ def train_compress(
         chars = corpus.char_counts(char_min_count)
         budget = sizes[-1] - 3 - 256
         chars = sorted(chars.items(), key=lambda kv: (-kv[1], kv[0]))[: budget // 2]
-        known = set(pieces)
+        known = {p for p in pieces if len(p) <= 4}  # characters are at most 4 bytes
         extra = [(c, n) for c, n in chars if c not in known]
         pieces += [c for c, _ in extra]
         counts = np.concatenate([counts, np.array([n for _, n in extra], dtype=np.int64)])
