@@ -37,7 +37,7 @@ cdef struct Trie:
 
 
 cdef struct Weights:
-    # Sampling weights for one alpha: weight = exp(alpha * (score - max_score)).
+    # Sampling weights for one alpha: weight = exp(alpha * score) = p ** alpha.
     double *weight
     double alpha
     int log_domain      # 1: the dynamic range is too wide, use the log-domain path

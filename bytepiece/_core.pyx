@@ -40,8 +40,8 @@ cdef extern from *:
     """
     long long bp_fetch_add(long long *p, long long v) noexcept nogil
 
-# Sampling runs in linear space while every piece weight stays above 2**-600:
-# alpha * (max_score - min_score) <= LINEAR_RANGE (< 600 ln 2). Forward masses
+# Sampling runs in linear space while every piece weight p ** alpha stays above
+# 2**-600: alpha * -min_score <= LINEAR_RANGE (< 600 ln 2). Forward masses
 # are kept within [2**-400, 2**400] times a power of two, so that a mass times
 # a weight is never subnormal and a sum of terms never overflows.
 cdef double LINEAR_RANGE = 415.0
@@ -781,9 +781,11 @@ cdef class Segmenter:
             hit = self._weights_cache.get(alpha)
         if hit is not None:
             return hit
-        spread = alpha * (self._scores.max() - self._scores.min())
-        log_domain = bool(spread > LINEAR_RANGE)
-        weights = None if log_domain else np.exp(alpha * (self._scores - self._scores.max()))
+        # Weights must be exactly p ** alpha: any per-piece rescaling would
+        # favour segmentations with fewer or more pieces. Scores are <= 0, so
+        # weights are <= 1; the linear path needs them >= 2**-600.
+        log_domain = bool(alpha * -self._scores.min() > LINEAR_RANGE)
+        weights = None if log_domain else np.exp(alpha * self._scores)
         hit = (weights, log_domain)
         with self._weights_lock:
             if len(self._weights_cache) >= 16:
