@@ -539,6 +539,7 @@ cdef struct BatchJob:
     int add_eos
     int chunked
     uint64_t seed
+    int64_t first_index        # text i draws from the stream (seed, first_index + i)
     long long next_text
     long long next_worker
     int failed
@@ -572,7 +573,7 @@ cdef void run_batch(BatchJob *job, const Trie *trie, const double *score,
                 row[task.scratch.path[q]] += job.weights[i]
             continue
         if weights != NULL:
-            rng_seed(&task.rng, text_seed(job.seed, i))
+            rng_seed(&task.rng, text_seed(job.seed, job.first_index + i))
         out = job.out + job.offsets[i] + i * extra
         w = 0
         if job.add_bos:
@@ -850,14 +851,15 @@ cdef class Segmenter:
 
     def encode_concat(self, data, offsets, double alpha=-1.0, uint64_t seed=0,
                       int num_threads=1, bint chunked=True, bint add_bos=False,
-                      bint add_eos=False):
+                      bint add_eos=False, int64_t first_index=0):
         """Segment many texts given as one buffer and ``n + 1`` offsets.
 
         Returns ``(ids, bounds)``: the ids of text ``i`` are
         ``ids[bounds[i]:bounds[i+1]]`` (int32, int64). Texts are spread over
         ``num_threads`` native threads (0: all cores); with sampling, text ``i``
-        uses a random stream that depends only on ``(seed, i)``, so the result
-        does not depend on the number of threads.
+        uses a random stream that depends only on ``(seed, first_index + i)``,
+        so the result does not depend on the number of threads or on how a
+        stream of texts is cut into batches.
         """
         cdef const unsigned char[::1] view = data
         cdef const int64_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int64)
@@ -881,6 +883,7 @@ cdef class Segmenter:
         runner.job.add_eos = add_eos
         runner.job.chunked = chunked
         runner.job.seed = seed
+        runner.job.first_index = first_index
         runner.use_weights(self, alpha)
         if n:
             _run_threads(runner, num_threads, off[n] - off[0])

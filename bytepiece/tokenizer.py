@@ -180,37 +180,61 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[TextLike], add_bos: bool = False, add_eos: bool = False,
                      alpha: float = -1, seed: Optional[int] = None, num_threads: int = 0,
-                     out_type=list):
+                     out_type=list, first_index: int = 0):
         """Encode many texts on native threads (``num_threads=0``: all cores).
 
         The result for each text equals :meth:`encode` of it. With sampling,
-        text ``i`` is drawn from a stream that depends only on ``(seed, i)``, so
-        results do not change with ``num_threads``; ``encode_batch([t], seed=s)``
-        equals ``encode(t, seed=s)``.
+        text ``i`` is drawn from a stream that depends only on
+        ``(seed, first_index + i)``, so results do not change with
+        ``num_threads``, and a corpus encoded in consecutive batches (passing
+        the running document count as ``first_index``) gives the same ids as
+        one big batch. ``encode_batch([t], seed=s)`` equals ``encode(t, seed=s)``.
+        ``out_type=np.ndarray`` returns one int32 array per text.
         """
         if isinstance(texts, (str, bytes)):
             raise TypeError("encode_batch expects a sequence of texts, not a single text")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
-            raise TypeError(f"num_threads must be an int, got {type(num_threads).__name__}")
-        if num_threads < 0:
-            raise ValueError(f"num_threads must be >= 0, got {num_threads}")
         alpha = _check_alpha(alpha)
         kind = self._out_kind(out_type)
         encoded = [_as_bytes(t) for t in texts]
-        flat, bounds = self._encode_many(encoded, bool(add_bos), bool(add_eos), alpha, seed, num_threads)
+        flat, bounds = self._encode_many(encoded, bool(add_bos), bool(add_eos), alpha, seed,
+                                         num_threads, first_index)
         if kind == 2:
             return [flat[bounds[i]:bounds[i + 1]] for i in range(len(encoded))]
         return _core.split_lists(flat, bounds, self._ids)
 
     def _encode_many(self, encoded: List[bytes], add_bos: bool, add_eos: bool, alpha: float,
-                     seed: Optional[int], num_threads: int):
-        """Flat int32 ids and int64 bounds of already-encoded texts."""
+                     seed: Optional[int], num_threads: int, first_index: int = 0):
+        """Flat int32 ids and int64 bounds of already-encoded texts.
+
+        Text ``i``'s ids are ``ids[bounds[i]:bounds[i+1]]``. This is the form a
+        token-file writer wants: no list per text.
+        """
+        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
+            raise TypeError(f"num_threads must be an int, got {type(num_threads).__name__}")
+        if num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0 (0: all cores), got {num_threads}")
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         if encoded:
             np.cumsum([len(b) for b in encoded], out=offsets[1:])
         call_seed = self._call_seed(seed) if alpha >= 0 else 0
+        if isinstance(first_index, bool) or not isinstance(first_index, (int, np.integer)) or first_index < 0:
+            raise ValueError(f"first_index must be a non-negative int, got {first_index!r}")
         return self._segmenter.encode_concat(b"".join(encoded), offsets, alpha, call_seed,
-                                             int(num_threads), True, add_bos, add_eos)
+                                             int(num_threads), True, add_bos, add_eos,
+                                             int(first_index))
+
+    def encode_batch_flat(self, texts: Sequence[TextLike], add_bos: bool = False,
+                          add_eos: bool = False, alpha: float = -1, seed: Optional[int] = None,
+                          num_threads: int = 0, first_index: int = 0):
+        """Like :meth:`encode_batch` but returns ``(ids, bounds)``: one flat
+        int32 array and int64 bounds, text ``i`` being ``ids[bounds[i]:bounds[i+1]]``.
+        The cheapest form for writing token files."""
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("encode_batch_flat expects a sequence of texts, not a single text")
+        alpha = _check_alpha(alpha)
+        encoded = [_as_bytes(t) for t in texts]
+        return self._encode_many(encoded, bool(add_bos), bool(add_eos), alpha, seed,
+                                 num_threads, first_index)
 
     @staticmethod
     def _out_kind(out_type) -> int:
