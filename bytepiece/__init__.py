@@ -5,8 +5,10 @@
 >>> tok.decode(tok.encode("Hello"))        # doctest: +SKIP
 'Hello'
 """
+from .convert import convert_to_bytepiece
 from .normalization import normalize
 from .tokenizer import Tokenizer
+from .trainer import Trainer
 
 __version__ = "0.7.0"
-__all__ = ["Tokenizer", "normalize", "__version__"]
+__all__ = ["Tokenizer", "Trainer", "normalize", "convert_to_bytepiece", "__version__"]
