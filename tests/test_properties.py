@@ -173,17 +173,11 @@ def assert_draws_follow(tok: Tokenizer, twin: EducationalTokenizer, chunk: bytes
         assert abs(freq - p) <= 6 * sigma + 3 / draws, (seg, freq, p)
 
 
-#: Core bug found by this test: the linear-domain sampler weighs a piece by
-#: exp(alpha * (score - max_score)). Shifting every piece by the same amount
-#: multiplies a segmentation of k pieces by exp(-alpha * max_score * k), which
-#: favours segmentations with more pieces (uniform alpha = 0 is unaffected).
-LINEAR_SAMPLER_BUG = pytest.mark.xfail(
-    strict=True, reason="core bug: linear-domain sampling weights are shifted by max_score per piece")
-
-
-@pytest.mark.parametrize("alpha", [0.0, pytest.param(0.3, marks=LINEAR_SAMPLER_BUG),
-                                   pytest.param(1.0, marks=LINEAR_SAMPLER_BUG),
-                                   pytest.param(3.0, marks=LINEAR_SAMPLER_BUG)])
+#: This test found a core bug (fixed in a9228ff): the linear-domain sampler
+#: weighed a piece by exp(alpha * (score - max_score)), which multiplies a
+#: segmentation of k pieces by exp(-alpha * max_score * k) and so favoured
+#: segmentations with more pieces (alpha = 0 was unaffected).
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0, 3.0])
 def test_sampling_distribution_is_exact(alpha: float) -> None:
     counts = {bytes([b]): 1 for b in range(256)}
     counts.update({b"a": 10, b"aa": 5, b"aaa": 2, b"ab": 3, b"b": 4, b"ba": 2, b"aab": 1})
