@@ -11,6 +11,7 @@ import math
 import random
 import unicodedata
 from collections import Counter
+from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
@@ -337,3 +338,119 @@ def test_viterbi_is_a_best_segmentation(case) -> None:
         best = max(twin.segmentation_logprob(s) for s in twin.segmentations(chunk))
         got = twin.segmentation_logprob(tok.tokenize(chunk))
         assert got >= best - 1e-9 * abs(best)
+
+
+# ---------------------------------------------------------------------------
+# Trainer: compiled == twin on random small corpora, and edge cases
+# ---------------------------------------------------------------------------
+
+trainer_texts = st.lists(
+    st.one_of(st.text(alphabet=st.characters(codec="utf-8"), max_size=60),
+              st.lists(st.sampled_from(FRAGMENTS + ["\n", "12", "ab"]), max_size=15).map("".join)),
+    min_size=1, max_size=6)
+
+
+def compiled_trainer(**kwargs):
+    from bytepiece.trainer import Trainer
+    return Trainer(verbose=False, **kwargs)
+
+
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(trainer_texts, st.sampled_from([1, 3, 6]), st.sampled_from([1, 2, 3]), st.booleans(),
+       st.booleans(), st.sampled_from([1, 2]))
+def test_trainer_equals_twin_on_random_corpora(texts, order, min_count, digits, unicode,
+                                               workers) -> None:
+    from bytepiece._educational import EducationalTrainer
+    assume("".join(texts))
+    params = dict(order=order, max_vocab_size=[300, 259], max_piece_length=8,
+                  min_count=min_count, isolate_digits=digits, ensure_unicode=unicode)
+    got = compiled_trainer(**params).train(texts, workers=workers)
+    want = EducationalTrainer(**params).train(texts)
+    assert got == want
+
+
+@pytest.mark.parametrize("texts", [[], [""], ["", ""]])
+def test_trainer_rejects_an_empty_corpus(texts) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        compiled_trainer(max_vocab_size=300).train(texts)
+
+
+@pytest.mark.parametrize("texts, error", [
+    ((t for t in ["abc"]), TypeError),         # one-shot iterator: read twice
+    (iter(["abc"]), TypeError),
+    (["abc", b"bytes"], TypeError),
+    (["abc", None], TypeError),
+    (["ok", "lone \ud800 surrogate"], ValueError),
+])
+def test_trainer_rejects_bad_corpora(texts, error) -> None:
+    with pytest.raises(error):
+        compiled_trainer(max_vocab_size=300).train(texts)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(order=0), dict(order=True), dict(max_vocab_size=258), dict(max_vocab_size=[]),
+    dict(max_vocab_size=[300, 300]), dict(max_vocab_size=300.0), dict(min_count=0),
+    dict(max_piece_length=0), dict(max_vocab_size="1000"),
+])
+def test_trainer_rejects_bad_parameters(kwargs) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        compiled_trainer(**kwargs)
+
+
+def test_trainer_rejects_a_corpus_that_changes_between_passes() -> None:
+    class Shrinking:
+        """Yields less text on the second pass."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __iter__(self):
+            self.calls += 1
+            return iter(["hello world " * (20 - 5 * self.calls)])
+
+    with pytest.raises(ValueError, match="changed"):
+        compiled_trainer(max_vocab_size=300).train(Shrinking())
+
+
+def test_trainer_save_before_train_and_round_trip(tmp_path) -> None:
+    trainer = compiled_trainer(max_vocab_size=[400, 300])
+    with pytest.raises(RuntimeError):
+        trainer.save(tmp_path / "m.model")
+    corpus = [SAMPLE] * 3 + ["\x00\x01\x7f control \t\r\n", "数字 12345 " * 20]
+    trainer.train(corpus)
+    paths = trainer.save(tmp_path / "m.model")
+    assert sorted(Path(p).name for p in paths) == ["m.model.300", "m.model.400"]
+    for path in paths:
+        tok = Tokenizer(path)
+        assert tok.vocab_size <= int(path.rsplit(".", 1)[1])
+        for text in corpus:
+            assert tok.decode(tok.encode(text)) == unicodedata.normalize("NFC", text)
+
+
+@pytest.mark.parametrize("kwargs, corpus, check", [
+    (dict(min_count=10 ** 9), ["abcabc" * 50], lambda v: all(len(p) == 1 for p in v)),
+    (dict(max_piece_length=1), ["abcabc" * 50], lambda v: all(len(p) == 1 for p in v)),
+    (dict(order=1), ["abcabc" * 50], lambda v: all(len(p) == 1 for p in v)),
+    (dict(max_vocab_size=259), ["abcabc" * 50], lambda v: len(v) == 256),
+    (dict(isolate_digits=True), ["1234567890 " * 100], lambda v: not any(
+        sum(ch.isdigit() for ch in p.decode("utf-8", "ignore")) > 1 for p in v)),
+    (dict(), ["\n" * 5000], lambda v: len(v) >= 256),
+    (dict(), ["a" * 50000], lambda v: max(len(p) for p in v) <= 36),
+    (dict(ensure_unicode=True), ["分词器" * 300], lambda v: all(
+        not (0x80 <= p[0] <= 0xBF) for p in v if len(p) > 1)),
+])
+def test_trainer_edge_corpora(kwargs, corpus, check) -> None:
+    params = dict(max_vocab_size=1000)
+    params.update(kwargs)
+    result = compiled_trainer(**params).train(corpus)
+    for vocab in result.values():
+        assert all(bytes([b]) in vocab for b in range(256))
+        assert check(vocab), sorted(vocab, key=len)[-5:]
+
+
+def test_trainer_workers_do_not_change_the_result() -> None:
+    corpus = [SAMPLE * 2, "数字 12345\n" * 30, "tabs\tand\r\nCRLF " * 40] * 4
+    results = [compiled_trainer(max_vocab_size=[500, 300]).train(corpus, workers=w, batch_size=b)
+               for w, b in ((1, 1000), (2, 1), (4, 3), (0, 2))]
+    assert all(r == results[0] for r in results)
