@@ -21,6 +21,8 @@ cdef class PieceSet:
                         int32_t *dp) noexcept nogil
     cdef int64_t viterbi_tokens(self, const double *score, const uint8_t *t, int64_t n,
                                 int32_t exclude, double *best, int32_t *back) noexcept nogil
+    cdef void forward_backward(self, const double *score, const uint8_t *t, int64_t n,
+                               double w, double *fw, double *bw, double *counts) noexcept nogil
     cdef void viterbi_count(self, const double *score, const uint8_t *t, int64_t n,
                             int64_t w, double *best, int32_t *back, int32_t *which,
                             int64_t *counts) noexcept nogil

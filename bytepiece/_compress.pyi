@@ -21,6 +21,15 @@ class PieceSet:
     def split_cost_viterbi(
         self, scores: npt.NDArray[np.float64], lo: int = 0, hi: int = -1
     ) -> npt.NDArray[np.int32]: ...
+    def expected_counts(
+        self,
+        data: npt.NDArray[np.uint8],
+        offsets: npt.NDArray[np.int64],
+        weights: npt.NDArray[np.int64],
+        scores: npt.NDArray[np.float64],
+        lo: int = 0,
+        hi: int = -1,
+    ) -> npt.NDArray[np.float64]: ...
     def split_counts(
         self,
         data: npt.NDArray[np.uint8],

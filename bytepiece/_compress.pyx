@@ -18,7 +18,7 @@ released:
 from libc.stdint cimport int32_t, int64_t, uint64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free, qsort, realloc
 from libc.string cimport memset, memcpy
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, exp, log1p
 
 import numpy as np
 
@@ -394,6 +394,17 @@ def count_candidates(const uint8_t[::1] data, const int64_t[::1] offsets,
 # Hash-trie over a vocabulary
 # ---------------------------------------------------------------------------
 
+cdef inline double logadd(double a, double b) noexcept nogil:
+    """ln(e^a + e^b) without overflow."""
+    if a == -INFINITY:
+        return b
+    if b == -INFINITY:
+        return a
+    if a > b:
+        return a + log1p(exp(b - a))
+    return b + log1p(exp(a - b))
+
+
 cdef inline uint64_t mix(uint64_t x) noexcept nogil:
     x ^= x >> 33
     x *= 0xff51afd7ed558ccdULL
@@ -651,6 +662,85 @@ cdef class PieceSet:
         while e > 0:
             counts[which[e]] += w
             e = back[e]
+
+    cdef void forward_backward(self, const double *score, const uint8_t *t, int64_t n,
+                               double w, double *fw, double *bw, double *counts) noexcept nogil:
+        """Soft EM on ``t[:n]``: add ``w`` times the posterior number of uses of
+        every piece (all segmentations weighted by ``prod(p(piece))``)."""
+        cdef int64_t s, e, node
+        cdef int32_t v
+        cdef double x, z
+        fw[0] = 0.0
+        for e in range(1, n + 1):
+            fw[e] = -INFINITY
+        for s in range(n):
+            if fw[s] == -INFINITY:
+                continue
+            node = 0
+            for e in range(s + 1, n + 1):
+                node = self.step(node, t[e - 1])
+                if node < 0:
+                    break
+                v = self.value[node]
+                if v >= 0:
+                    x = fw[s] + score[v]
+                    fw[e] = logadd(fw[e], x)
+        bw[n] = 0.0
+        for s in range(n - 1, -1, -1):
+            bw[s] = -INFINITY
+            node = 0
+            for e in range(s + 1, n + 1):
+                node = self.step(node, t[e - 1])
+                if node < 0:
+                    break
+                v = self.value[node]
+                if v >= 0:
+                    bw[s] = logadd(bw[s], score[v] + bw[e])
+        z = fw[n]
+        for s in range(n):
+            if fw[s] == -INFINITY:
+                continue
+            node = 0
+            for e in range(s + 1, n + 1):
+                node = self.step(node, t[e - 1])
+                if node < 0:
+                    break
+                v = self.value[node]
+                if v >= 0:
+                    counts[v] += w * exp(fw[s] + score[v] + bw[e] - z)
+
+    def expected_counts(self, const uint8_t[::1] data, const int64_t[::1] offsets,
+                        const int64_t[::1] weights, const double[::1] scores,
+                        long long lo=0, long long hi=-1):
+        """Soft-EM counts over chunks ``lo..hi-1``: posterior expected uses of
+        every piece under the unigram model ``scores`` (float64)."""
+        cdef int64_t nchunks = offsets.shape[0] - 1
+        cdef int64_t maxn = 0, i
+        if scores.shape[0] != self.n_pieces or weights.shape[0] != nchunks:
+            raise ValueError("need one score per piece and one weight per chunk")
+        if hi < 0 or hi > nchunks:
+            hi = nchunks
+        if lo < 0:
+            lo = 0
+        for i in range(lo, hi):
+            if offsets[i + 1] - offsets[i] > maxn:
+                maxn = offsets[i + 1] - offsets[i]
+        cdef double[::1] counts = np.zeros(self.n_pieces, dtype=np.float64)
+        if hi <= lo or self.n_pieces == 0:
+            return np.asarray(counts)
+        cdef double *fw = <double *> malloc((maxn + 1) * sizeof(double))
+        cdef double *bw = <double *> malloc((maxn + 1) * sizeof(double))
+        cdef const uint8_t *base = &data[0]
+        try:
+            if fw == NULL or bw == NULL:
+                raise MemoryError()
+            with nogil:
+                for i in range(lo, hi):
+                    self.forward_backward(&scores[0], base + offsets[i], offsets[i + 1] - offsets[i],
+                                          <double> weights[i], fw, bw, &counts[0])
+        finally:
+            free(fw); free(bw)
+        return np.asarray(counts)
 
     def split_counts(self, const uint8_t[::1] data, const int64_t[::1] offsets,
                      const int64_t[::1] weights, const double[::1] scores,

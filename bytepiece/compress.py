@@ -175,6 +175,23 @@ def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: in
     return total
 
 
+def soft_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: int = 1,
+            pool: Optional[ThreadPoolExecutor] = None) -> np.ndarray:
+    """One soft-EM step: posterior expected uses of each piece (float64)."""
+    scores = _scores(counts)
+    ps = PieceSet(pieces)
+    if workers <= 1 or pool is None:
+        return ps.expected_counts(corpus.array, corpus.offsets, corpus.weights, scores)
+    futures = [
+        pool.submit(ps.expected_counts, corpus.array, corpus.offsets, corpus.weights, scores, lo, hi)
+        for lo, hi in _ranges(len(corpus), workers * 2)
+    ]
+    total = futures[0].result()
+    for future in futures[1:]:
+        total += future.result()
+    return total
+
+
 def _split_costs(pieces: List[bytes], counts: np.ndarray, method: str, workers: int,
                  pool: Optional[ThreadPoolExecutor]) -> np.ndarray:
     """Tokens each piece would cost without itself: ``fewest`` other pieces, or
@@ -227,6 +244,7 @@ def train_compress(
     char_min_count: int = 1,
     split_cost: str = "viterbi",
     ngram_candidates: int = 0,
+    em: str = "hard",
 ) -> Dict[int, Dict[bytes, int]]:
     """Train compression-first vocabularies; returns ``{size: {piece: count}}``.
 
@@ -318,7 +336,11 @@ def train_compress(
         for size in sizes:
             target = size - 3
             while True:
-                counts = hard_em(pieces, counts, work, workers, pool=pool)
+                if em == "soft" and round_no > 0:
+                    soft = soft_em(pieces, counts, work, workers, pool=pool)
+                    counts = np.floor(soft + 0.5).astype(np.int64)
+                else:
+                    counts = hard_em(pieces, counts, work, workers, pool=pool)
                 used = np.array([c > 0 or p in protected for p, c in zip(pieces, counts)], dtype=bool)
                 counts = np.maximum(counts, 1)
                 if not used.all():

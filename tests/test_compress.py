@@ -93,6 +93,33 @@ def test_split_cost_is_fewest_other_pieces():
     assert halves.tolist() == cost.tolist()
 
 
+def test_expected_counts_match_enumeration():
+    pieces = [bytes([b]) for b in range(256)] + [b"ab", b"ba", b"aba", b"bab"]
+    rng = np.random.default_rng(1)
+    scores = np.log(rng.uniform(0.01, 1.0, size=len(pieces)))
+    index = {p: i for i, p in enumerate(pieces)}
+    text = b"ababab"
+
+    def segmentations(t):
+        if not t:
+            yield []
+            return
+        for k in range(1, len(t) + 1):
+            if t[:k] in index:
+                for rest in segmentations(t[k:]):
+                    yield [t[:k]] + rest
+
+    expected = np.zeros(len(pieces))
+    segs = list(segmentations(text))
+    weights = np.array([np.exp(sum(scores[index[p]] for p in seg)) for seg in segs])
+    for seg, w in zip(segs, weights / weights.sum()):
+        for p in seg:
+            expected[index[p]] += 3 * w
+    data, offsets, counts = _pack([text] * 3)
+    got = PieceSet(pieces).expected_counts(data, offsets, counts, scores)
+    assert np.allclose(got, expected)
+
+
 def test_fallback_viterbi_matches_core(corpus):
     core = pytest.importorskip("bytepiece._core")
     chunks = [c for text in corpus for c in load_corpus([text]).data.split(b"\n") if c]
