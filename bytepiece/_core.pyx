@@ -27,7 +27,7 @@ import numpy as np
 cimport cython
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF
-from libc.math cimport INFINITY, exp, fabs, frexp, ldexp, log1p
+from libc.math cimport INFINITY, NAN, exp, frexp, ldexp, log1p
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
@@ -482,6 +482,91 @@ cdef int64_t sample(const Trie *trie, const double *score, const Weights *weight
     return sample_linear(trie, weights.weight, text, n, scratch, rng)
 
 
+cdef int64_t edges_ending_at(const Trie *trie, const unsigned char *text, int64_t lo, int64_t e,
+                             int64_t *starts, int64_t *ends, int32_t *ids) noexcept nogil:
+    """Number of pieces text[k:e] with k >= lo; when ``starts`` is given, also
+    write them (start ascending) with their ends and ids (index + 3)."""
+    cdef const DACell *cells = trie.cells
+    cdef int64_t k = e - 1, m = 0, j
+    cdef int32_t node = 0, nxt, v
+    while k >= lo:
+        nxt = cells[node].base + text[k]
+        if cells[nxt].check != node:
+            break
+        node = nxt
+        if cells[node].value != trie.none:
+            m += 1
+        k -= 1
+    if starts == NULL:
+        return m
+    j = m
+    node = 0
+    k = e - 1
+    while j > 0:
+        node = cells[node].base + text[k]
+        v = cells[node].value
+        if v != trie.none:
+            j -= 1
+            starts[j] = k
+            ends[j] = e
+            ids[j] = v + 3
+        k -= 1
+    return m
+
+
+cdef double chunk_entropy(const Trie *trie, const double *score, double alpha,
+                          const unsigned char *text, int64_t n, Scratch *scratch) noexcept nogil:
+    """Entropy of P(seg) = prod(p ** alpha) / Z over the segmentations of one chunk.
+
+    logz[e] = log sum over segmentations of text[:e] of prod(p ** alpha), and
+    avg[e] = the expected sum of scores under that prefix distribution;
+    H = log Z - alpha * E[sum of scores]. NaN when memory runs out.
+    """
+    cdef const DACell *cells = trie.cells
+    cdef double *logz
+    cdef double *avg
+    cdef double total, w, acc
+    cdef int64_t e, k
+    cdef int32_t node, nxt, v
+    if scratch_reserve(scratch, n) < 0:
+        return NAN
+    logz = scratch.best
+    avg = <double *> scratch.scale     # int64 slots reused as doubles (same size)
+    logz[0] = 0.0
+    avg[0] = 0.0
+    for e in range(1, n + 1):
+        # pass 1: the normalizer
+        total = -INFINITY
+        node = 0
+        k = e - 1
+        while k >= 0:
+            nxt = cells[node].base + text[k]
+            if cells[nxt].check != node:
+                break
+            node = nxt
+            v = cells[node].value
+            if v != trie.none:
+                total = logaddexp(total, logz[k] + alpha * score[v])
+            k -= 1
+        # pass 2: the expectation under the normalized edge weights
+        acc = 0.0
+        node = 0
+        k = e - 1
+        while k >= 0:
+            nxt = cells[node].base + text[k]
+            if cells[nxt].check != node:
+                break
+            node = nxt
+            v = cells[node].value
+            if v != trie.none:
+                w = exp(logz[k] + alpha * score[v] - total)
+                acc += w * (avg[k] + score[v])
+            k -= 1
+        logz[e] = total
+        avg[e] = acc
+    return logz[n] - alpha * avg[n]
+
+
 # ---------------------------------------------------------------------------
 # Whole texts: cut into chunks at newline runs, segment each chunk.
 # ---------------------------------------------------------------------------
@@ -755,7 +840,10 @@ cdef class Segmenter:
         free(self.score)
 
     def __reduce__(self):
-        return (Segmenter, (self._pieces, self._scores))
+        # The trie cells travel as raw bytes: unpickling is a memcpy, no rebuild.
+        cells = (<char *> self.trie.cells)[:self.trie.size * sizeof(DACell)]
+        return (_segmenter_from_state,
+                (self._pieces, self._scores, cells, self.trie.max_depth, TRIE_LAYOUT))
 
     @property
     def n_pieces(self):
@@ -933,6 +1021,65 @@ cdef class Segmenter:
             _run_threads(runner, rows.shape[0], off[n] - off[0], 16384)
         return rows.sum(axis=0)
 
+    # -- analysis -------------------------------------------------------------
+
+    def entropy(self, data, double alpha=1.0):
+        """Shannon entropy (nats) of the segmentation distribution of ``data``
+        used by sampling: P(seg) = prod(p ** alpha) / Z, chunk by chunk (chunks
+        are independent, so their entropies add). Exact, log domain."""
+        cdef const unsigned char[::1] view = data
+        cdef int64_t n = view.shape[0], start = 0, end
+        cdef double total = 0.0, h
+        cdef Scratch scratch
+        if not (alpha >= 0.0) or alpha == INFINITY:
+            raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+        memset(&scratch, 0, sizeof(Scratch))
+        try:
+            with nogil:
+                while start < n:
+                    end = chunk_end(&view[0], start, n)
+                    h = chunk_entropy(&self.trie, self.score, alpha, &view[start], end - start, &scratch)
+                    if h != h:
+                        break
+                    total += h
+                    start = end
+            if start < n:
+                raise MemoryError("out of memory while computing the entropy")
+            return total
+        finally:
+            scratch_free(&scratch)
+
+    def edges(self, data):
+        """The lattice of ``data`` as arrays: every vocabulary occurrence that
+        lies inside one chunk, as ``(starts, ends, ids)`` (int64, int64, int32),
+        ordered by end, then start ascending (the visiting order of §4)."""
+        cdef const unsigned char[::1] view = data
+        cdef int64_t n = view.shape[0], start, end, e, count = 0
+        # Two passes over the text: count, then fill.
+        start = 0
+        while start < n:
+            end = chunk_end(&view[0], start, n)
+            for e in range(start + 1, end + 1):
+                count += edges_ending_at(&self.trie, &view[0], start, e, NULL, NULL, NULL)
+            start = end
+        starts = np.empty(count, dtype=np.int64)
+        ends = np.empty(count, dtype=np.int64)
+        ids = np.empty(count, dtype=np.int32)
+        cdef int64_t[::1] s_view = starts
+        cdef int64_t[::1] e_view = ends
+        cdef int32_t[::1] i_view = ids
+        count = 0
+        start = 0
+        with nogil:
+            while start < n:
+                end = chunk_end(&view[0], start, n)
+                for e in range(start + 1, end + 1):
+                    count += edges_ending_at(&self.trie, &view[0], start, e, &s_view[count] if count < s_view.shape[0] else NULL,
+                                             &e_view[count] if count < e_view.shape[0] else NULL,
+                                             &i_view[count] if count < i_view.shape[0] else NULL)
+                start = end
+        return starts, ends, ids
+
     # -- introspection (tests, the readable twin) -----------------------------
 
     def matches(self, data):
@@ -957,3 +1104,39 @@ cdef class Segmenter:
                 k -= 1
             result.extend(reversed(found))
         return result
+
+
+# Bumped whenever DACell changes, so that a pickle from another layout is
+# rebuilt instead of misread.
+TRIE_LAYOUT = 1
+
+
+def _segmenter_from_state(pieces, scores, bytes cells, int32_t max_depth, int layout):
+    """Unpickle a Segmenter: copy the trie cells instead of rebuilding them."""
+    cdef Segmenter seg
+    cdef int64_t n = len(pieces), i
+    if layout != TRIE_LAYOUT or len(cells) % sizeof(DACell) != 0:
+        return Segmenter(pieces, scores)
+    seg = Segmenter.__new__(Segmenter)
+    scores_arr = np.ascontiguousarray(scores, dtype=np.float64)
+    if scores_arr.shape[0] != n:
+        raise ValueError("corrupt Segmenter pickle: pieces and scores differ in length")
+    seg.trie.none = <int32_t> n
+    seg.trie.size = len(cells) // sizeof(DACell)
+    seg.trie.max_depth = max_depth
+    seg.trie.cells = <DACell *> malloc(len(cells))
+    seg.trie.length = <int32_t *> malloc(n * sizeof(int32_t))
+    seg.score = <double *> malloc((n + 1) * sizeof(double))
+    if seg.trie.cells == NULL or seg.trie.length == NULL or seg.score == NULL:
+        raise MemoryError()
+    memcpy(seg.trie.cells, <const char *> cells, len(cells))
+    for i in range(n):
+        seg.trie.length[i] = <int32_t> len(pieces[i])
+        seg.score[i] = scores_arr[i]
+    seg.score[n] = -INFINITY
+    seg.n_pieces = <int32_t> n
+    seg._pieces = list(pieces)
+    seg._scores = scores_arr
+    seg._weights_cache = {}
+    seg._weights_lock = threading.Lock()
+    return seg

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, lattice
 from .model_io import SPECIAL_TOKENS, Vocabulary, load_vocabulary
 from .normalization import nfc_utf8
 
@@ -74,9 +74,10 @@ class Tokenizer:
     def __init__(self, model: Union[str, "os.PathLike[str]", Mapping], seed: Optional[int] = None):
         self._init_from(load_vocabulary(model), seed)
 
-    def _init_from(self, vocab: Vocabulary, seed: Optional[int]) -> None:
+    def _init_from(self, vocab: Vocabulary, seed: Optional[int], segmenter=None) -> None:
         self._vocab = vocab
-        self._segmenter = _core.Segmenter(vocab.pieces, vocab.scores)
+        self._segmenter = segmenter or _core.Segmenter(vocab.pieces, vocab.scores)
+        self._lengths = np.array([0, 0, 0] + [len(p) for p in vocab.pieces], dtype=np.int64)
         self._id_to_piece: List = list(SPECIAL_TOKENS) + vocab.pieces
         self._piece_to_id = {p: i for i, p in enumerate(self._id_to_piece)}
         self._ids = list(range(len(self._id_to_piece)))
@@ -86,10 +87,12 @@ class Tokenizer:
     # -- pickling -----------------------------------------------------------
 
     def __getstate__(self):
-        return {"vocab": self._vocab, "seed": self._seed}
+        # The compiled trie is pickled as raw cells: unpickling copies memory
+        # instead of re-reading JSON and rebuilding (see _core.Segmenter).
+        return {"vocab": self._vocab, "seed": self._seed, "segmenter": self._segmenter}
 
     def __setstate__(self, state):
-        self._init_from(state["vocab"], state["seed"])
+        self._init_from(state["vocab"], state["seed"], state.get("segmenter"))
 
     # -- seeds ----------------------------------------------------------------
 
@@ -242,6 +245,46 @@ class Tokenizer:
             return _OUT_TYPES[out_type]
         except (KeyError, TypeError):
             raise ValueError(f"out_type must be list or numpy.ndarray, got {out_type!r}") from None
+
+    # -- analysis -------------------------------------------------------------
+
+    def encode_with_offsets(self, text: TextLike, alpha: float = -1, seed: Optional[int] = None,
+                            out_type=list):
+        """Ids plus the ``(start, end)`` span of each piece.
+
+        For ``str`` input the spans are character offsets into the NFC form of
+        the text (``unicodedata.normalize('NFC', text)[start:end]``); a piece
+        that covers part of a character maps to that whole character. For
+        bytes input they are byte offsets. ``out_type=np.ndarray`` returns an
+        int32 array of ids and an ``(n, 2)`` int64 array of offsets.
+        """
+        data = _as_bytes(text)
+        ids = self.encode(data, alpha=alpha, seed=seed, out_type=np.ndarray)
+        offsets = lattice.char_offsets(data, self._lengths[ids], isinstance(text, str))
+        if self._out_kind(out_type) == 2:
+            return ids, offsets
+        return ids.tolist(), [tuple(pair) for pair in offsets.tolist()]
+
+    def nbest(self, text: TextLike, n: int) -> List[tuple]:
+        """The ``n`` most probable segmentations of ``text`` with their natural-log
+        probabilities (sum of piece scores), most probable first:
+        ``[(ids, logprob), ...]``. Exact (forward Viterbi + backward A*)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be an int, got {type(n).__name__}")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        data = _as_bytes(text)
+        scores = [0.0, 0.0, 0.0] + self._vocab.scores.tolist()
+        return lattice.nbest(self._segmenter.edges(data), len(data), scores, int(n))
+
+    def entropy(self, text: TextLike, alpha: float = 1.0) -> float:
+        """Shannon entropy (nats) of the distribution that sampling with
+        ``alpha`` draws from: P(seg) proportional to prod(p ** alpha). 0 means
+        only one segmentation is possible (or alpha is huge)."""
+        alpha = _check_alpha(alpha)
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0 for entropy, got {alpha}")
+        return self._segmenter.entropy(_as_bytes(text), alpha)
 
     # -- decoding -------------------------------------------------------------
 

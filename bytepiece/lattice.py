@@ -1,0 +1,76 @@
+"""Lattice analysis: n-best segmentations and character offsets.
+
+These are tools for inspection and alignment, not the hot path: the lattice
+comes from the compiled core as arrays (``Segmenter.edges``), the search runs
+in Python.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["nbest", "char_offsets"]
+
+
+def nbest(edges: Tuple[np.ndarray, np.ndarray, np.ndarray], n_bytes: int,
+          scores: Sequence[float], n: int) -> List[Tuple[List[int], float]]:
+    """The ``n`` most probable segmentations of a text of ``n_bytes`` bytes.
+
+    ``edges`` is ``(starts, ends, ids)`` of every piece occurrence (ordered by
+    end); ``scores[id]`` is the piece's log-probability. Forward Viterbi gives
+    the best score ``best[e]`` of every prefix; an A* search backwards from the
+    end, ranked by (score of the suffix built so far) + ``best[position]``, pops
+    whole segmentations in order of probability, because ``best`` is the exact
+    value of the best completion (a consistent heuristic).
+    Returns ``[(ids, log_probability), ...]``, most probable first.
+    """
+    if n <= 0:
+        return []
+    starts, ends, ids = (a.tolist() for a in edges)
+    incoming: List[List[Tuple[int, int, float]]] = [[] for _ in range(n_bytes + 1)]
+    for s, e, i in zip(starts, ends, ids):
+        incoming[e].append((s, i, scores[i]))
+    best = [float("-inf")] * (n_bytes + 1)
+    best[0] = 0.0
+    for e in range(1, n_bytes + 1):
+        best[e] = max((best[s] + sc for s, _, sc in incoming[e]), default=float("-inf"))
+    if n_bytes and best[n_bytes] == float("-inf"):
+        return []
+    results: List[Tuple[List[int], float]] = []
+    counter = 0
+    # heap entries: (-(suffix + best[pos]), tie, pos, suffix score, path as a linked list)
+    heap = [(-best[n_bytes], counter, n_bytes, 0.0, None)]
+    while heap and len(results) < n:
+        _, _, pos, suffix, path = heapq.heappop(heap)
+        if pos == 0:
+            pieces = []
+            while path is not None:
+                pieces.append(path[0])
+                path = path[1]
+            results.append((pieces, suffix))
+            continue
+        for s, i, sc in incoming[pos]:
+            counter += 1
+            heapq.heappush(heap, (-(suffix + sc + best[s]), counter, s, suffix + sc, (i, path)))
+    return results
+
+
+def char_offsets(data: bytes, piece_lengths: np.ndarray, is_text: bool) -> np.ndarray:
+    """``(start, end)`` of each piece, in characters of the UTF-8 ``data`` (or in
+    bytes when ``is_text`` is false), as an ``(n, 2)`` int64 array.
+
+    A piece that covers only part of a character maps to that whole character,
+    so neighbouring pieces can share a character.
+    """
+    byte_ends = np.cumsum(piece_lengths, dtype=np.int64)
+    byte_starts = byte_ends - piece_lengths
+    if not is_text or len(piece_lengths) == 0:
+        return np.stack([byte_starts, byte_ends], axis=1) if len(piece_lengths) else np.zeros((0, 2), np.int64)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    # index of the character holding each byte: count of lead bytes so far - 1
+    char_of_byte = np.cumsum((raw & 0xC0) != 0x80, dtype=np.int64) - 1
+    starts = char_of_byte[byte_starts]
+    ends = char_of_byte[byte_ends - 1] + 1
+    return np.stack([starts, ends], axis=1)
