@@ -1,0 +1,52 @@
+"""Type stub for the compiled tokenizer core (bytepiece/_core.pyx)."""
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Buffer = Union[bytes, bytearray, memoryview]
+
+TRIE_LAYOUT: int
+
+def mix_seed(seed: int, index: int) -> int:
+    """The per-text seed of text ``index`` of a batch seeded with ``seed``."""
+
+def split_lists(ids: npt.NDArray[np.int32], bounds: npt.NDArray[np.int64],
+                table: List[int]) -> List[List[int]]:
+    """Split flat ids at ``bounds`` into lists of ints taken from ``table``."""
+
+class Segmenter:
+    """The compiled vocabulary: a reversed-piece double-array trie plus scores.
+
+    ``pieces[i]`` has id ``i + 3``; all 256 single bytes must be present.
+    Immutable and safe to share between threads; pickles as raw trie cells.
+    """
+
+    def __init__(self, pieces: Sequence[bytes], scores: npt.ArrayLike) -> None: ...
+    @property
+    def n_pieces(self) -> int: ...
+    @property
+    def max_piece_length(self) -> int: ...
+    @property
+    def trie_cells(self) -> int: ...
+    def encode_bytes(self, data: _Buffer, alpha: float = -1.0, seed: int = 0,
+                     add_bos: bool = False, add_eos: bool = False, out_type: int = 0,
+                     table: Optional[list] = None) -> Union[list, npt.NDArray[np.int32]]:
+        """Segment one text (chunked at newline runs). out_type 0: ids from
+        ``table``; 1: pieces from ``table``; 2: int32 array."""
+    def encode_concat(self, data: _Buffer, offsets: npt.ArrayLike, alpha: float = -1.0,
+                      seed: int = 0, num_threads: int = 1, chunked: bool = True,
+                      add_bos: bool = False, add_eos: bool = False, first_index: int = 0
+                      ) -> Tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """Segment ``data[offsets[i]:offsets[i+1]]`` for every i on native threads;
+        returns flat ids and bounds."""
+    def split_counts(self, data: _Buffer, offsets: npt.ArrayLike, weights: npt.ArrayLike,
+                     num_threads: int = 1) -> npt.NDArray[np.int64]:
+        """Viterbi each item whole; add its weight to every piece used (trainer §6.4)."""
+    def entropy(self, data: _Buffer, alpha: float = 1.0) -> float:
+        """Entropy (nats) of the sampling distribution over segmentations of ``data``."""
+    def edges(self, data: _Buffer) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                            npt.NDArray[np.int32]]:
+        """Every piece occurrence inside a chunk: (starts, ends, ids), by end then start."""
+    def matches(self, data: _Buffer) -> List[Tuple[int, int, int]]:
+        """Every piece occurrence in ``data`` taken as one chunk, in §4 order."""
