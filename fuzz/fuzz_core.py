@@ -502,6 +502,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ImportError:
             mode = "random"
     if mode == "atheris":
+        if not any(arg.startswith("-max_len=") for arg in rest):
+            rest.append("-max_len=2048")
         run_atheris([sys.argv[0], f"-runs={args.iterations}", *rest], seed=args.seed)
         return 0
     try:
