@@ -1,4 +1,4 @@
-"""The ``bytepiece`` command line: train, encode, decode, info.
+"""The ``bytepiece`` command line: train, encode, decode, info, import-words.
 
 User errors (missing or unreadable files, text that is not UTF-8, bad
 parameters) end with a one-line message and a non-zero exit status, never a
@@ -12,9 +12,12 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from typing import BinaryIO, Iterator, List, Optional, Sequence, Tuple
 
 import click
+
+from .normalization import nfc_utf8
 
 __all__ = ["main", "Corpus"]
 
@@ -217,33 +220,241 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, isolat
 @main.command()
 @click.option("-m", "--model", required=True, type=click.Path(dir_okay=False), help="Model file.")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write one flat .npy array of ids, <eos> after each document.")
+@click.option("--dtype", type=click.Choice(["auto", "uint16", "uint32"]), default="auto", show_default=True,
+              help="Id type of the .npy file (auto: uint16 if the vocabulary fits).")
 @click.option("--alpha", default=-1.0, show_default=True,
               help="Sampling sharpness; negative: deterministic (Viterbi).")
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
+@click.option("--workers", default=0, show_default=True, help="Encoding threads (0: one per CPU).")
+@click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--format", "fmt", type=click.Choice(["ids", "pieces"]), default="ids", show_default=True,
-              help="Print ids, or pieces (spaces shown as \u2581).")
+              help="Text output: ids, or pieces (spaces shown as \u2581).")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_user_errors
-def encode(model, files, alpha, seed, fmt, errors) -> None:
-    """Encode each line of FILES (default: stdin) to one line of output."""
+def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, errors, quiet) -> None:
+    """Encode FILES (default: stdin): a document per line (.jsonl: per record).
+
+    Without -o, print one line of ids per input line. With -o, write a
+    token file for LM training: every document (its newline included) then
+    <eos>, as one .npy array that np.load(path, mmap_mode="r") reads.
+    """
+    if workers < 0:
+        raise click.BadParameter("must be >= 0 (0: one per CPU)", param_hint="--workers")
+    if output is None:
+        if dtype != "auto":
+            raise click.UsageError("--dtype applies to .npy output only (-o)")
+        _encode_to_text(model, files, alpha, seed, workers, jsonl_field, fmt, errors)
+        return
+    if fmt != "ids":
+        raise click.UsageError("--format applies to text output only (without -o)")
+    _encode_to_npy(model, files, output, dtype, alpha, seed, workers, jsonl_field, errors, quiet)
+
+
+def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> None:
     tokenizer = _load_tokenizer(model, seed)
+    if alpha >= 0 and seed is None:
+        seed = tokenizer._call_seed(None)
     out = sys.stdout
-    lines = _input_lines(files, errors)
+    lines = _input_texts(files, field, errors)
+    done = 0
     while True:
-        batch = [line for _, (_, _, line) in zip(range(_BATCH), lines)]
+        batch = [line for _, line in zip(range(_BATCH), lines)]
         if not batch:
             break
+        encoded = tokenizer.encode_batch(batch, alpha=alpha, seed=seed, num_threads=workers,
+                                         first_index=done)
+        done += len(batch)
         if fmt == "pieces":
-            rendered = [
-                " ".join(_show_piece(p) for p in tokenizer.tokenize(text, alpha=alpha)) for text in batch
-            ]
-        elif alpha >= 0:
-            rendered = [" ".join(map(str, tokenizer.encode(text, alpha=alpha))) for text in batch]
+            rendered = [" ".join(_show_piece(tokenizer.id_to_piece(i)) for i in ids) for ids in encoded]
         else:
-            rendered = [" ".join(map(str, ids)) for ids in tokenizer.encode_batch(batch)]
+            rendered = [" ".join(map(str, ids)) for ids in encoded]
         out.write("\n".join(rendered) + "\n")
     out.flush()
+
+
+def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, errors, quiet) -> None:
+    from .pipelines import encode_batches_to_token_file, token_dtype
+    from .progress import Progress
+
+    paths = list(files) or ["-"]
+    for path in paths:
+        _check_input(path)
+    for path in paths:
+        if path != "-" and os.path.exists(output) and os.path.samefile(path, output):
+            raise CorpusError(f"{output}: is also an input file")
+    tokenizer = _load_tokenizer(model, seed)
+    token_dtype(tokenizer.vocab_size, dtype)  # fail before reading anything
+    plain = all(p != "-" and not p.endswith(".gz") for p in paths)
+    total = sum(os.path.getsize(p) for p in paths) if plain else None
+    progress = Progress("encoding", total=total, unit="B", enabled=not quiet)
+    counts = {"tokens": 0}
+
+    def on_batch(input_bytes: int, tokens: int, documents: int) -> None:
+        counts["tokens"] += tokens
+        progress.description = f"encoding [{_count(counts['tokens'])} tokens]"
+        progress.update(input_bytes)
+
+    try:
+        tokens, documents = encode_batches_to_token_file(
+            tokenizer, _document_batches(paths, field, errors), output, dtype=dtype,
+            alpha=alpha, seed=seed, num_threads=workers, on_batch=on_batch)
+    finally:
+        progress.close()
+    if not quiet:
+        click.echo(f"wrote {output}: {tokens} tokens, {documents} documents "
+                   f"({token_dtype(tokenizer.vocab_size, dtype).name})", err=True)
+
+
+def _count(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _check_input(path: str) -> None:
+    if path != "-" and not os.path.exists(path):
+        raise CorpusError(f"{path}: no such file")
+    if path != "-" and os.path.isdir(path):
+        raise CorpusError(f"{path}: is a directory")
+
+
+def _input_texts(files: Sequence[str], field: str, errors: str) -> Iterator[str]:
+    """Texts to encode for text output: lines without their newline, or JSONL fields."""
+    for path in files or ["-"]:
+        if _is_jsonl(path):
+            for _number, text in read_records(path, field, errors):
+                yield text
+        else:
+            for _number, line in read_lines(path, errors):
+                yield _strip_newline(line)
+
+
+# -- streaming documents for token files ---------------------------------------
+
+_BLOCK = 1 << 20
+
+
+def _read_blocks(path: str, block_size: Optional[int] = None) -> Iterator[Tuple[int, bytes]]:
+    """``(number of the first line, raw bytes)`` of about ``block_size`` bytes
+    (default ``_BLOCK``) ending at a newline (or at the end of the file)."""
+    block_size = block_size or _BLOCK
+    handle = _open_binary(path)
+    number = 1
+    try:
+        while True:
+            try:
+                block = handle.read(block_size)
+                if block and not block.endswith(b"\n"):
+                    block += handle.readline()
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                raise CorpusError(f"{path}: read error ({exc})") from None
+            if not block:
+                return
+            yield number, block
+            number += block.count(b"\n")
+    finally:
+        if path != "-":
+            handle.close()
+
+
+def _decode_block(block: bytes, path: str, number: int, errors: str) -> str:
+    try:
+        return block.decode("utf-8", errors)
+    except UnicodeDecodeError as exc:
+        line_start = block.rfind(b"\n", 0, exc.start) + 1
+        line = number + block.count(b"\n", 0, exc.start)
+        raise CorpusError(
+            f"{path}, line {line}: not valid UTF-8 ({exc.reason} at byte {exc.start - line_start}); "
+            "use --errors replace to substitute U+FFFD"
+        ) from None
+
+
+def _text_documents(block: bytes, path: str, number: int, errors: str) -> List[bytes]:
+    """The lines of a block as NFC UTF-8, newline kept (``\\r\\n``, ``\\r`` become ``\\n``).
+
+    A newline never takes part in NFC composition or reordering, so
+    normalizing the whole block equals normalizing each line. When the block
+    is valid UTF-8, already NFC and free of ``\\r`` (the usual case), its own
+    bytes are used without re-encoding.
+    """
+    if block.isascii() and b"\r" not in block:
+        return block.splitlines(keepends=True)  # valid UTF-8 and NFC as it is
+    text = _decode_block(block, path, number, errors)
+    changed = errors != "strict"
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        changed = True
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+        changed = True
+    data = text.encode("utf-8") if changed else block
+    return data.splitlines(keepends=True)
+
+
+def _jsonl_documents(block: bytes, path: str, number: int, errors: str, field: str) -> List[bytes]:
+    """``record[field]`` of each JSON line of a block, as NFC UTF-8."""
+    text = _decode_block(block, path, number, errors)
+    documents = []
+    for offset, physical in enumerate(text.split("\n")):
+        if physical.endswith("\r"):
+            physical = physical[:-1]
+        for line in physical.split("\r") if "\r" in physical else (physical,):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number + offset}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CorpusError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or field not in record:
+                raise CorpusError(f"{where}: no field {field!r} in this record")
+            value = record[field]
+            if not isinstance(value, str):
+                raise CorpusError(f"{where}: field {field!r} is {type(value).__name__}, not a string")
+            try:
+                documents.append(nfc_utf8(value))
+            except ValueError as exc:
+                if errors == "strict":
+                    raise CorpusError(f"{where}: {exc}") from None
+                documents.append(unicodedata.normalize("NFC", value).encode("utf-8", "replace"))
+    return documents
+
+
+def _document_batches(paths: Sequence[str], field: str, errors: str) -> Iterator[Tuple[List[bytes], int]]:
+    """``(documents, input bytes)`` for each block of each file, in order."""
+    for path in paths:
+        jsonl = _is_jsonl(path)
+        for number, block in _read_blocks(path):
+            if jsonl:
+                yield _jsonl_documents(block, path, number, errors, field), len(block)
+            else:
+                yield _text_documents(block, path, number, errors), len(block)
+
+
+@main.command("import-words")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+@_user_errors
+def import_words_command(file, output, quiet) -> None:
+    """Make a model from a word-frequency list (lines of 'word count [tag]',
+    e.g. jieba's dict.txt)."""
+    from .convert import import_words, read_word_counts
+
+    _check_input(file)
+    if file == "-":
+        raise CorpusError("import-words reads a file, not standard input")
+    if not read_word_counts(file):
+        raise CorpusError(f"{file}: no 'word count' entries found")
+    pieces = import_words(file, output)
+    if not quiet:
+        click.echo(f"wrote {output}: {len(pieces) + 3} ids ({len(pieces)} pieces + 3 special tokens)",
+                   err=True)
 
 
 @main.command()

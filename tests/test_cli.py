@@ -156,9 +156,243 @@ def test_missing_model(tmp_path):
     assert "nope.model" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["encode"], ["decode"], ["info"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["encode"], ["decode"], ["info"], ["import-words"]])
 def test_help(command):
     result = run(*command, "--help")
     assert result.exit_code == 0
     assert "Usage:" in result.output
     assert len(result.output.splitlines()) < 40
+
+
+# -- token files (encode -o tokens.npy) -----------------------------------------
+
+import os  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from bytepiece import cli as cli_module  # noqa: E402
+from bytepiece.tokenizer import Tokenizer  # noqa: E402
+
+
+def split_documents(tokens: np.ndarray):
+    """The id runs between <eos> marks (the file must end with one)."""
+    ids = np.asarray(tokens)
+    assert len(ids) == 0 or ids[-1] == 2
+    ends = np.flatnonzero(ids == 2)
+    starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else []
+    return [ids[s:e] for s, e in zip(starts, ends)]
+
+
+def leftovers(directory: Path):
+    return [name for name in os.listdir(directory) if name.startswith(".tmp-")]
+
+
+def test_encode_npy_round_trips_every_line(model, tmp_path):
+    tok = Tokenizer(model)
+    out = tmp_path / "tokens.npy"
+    result = run("encode", "-m", model, *POEMS, "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output == ""
+    tokens = np.load(out, mmap_mode="r")
+    assert tokens.dtype == np.uint16 and tokens.ndim == 1
+    lines = []
+    for path in POEMS:
+        lines += Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
+    documents = split_documents(tokens)
+    assert len(documents) == len(lines)
+    assert [tok.decode(d) for d in documents] == lines
+    expected = np.concatenate([tok.encode(line, add_eos=True, out_type=np.ndarray) for line in lines])
+    assert np.array_equal(tokens, expected)
+    assert leftovers(tmp_path) == []
+
+
+def test_encode_npy_independent_of_workers_and_batching(model, tmp_path, monkeypatch):
+    args = ["encode", "-m", model, *POEMS, "--alpha", "0.1", "--seed", "11", "-q"]
+    outputs = []
+    for workers, block in [(1, None), (2, None), (2, 97), (3, 5000)]:
+        if block:
+            monkeypatch.setattr(cli_module, "_BLOCK", block)
+        out = tmp_path / f"w{workers}-{block}.npy"
+        result = run(*args, "--workers", str(workers), "-o", str(out))
+        assert result.exit_code == 0, result.output
+        outputs.append(np.load(out))
+    for other in outputs[1:]:
+        assert np.array_equal(outputs[0], other)
+    # Document k of the corpus is drawn from the stream (seed, k).
+    tok = Tokenizer(model)
+    lines = []
+    for path in POEMS:
+        lines += Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
+    expected = np.concatenate(tok.encode_batch(lines, add_eos=True, alpha=0.1, seed=11, out_type=np.ndarray))
+    assert np.array_equal(outputs[0], expected)
+    deterministic = np.load(tmp_path / "w1-None.npy")
+    out = tmp_path / "seed12.npy"
+    assert run(*args[:-3], "--seed", "12", "-q", "-o", str(out)).exit_code == 0
+    assert not np.array_equal(np.load(out), deterministic)
+    assert [tok.decode(d) for d in split_documents(np.load(out))] == lines
+
+
+def test_encode_npy_inputs_txt_gz_jsonl_stdin_crlf_nfc(model, tmp_path):
+    tok = Tokenizer(model)
+    lines = ["Cafe\u0301 au lait\n", "\u0301leading mark\n", "\n", "床前明月光\n", "last line, no newline"]
+    nfc = ["Café au lait\n", "\u0301leading mark\n", "\n", "床前明月光\n", "last line, no newline"]
+    txt = tmp_path / "a.txt"
+    txt.write_bytes("".join(lines).encode("utf-8"))
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes("".join(lines).replace("\n", "\r\n").encode("utf-8"))
+    gz = tmp_path / "a.txt.gz"
+    with gzip.open(gz, "wb") as handle:
+        handle.write("".join(lines).encode("utf-8"))
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text("".join(json.dumps({"body": line, "n": i}) + "\n\n" for i, line in enumerate(lines)),
+                     encoding="utf-8")
+    expected = np.concatenate([tok.encode(line, add_eos=True, out_type=np.ndarray) for line in nfc])
+    for name, args, stdin in [
+        ("txt", [str(txt)], None),
+        ("crlf", [str(crlf)], None),
+        ("gz", [str(gz)], None),
+        ("jsonl", [str(jsonl), "--jsonl-field", "body"], None),
+        ("stdin", ["-"], "".join(lines)),
+        ("default-stdin", [], "".join(lines)),
+    ]:
+        out = tmp_path / f"{name}.npy"
+        result = run("encode", "-m", model, *args, "-o", str(out), "-q", input=stdin)
+        assert result.exit_code == 0, (name, result.output)
+        tokens = np.load(out, mmap_mode="r")
+        assert np.array_equal(tokens, expected), name
+        assert [tok.decode(d) for d in split_documents(tokens)] == nfc, name
+
+
+def test_encode_npy_dtype_progress_and_empty_input(model, tmp_path):
+    out = tmp_path / "t32.npy"
+    result = run("encode", "-m", model, POEMS[1], "-o", str(out), "--dtype", "uint32")
+    assert result.exit_code == 0, result.output
+    assert np.load(out).dtype == np.uint32
+    assert "/s" in result.stderr and "tokens" in result.stderr and "wrote" in result.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    out = tmp_path / "empty.npy"
+    result = run("encode", "-m", model, str(empty), "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    assert np.load(out, mmap_mode="r").shape == (0,)
+
+
+def test_encode_npy_errors_leave_no_partial_file(model, tmp_path, monkeypatch):
+    out = tmp_path / "tokens.npy"
+    out.write_bytes(b"previous content")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("good line\n".encode() * 500 + b"broken \xff here\n")
+    monkeypatch.setattr(cli_module, "_BLOCK", 256)  # the error comes after several batches
+    result = run("encode", "-m", model, str(bad), "-o", str(out), "-q")
+    assert result.exit_code == 1
+    assert "bad.txt, line 501" in result.output and "byte 7" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert out.read_bytes() == b"previous content"
+    assert leftovers(tmp_path) == []
+
+    result = run("encode", "-m", model, str(bad), "-o", str(out), "-q", "--errors", "replace")
+    assert result.exit_code == 0, result.output
+    assert Tokenizer(model).decode(split_documents(np.load(out))[-1]) == "broken \ufffd here\n"
+
+    jsonl = tmp_path / "x.jsonl"
+    jsonl.write_text('{"text": "a"}\n{"other": 1}\n')
+    result = run("encode", "-m", model, str(jsonl), "-o", str(tmp_path / "j.npy"), "-q")
+    assert result.exit_code == 1 and "x.jsonl, line 2" in result.output
+    assert not (tmp_path / "j.npy").exists()
+
+
+def test_encode_npy_interrupted_leaves_no_partial_file(model, tmp_path, monkeypatch):
+    out = tmp_path / "tokens.npy"
+    calls = []
+    original = Tokenizer.encode_batch_flat
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Tokenizer, "encode_batch_flat", interrupted)
+    monkeypatch.setattr(cli_module, "_BLOCK", 512)
+    result = run("encode", "-m", model, *POEMS, "-o", str(out), "-q")
+    assert result.exit_code != 0 and len(calls) == 3
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_encode_npy_user_errors(model, tmp_path):
+    def check(result, *fragments, code=1):
+        assert result.exit_code == code, result.output
+        assert "Traceback" not in result.output
+        for fragment in fragments:
+            assert fragment in result.output
+
+    check(run("encode", "-m", model, str(tmp_path / "none.txt"), "-o", str(tmp_path / "t.npy")), "none.txt")
+    check(run("encode", "-m", model, POEMS[1], "-o", str(tmp_path / "no" / "dir" / "t.npy")), "does not exist")
+    check(run("encode", "-m", model, POEMS[1], "-o", str(tmp_path / "t.npy"), "--format", "pieces"),
+          "--format", code=2)
+    check(run("encode", "-m", model, POEMS[1], "--dtype", "uint16"), "--dtype", code=2)
+    check(run("encode", "-m", model, POEMS[1], "-o", str(tmp_path / "t.npy"), "--workers", "-1"),
+          "--workers", code=2)
+    check(run("encode", "-m", model, POEMS[1], "-o", POEMS[1]), "also an input")
+    assert leftovers(tmp_path) == []
+
+
+def test_encode_text_output_options(model, tmp_path):
+    text = "床前明月光\n疑是地上霜\n"
+    single = run("encode", "-m", model, "--alpha", "0.2", "--seed", "5", "--workers", "1", input=text)
+    double = run("encode", "-m", model, "--alpha", "0.2", "--seed", "5", "--workers", "2", input=text)
+    assert single.exit_code == 0, single.output
+    assert single.output == double.output
+    pieces = run("encode", "-m", model, "--alpha", "0.2", "--seed", "5", "--format", "pieces", input=text)
+    tok = Tokenizer(model)
+    for ids_line, pieces_line in zip(single.output.splitlines(), pieces.output.splitlines()):
+        ids = [int(i) for i in ids_line.split()]
+        assert pieces_line.split() == [tok.id_to_piece(i).decode("utf-8", "backslashreplace") for i in ids]
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text(json.dumps({"text": "床前明月光"}) + "\n", encoding="utf-8")
+    result = run("encode", "-m", model, str(jsonl))
+    assert result.exit_code == 0, result.output
+    assert [int(i) for i in result.output.split()] == tok.encode("床前明月光")
+
+
+# -- import-words ------------------------------------------------------------------
+
+def test_import_words(tmp_path):
+    words = tmp_path / "dict.txt"
+    words.write_text("中国 125 ns\n中国人 400 n\n人 200\n\nAT&T 3 nz\n", encoding="utf-8")
+    out = tmp_path / "words.model"
+    result = run("import-words", str(words), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.stderr
+    tok = Tokenizer(str(out))
+    assert tok.tokenize("中国人") == ["中国人".encode()]
+    assert tok.decode(tok.encode("AT&T 中国")) == "AT&T 中国"
+
+
+@pytest.mark.parametrize("content, fragments", [
+    ("中国 12x\n", ["dict.txt:1", "positive integer"]),
+    ("ok 3\nthree fields here extra\n", ["dict.txt:2", "word count"]),
+    ("", ["no 'word count' entries"]),
+    (b"\xff 3\n", ["dict.txt:1", "UTF-8"]),
+])
+def test_import_words_user_errors(tmp_path, content, fragments):
+    words = tmp_path / "dict.txt"
+    if isinstance(content, bytes):
+        words.write_bytes(content)
+    else:
+        words.write_text(content, encoding="utf-8")
+    out = tmp_path / "words.model"
+    result = run("import-words", str(words), "-o", str(out))
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output
+    assert not out.exists()
+
+
+def test_import_words_missing_file(tmp_path):
+    result = run("import-words", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "m"))
+    assert result.exit_code == 1 and "nope.txt: no such file" in result.output
+    result = run("import-words", str(tmp_path / "nope.txt"))
+    assert result.exit_code == 2 and "--output" in result.output

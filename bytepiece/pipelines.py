@@ -1,0 +1,353 @@
+"""Helpers for training pipelines: sampling seeds and flat token files.
+
+* :func:`sampling_seed` turns ``(base_seed, epoch, index)`` into a well-mixed
+  64-bit seed, so that subword sampling in data-loader workers is independent
+  per example and per epoch, yet reproducible whatever the number of workers.
+* :class:`TokenFileWriter` streams ids into a NumPy ``.npy`` file of unknown
+  final length, with bounded memory, and only makes it appear at its path once
+  it is complete (an error or Ctrl-C leaves no partial file).
+* :func:`encode_to_token_file` encodes an iterable of documents into such a
+  file, ``<eos>`` after each, reading ahead in a background thread while the
+  compiled core encodes on native threads.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import struct
+import tempfile
+import threading
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .normalization import nfc_utf8
+
+__all__ = [
+    "sampling_seed",
+    "token_dtype",
+    "TokenFileWriter",
+    "encode_to_token_file",
+    "encode_batches_to_token_file",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Size of the ``.npy`` header we write: fixed, so it can be rewritten in place
+#: once the number of ids is known (a multiple of 64, as NumPy recommends).
+NPY_HEADER_BYTES = 128
+#: Documents are handed to the core in batches of about this many bytes.
+DEFAULT_BATCH_BYTES = 1 << 20
+EOS_ID = 2
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def sampling_seed(base_seed: int, epoch: int = 0, index: int = 0) -> int:
+    """A seed for sampling example ``index`` in ``epoch`` of a run seeded ``base_seed``.
+
+    The three ints (any size, any sign) are hashed with BLAKE2b, so nearby
+    inputs give unrelated seeds: ``(0, 1, 2)`` and ``(0, 2, 1)`` do not share a
+    stream, and no arithmetic combination can collide by accident. The result
+    is in ``[0, 2**63)`` (it fits an int64 column or tensor) and depends on
+    nothing else, so every process computes the same seed for the same
+    example::
+
+        ids = tok.encode(text, alpha=0.1, seed=sampling_seed(base_seed, epoch, index))
+
+    For a batch of consecutive examples starting at ``first``, one call covers
+    all of them and gives results independent of the batch size::
+
+        tok.encode_batch(texts, alpha=0.1, seed=sampling_seed(base_seed, epoch),
+                         first_index=first)
+    """
+    values = (_as_int(base_seed, "base_seed"), _as_int(epoch, "epoch"), _as_int(index, "index"))
+    data = ",".join(str(v) for v in values).encode("ascii")
+    digest = hashlib.blake2b(data, digest_size=8, person=b"bytepiece.seed").digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def token_dtype(vocab_size: int, dtype: str = "auto") -> np.dtype:
+    """The little-endian dtype of a token file: ``auto`` is uint16 when every
+    id fits (``vocab_size <= 65536``), else uint32. An explicit dtype too small
+    for the vocabulary is a ``ValueError``."""
+    if dtype == "auto":
+        chosen = np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
+    else:
+        try:
+            chosen = np.dtype(dtype).newbyteorder("<")
+        except TypeError:
+            raise ValueError(f"unknown dtype {dtype!r}") from None
+        if chosen.kind not in "iu":
+            raise ValueError(f"a token file needs an integer dtype, got {dtype!r}")
+    if vocab_size - 1 > np.iinfo(chosen).max:
+        raise ValueError(
+            f"dtype {chosen.name} holds ids up to {np.iinfo(chosen).max}, "
+            f"but the vocabulary has {vocab_size} ids (use uint32 or auto)"
+        )
+    return chosen
+
+
+def npy_header(dtype: np.dtype, length: int) -> bytes:
+    """A version 1.0 ``.npy`` header for a 1-D C array, exactly ``NPY_HEADER_BYTES`` long."""
+    described = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                      "fortran_order": False, "shape": (int(length),)})
+    room = NPY_HEADER_BYTES - 10  # magic (6) + version (2) + header length (2)
+    if len(described) + 1 > room:
+        raise ValueError(f"npy header too long for {length} items")
+    body = (described.ljust(room - 1) + "\n").encode("latin1")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body
+
+
+class TokenFileWriter:
+    """Write a flat ``.npy`` array of ids whose length is only known at the end.
+
+    Ids are appended raw to a temporary file beside ``path`` behind a
+    fixed-size header; :meth:`commit` writes the real header (final length),
+    syncs and renames the file into place. Used as a context manager it
+    commits on success and discards the temporary file on any exception
+    (including ``KeyboardInterrupt``), so ``path`` is either untouched or
+    complete. ``np.load(path, mmap_mode="r")`` reads the result.
+    """
+
+    def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4") -> None:
+        self.path = os.fspath(path)
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        if self.dtype.kind not in "iu":
+            raise ValueError(f"a token file needs an integer dtype, got {self.dtype}")
+        self._info = np.iinfo(self.dtype)
+        self.count = 0
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"{self.path}: directory {directory} does not exist")
+        if os.path.isdir(self.path):
+            raise IsADirectoryError(f"{self.path}: is a directory")
+        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(self.path),
+                                         dir=directory)
+        self._handle = os.fdopen(fd, "wb")
+        self._open = True
+        try:
+            self._handle.write(npy_header(self.dtype, 0))
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, ids: Any) -> None:
+        """Append ``ids`` (any integer array-like); values must fit the dtype."""
+        if not self._open:
+            raise ValueError("token file already closed")
+        array = np.asarray(ids)
+        if array.size:
+            if array.dtype.kind not in "iu":
+                raise TypeError(f"ids must be integers, got {array.dtype}")
+            low, high = array.min(), array.max()
+            if low < self._info.min or high > self._info.max:
+                raise ValueError(f"id {high if high > self._info.max else low} does not fit {self.dtype.name}")
+        data = np.ascontiguousarray(array.ravel(), dtype=self.dtype)
+        self._handle.write(memoryview(data).cast("B"))
+        self.count += data.size
+
+    def commit(self) -> None:
+        """Write the final header, sync, and rename the file into place."""
+        if not self._open:
+            raise ValueError("token file already closed")
+        try:
+            self._handle.flush()
+            self._handle.seek(0)
+            self._handle.write(npy_header(self.dtype, self.count))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._open = False
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Drop the temporary file; ``path`` is left as it was."""
+        self._open = False
+        try:
+            self._handle.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "TokenFileWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            if self._open:
+                self.commit()
+        else:
+            self.discard()
+
+
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class Prefetcher:
+    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead.
+
+    Lets the main thread encode (the core releases the GIL) while the next
+    batch is read, decoded and normalized. An exception of the iterable is
+    raised in the consumer; leaving the ``with`` block early stops the thread.
+    """
+
+    def __init__(self, iterable: Iterable, depth: int = 2) -> None:
+        self._queue: "queue.Queue" = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(iterable,), daemon=True,
+                                        name="bytepiece-prefetch")
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, iterable: Iterable) -> None:
+        try:
+            for item in iterable:
+                if not self._put(item):
+                    return
+        except BaseException as error:  # handed to the consumer
+            self._put(_Failure(error))
+            return
+        self._put(_DONE)
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+
+    def close(self) -> None:
+        """Stop the background thread (it finishes the item it is producing)."""
+        self._stop.set()
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "Prefetcher":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+Batch = Tuple[List[bytes], int]
+
+
+def _document_bytes(document: Union[str, bytes]) -> bytes:
+    if isinstance(document, str):
+        return nfc_utf8(document)
+    if isinstance(document, (bytes, bytearray, memoryview)):
+        return bytes(document)
+    raise TypeError(f"documents must be str or bytes, got {type(document).__name__}")
+
+
+def _batched(documents: Iterable[Union[str, bytes]], batch_bytes: int) -> Iterator[Batch]:
+    batch: List[bytes] = []
+    size = 0
+    for document in documents:
+        data = _document_bytes(document)
+        batch.append(data)
+        size += len(data)
+        if size >= batch_bytes:
+            yield batch, size
+            batch, size = [], 0
+    if batch:
+        yield batch, size
+
+
+def encode_batches_to_token_file(
+    tokenizer: Any,
+    batches: Iterable[Batch],
+    path: PathLike,
+    dtype: str = "auto",
+    alpha: float = -1.0,
+    seed: Optional[int] = None,
+    num_threads: int = 0,
+    on_batch: Optional[Callable[[int, int, int], None]] = None,
+    prefetch: int = 2,
+) -> Tuple[int, int]:
+    """Encode ``(documents, input_bytes)`` batches into a ``.npy`` token file.
+
+    ``documents`` are NFC UTF-8 bytes (taken as they are). The batches are
+    produced in a background thread (``prefetch`` ahead) while the core
+    encodes the current one on ``num_threads`` native threads. Document ``k``
+    of the whole stream is sampled from the stream ``(seed, k)``, so the file
+    does not depend on ``num_threads`` nor on how documents are batched.
+    ``on_batch(input_bytes, tokens, documents)`` is called after each batch.
+    Returns ``(tokens, documents)`` written.
+    """
+    file_dtype = token_dtype(tokenizer.vocab_size, dtype)
+    if alpha >= 0 and seed is None:
+        seed = tokenizer._call_seed(None)  # one draw: the whole file is one stream
+    documents = 0
+    with TokenFileWriter(path, file_dtype) as writer:
+        with Prefetcher(batches, prefetch) as source:
+            for texts, input_bytes in source:
+                if not texts:
+                    continue
+                ids, _bounds = tokenizer.encode_batch_flat(
+                    texts, add_eos=True, alpha=alpha, seed=seed, num_threads=num_threads,
+                    first_index=documents)
+                writer.write(ids)
+                documents += len(texts)
+                if on_batch is not None:
+                    on_batch(input_bytes, len(ids), len(texts))
+        tokens = writer.count
+    return tokens, documents
+
+
+def encode_to_token_file(
+    tokenizer: Any,
+    documents: Iterable[Union[str, bytes]],
+    path: PathLike,
+    dtype: str = "auto",
+    alpha: float = -1.0,
+    seed: Optional[int] = None,
+    num_threads: int = 0,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+) -> Tuple[int, int]:
+    """Encode ``documents`` (str or bytes) into one flat ``.npy`` array at ``path``.
+
+    Each document's ids are followed by ``<eos>`` (id 2); ``dtype="auto"`` is
+    uint16 when the vocabulary allows it, else uint32. Memory stays bounded
+    (a few batches of ``batch_bytes``) whatever the corpus size, and ``path``
+    only appears once complete. Returns ``(tokens, documents)``::
+
+        encode_to_token_file(tok, open("corpus.txt", encoding="utf-8"), "tokens.npy")
+        tokens = np.load("tokens.npy", mmap_mode="r")
+    """
+    if batch_bytes <= 0:
+        raise ValueError(f"batch_bytes must be positive, got {batch_bytes}")
+    return encode_batches_to_token_file(tokenizer, _batched(documents, batch_bytes), path,
+                                        dtype=dtype, alpha=alpha, seed=seed,
+                                        num_threads=num_threads)
