@@ -24,7 +24,7 @@ from bytepiece._educational import EducationalTokenizer
 from bytepiece.model_io import model_dict
 from bytepiece.tokenizer import Tokenizer
 
-SETTINGS = settings(max_examples=80, deadline=None, database=None,
+SETTINGS = settings(max_examples=60, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 SAMPLE = (
@@ -300,7 +300,7 @@ def vocab_and_texts(draw):
     return counts, texts
 
 
-@settings(max_examples=60, deadline=None, database=None,
+@settings(max_examples=40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(vocab_and_texts(), alphas, st.integers(min_value=0, max_value=2 ** 64 - 1),
        st.integers(min_value=0, max_value=4))
@@ -325,7 +325,7 @@ def test_core_equals_twin_on_random_vocabularies(case, alpha: float, seed: int, 
     assert np.array_equal(got, want)
 
 
-@settings(max_examples=40, deadline=None, database=None)
+@settings(max_examples=30, deadline=None, database=None)
 @given(vocab_and_texts())
 def test_viterbi_is_a_best_segmentation(case) -> None:
     """Exhaustive check on short chunks: no segmentation scores higher than Viterbi's."""
@@ -333,7 +333,7 @@ def test_viterbi_is_a_best_segmentation(case) -> None:
     twin = EducationalTokenizer(counts)
     tok = Tokenizer(model_dict(counts))
     for text in texts:
-        chunk = text.split(b"\n")[0][:10]
+        chunk = text.split(b"\n")[0][:8]
         assume(chunk)
         best = max(twin.segmentation_logprob(s) for s in twin.segmentations(chunk))
         got = twin.segmentation_logprob(tok.tokenize(chunk))
