@@ -5,19 +5,20 @@ n-gram segmentation and cuts the vocabulary by raw count. This trainer aims
 directly at the number of tokens the final tokenizer will produce:
 
 1. **Candidates.** Every substring of a training chunk, 2..``max_piece_length``
-   bytes, made of whole UTF-8 characters (or allowed to end inside one when
+   bytes, made of whole UTF-8 characters (any bytes when
    ``ensure_unicode=False``), seen at least ``min_count`` times, counted
    exactly with a suffix array (``bytepiece._compress.count_candidates``).
    The ``num_candidates`` best by ``count * (length - 1)`` -- the tokens the
    substring would save if every occurrence became one token -- are kept,
-   plus all 256 single bytes.
+   plus all 256 single bytes and every character of the training text
+   (character coverage: these are never pruned).
 2. **Hard EM and pruning.** Repeat: segment the training corpus with the
    current vocabulary exactly as the tokenizer will (§4 Viterbi on
    ``ln(count / total)``) and set every piece's count to its number of uses;
-   drop unused pieces; score every multi-byte piece by the tokens its removal
-   would cost, ``count * (split_cost - 1)`` with ``split_cost`` the fewest
-   other pieces that spell it; drop the lowest-scoring ``prune_fraction``
-   (never below the target size).
+   drop unused pieces; score every other piece by the tokens its removal
+   would cost, ``(count - discount) * (split_cost - 1)`` with ``split_cost``
+   the tokens the current model spends on the piece's bytes without it; drop
+   the lowest-scoring ``prune_fraction`` (never below the target size).
 3. **Final re-count.** Once a target size is reached, hard EM is repeated
    until no piece falls out, so that the saved counts are the counts of what
    the tokenizer does with them. Several sizes continue from each other,
@@ -98,12 +99,37 @@ class Corpus:
         return counts
 
 
-def load_corpus(texts: Iterable[str], isolate_digits: bool = False) -> Corpus:
+def load_corpus(texts: Iterable[str], isolate_digits: bool = False, verbose: bool = False) -> Corpus:
     """Normalize ``texts`` into training chunks (``maxlen=10000``) and dedupe them."""
     chunks: Counter = Counter()
-    for text in texts:
-        chunks.update(normalize(text, maxlen=10000, isolate_digits=isolate_digits))
+    with _progress("compress: read", verbose) as progress:
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"texts must yield str, got {type(text).__name__}")
+            parts = normalize(text, maxlen=10000, isolate_digits=isolate_digits)
+            chunks.update(parts)
+            if progress is not None:
+                progress.update(sum(map(len, parts)))
     return Corpus(chunks)
+
+
+class _NoProgress:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc_info) -> None:
+        return None
+
+
+def _progress(description: str, verbose: bool):
+    """A ``bytepiece.progress.Progress`` over bytes when verbose, else a no-op."""
+    if not verbose:
+        return _NoProgress()
+    try:
+        from .progress import Progress
+    except ImportError:  # pragma: no cover - progress.py is optional
+        return _NoProgress()
+    return Progress(description, unit="B", enabled=True)
 
 
 def _peak_mb() -> float:
@@ -237,26 +263,57 @@ def train_compress(
     *,
     num_candidates: Optional[int] = None,
     prune_fraction: float = 0.15,
-    partial_chars: bool = True,
-    final_rounds: int = 4,
-    char_coverage: bool = True,
-    repeats: str = "count",
-    char_min_count: int = 1,
+    discount: float = 8.0,
     split_cost: str = "viterbi",
-    ngram_candidates: int = 0,
+    char_coverage: bool = True,
+    char_min_count: int = 1,
+    char_starts: bool = False,
     em: str = "hard",
+    repeats: str = "count",
+    ngram_candidates: int = 0,
+    final_rounds: int = 4,
 ) -> Dict[int, Dict[bytes, int]]:
     """Train compression-first vocabularies; returns ``{size: {piece: count}}``.
 
-    ``max_vocab_size`` counts the three special tokens, like the model file
-    (vocabulary size = pieces + 3); a list gives one vocabulary per size.
-    ``max_piece_length`` bounds pieces in bytes, ``min_count`` the weighted
-    occurrences of a candidate. With ``ensure_unicode`` every multi-byte piece
-    is made of whole characters; without it (and ``partial_chars``) a piece may
-    also end inside a character, so that an unseen CJK character costs two
-    tokens instead of three. ``num_candidates`` defaults to
-    ``max(60000, 8 * largest size)``; ``prune_fraction`` is the share of
-    multi-byte pieces dropped per pruning round.
+    Main parameters (the same meaning as for the reference trainer):
+
+    * ``texts``: an iterable of ``str``, read once; each is normalized with
+      ``normalize(text, maxlen=10000, isolate_digits=...)``.
+    * ``max_vocab_size``: vocabulary size counting the three special tokens
+      (pieces + 3, at least 259); a list gives one vocabulary per size, the
+      smaller ones pruned further from the larger ones.
+    * ``max_piece_length``: longest piece in bytes.
+    * ``min_count``: a candidate substring must occur this often.
+    * ``isolate_digits``: every decimal digit is a chunk of its own, so no
+      piece holds a digit and anything else.
+    * ``ensure_unicode``: every multi-byte piece is made of whole UTF-8
+      characters. Without it any byte string may be a piece (with
+      ``char_starts`` it must at least start on a character).
+    * ``workers``: threads for hard EM and split costs (results do not depend
+      on it); ``verbose``: progress on stderr.
+
+    Tuning knobs (defaults chosen on the held-out benchmark, see
+    ``benchmarks/README.md``):
+
+    * ``num_candidates``: substrings kept after counting, best
+      ``count * (length - 1)`` first; default ``max(100000, 20 * largest size)``.
+    * ``prune_fraction``: share of the prunable pieces dropped per round.
+    * ``discount``: a piece is worth ``(uses - discount) * (split_cost - 1)``
+      tokens: uses seen only a handful of times in training rarely recur in
+      new text, so such pieces go first (a small-corpus regulariser).
+    * ``split_cost``: ``"viterbi"`` (tokens the current model spends on the
+      piece's bytes without it) or ``"fewest"`` (fewest other pieces).
+    * ``char_coverage``: every character seen ``char_min_count`` times is a
+      protected piece (at most half of the smallest vocabulary, most frequent
+      first), like SentencePiece's ``character_coverage=1``: this is what keeps
+      text unlike the training data (poems vs. a manual) compressible.
+    * ``em``: ``"hard"`` (Viterbi counts) or ``"soft"`` (posterior expected
+      counts) while pruning; the final re-count is always hard.
+    * ``repeats``: how repeated chunks weigh in pruning: ``"count"`` (as
+      often as they occur), ``"distinct"`` (once), ``"sqrt"``, ``"log"``.
+    * ``ngram_candidates``: also add the pieces of a reference (``bnlm``)
+      vocabulary of this size to the candidates (0: off).
+    * ``final_rounds``: at most this many closing hard-EM re-counts.
     """
     sizes = [max_vocab_size] if isinstance(max_vocab_size, int) else list(max_vocab_size)
     if not sizes:
@@ -276,7 +333,7 @@ def train_compress(
 
     if ngram_candidates:
         texts = texts if isinstance(texts, (list, tuple)) else list(texts)
-    corpus = load_corpus(texts, isolate_digits=isolate_digits)
+    corpus = load_corpus(texts, isolate_digits=isolate_digits, verbose=verbose)
     _log(verbose, f"corpus: {len(corpus)} distinct chunks, {len(corpus.data)} distinct bytes "
                   f"({corpus.total_bytes} in all), {time.perf_counter() - start:.1f}s")
 
@@ -296,7 +353,7 @@ def train_compress(
         else:
             raise ValueError(f"repeats must be 'count', 'distinct', 'sqrt' or 'log', got {repeats!r}")
 
-    mode = 1 if ensure_unicode else (2 if partial_chars else 0)
+    mode = 1 if ensure_unicode else (2 if char_starts else 0)
     cand, cand_counts = count_candidates(
         work.array, work.offsets, work.weights, int(max_piece_length),
         int(min_count), int(num_candidates), mode,
@@ -355,7 +412,7 @@ def train_compress(
                 n_multi = int(multi.sum())
                 n_drop = min(max(1, int(math.ceil(prune_fraction * n_multi))), len(pieces) - target)
                 cost = _split_costs(pieces, counts, split_cost, workers, pool).astype(np.int64)
-                saving = counts * (cost - 1)
+                saving = (counts - discount) * (cost - 1)
                 saving[~multi] = np.iinfo(np.int64).max
                 lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
                 # lowest saving first; among ties drop the longer piece first

@@ -184,7 +184,7 @@ def test_workers_do_not_change_the_result(corpus):
 
 def test_options(corpus):
     result = train_compress(corpus, 500, max_piece_length=6, isolate_digits=True,
-                            ensure_unicode=False, verbose=False)[500]
+                            ensure_unicode=False, char_starts=True, verbose=False)[500]
     assert max(len(p) for p in result) <= 6
     for piece in result:
         if len(piece) > 1:
@@ -192,6 +192,8 @@ def test_options(corpus):
             assert (piece[0] & 0xC0) != 0x80  # pieces start on a character
     with pytest.raises(ValueError):
         train_compress(corpus, 200, verbose=False)
+    anything = train_compress(corpus, 500, max_piece_length=6, ensure_unicode=False, verbose=False)[500]
+    assert max(len(p) for p in anything) <= 6 and len(anything) <= 497
 
 
 def test_progress_on_stderr(corpus, capsys):
