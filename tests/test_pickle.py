@@ -1,0 +1,96 @@
+"""Pickling a Tokenizer: faithful, self-contained, and no slower than loading the model."""
+from __future__ import annotations
+
+import copy
+import pickle
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bytepiece.tokenizer import Tokenizer
+from bytepiece.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "bytepiece.eu.plus.40k.model"
+TEXTS = ["床前明月光，疑是地上霜。\n", "Hello, wörld! 12345\n", "", "\n\n", "e\u0301tude"]
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory) -> str:
+    lines = (ROOT / "corpora" / "tang300.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    trainer = Trainer(order=4, max_vocab_size=1000, verbose=False)
+    trainer.train(lines)
+    path = tmp_path_factory.mktemp("pickle") / "tang.model"
+    trainer.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def big_model(small_model) -> str:
+    """The 40k reference model when available (timings mean more), else the small one."""
+    return str(REFERENCE_MODEL) if REFERENCE_MODEL.exists() else small_model
+
+
+@pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
+def test_round_trip_encodes_identically(small_model, protocol):
+    tok = Tokenizer(small_model)
+    clone = pickle.loads(pickle.dumps(tok, protocol=protocol))
+    assert clone.vocab_size == tok.vocab_size
+    assert clone.max_piece_length == tok.max_piece_length
+    for text in TEXTS:
+        assert clone.encode(text) == tok.encode(text)
+        assert clone.tokenize(text) == tok.tokenize(text)
+        assert clone.encode(text, alpha=0.1, seed=9) == tok.encode(text, alpha=0.1, seed=9)
+    assert clone.encode_batch(TEXTS, num_threads=2) == tok.encode_batch(TEXTS)
+    ids = tok.encode(TEXTS[0])
+    assert clone.decode(ids) == TEXTS[0]
+    assert [clone.id_to_piece(i) for i in range(clone.vocab_size)] == [
+        tok.id_to_piece(i) for i in range(tok.vocab_size)]
+
+
+def test_seed_stream_restarts_from_the_constructor_seed(small_model):
+    """A clone behaves like ``Tokenizer(model, seed)`` freshly built: its stream
+    of per-call seeds starts again from the constructor's seed."""
+    tok = Tokenizer(small_model, seed=1234)
+    first = [tok.encode(TEXTS[0], alpha=0.0) for _ in range(5)]
+    clone = pickle.loads(pickle.dumps(tok))
+    assert [clone.encode(TEXTS[0], alpha=0.0) for _ in range(5)] == first
+    assert len({tuple(ids) for ids in first}) > 1  # the stream really moves on
+
+
+def test_pickle_does_not_need_the_model_file(small_model, tmp_path):
+    path = tmp_path / "copy.model"
+    shutil.copy(small_model, path)
+    tok = Tokenizer(str(path))
+    blob = pickle.dumps(tok)
+    path.unlink()
+    assert pickle.loads(blob).encode(TEXTS[0]) == tok.encode(TEXTS[0])
+
+
+def test_copy_and_deepcopy(small_model):
+    tok = Tokenizer(small_model, seed=3)
+    for clone in (copy.copy(tok), copy.deepcopy(tok)):
+        assert clone.encode(TEXTS[1]) == tok.encode(TEXTS[1])
+        assert np.array_equal(clone.encode(TEXTS[1], out_type=np.ndarray),
+                              tok.encode(TEXTS[1], out_type=np.ndarray))
+
+
+def _best_of(n: int, func) -> float:
+    best = float("inf")
+    for _ in range(n):
+        start = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_unpickling_is_not_slower_than_loading(big_model):
+    """Loose on purpose: best of several runs each, 1.5x slack for a loaded machine."""
+    tok = Tokenizer(big_model)
+    blob = pickle.dumps(tok)
+    load = _best_of(3, lambda: Tokenizer(big_model))
+    unpickle = _best_of(3, lambda: pickle.loads(blob))
+    assert unpickle <= 1.5 * load + 0.005, f"unpickle {unpickle:.4f} s vs load {load:.4f} s"
