@@ -12,7 +12,6 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 cdef struct DACell:
     int32_t base    # children of this node live at base + byte
     int32_t check   # parent node of this cell, -1 when the cell is free
-    int32_t value   # piece index ending at this node, or Trie.none
 
 
 cdef struct Rng:
@@ -30,6 +29,8 @@ cdef struct Scratch:
 
 cdef struct Trie:
     DACell *cells
+    int32_t *value      # per cell: index of the piece ending at this node, or none
+    double *node_score  # per cell: score of that piece, -inf for none
     int32_t none        # the "no piece here" index: n_pieces, scored -inf
     int32_t *length     # length in bytes of each piece
     int64_t size        # cells allocated

@@ -117,6 +117,8 @@ cdef int trie_reserve(Trie *trie, int64_t need) noexcept nogil:
     """Grow the cell arrays so that indexes below ``need`` exist."""
     cdef int64_t size, i
     cdef DACell *cells
+    cdef int32_t *value
+    cdef double *node_score
     if need <= trie.size:
         return 0
     if need > 0x7FFFFF00:
@@ -130,10 +132,19 @@ cdef int trie_reserve(Trie *trie, int64_t need) noexcept nogil:
     if cells == NULL:
         return -1
     trie.cells = cells
+    value = <int32_t *> realloc(trie.value, size * sizeof(int32_t))
+    if value == NULL:
+        return -1
+    trie.value = value
+    node_score = <double *> realloc(trie.node_score, size * sizeof(double))
+    if node_score == NULL:
+        return -1
+    trie.node_score = node_score
     for i in range(trie.size, size):
         cells[i].base = 0
         cells[i].check = -1
-        cells[i].value = trie.none
+        value[i] = trie.none
+        node_score[i] = -INFINITY
     trie.size = size
     return 0
 
@@ -178,7 +189,7 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
             trie.max_depth = depth
         # Sorted order puts the key that ends here (if any) first.
         if lo < item.hi and offsets[lo + 1] - offsets[lo] == depth:
-            trie.cells[node].value = ids[lo]
+            trie.value[node] = ids[lo]
             lo += 1
         if lo >= item.hi:
             continue
@@ -240,8 +251,12 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
 
 cdef void trie_free(Trie *trie) noexcept nogil:
     free(trie.cells)
+    free(trie.value)
+    free(trie.node_score)
     free(trie.length)
     trie.cells = NULL
+    trie.value = NULL
+    trie.node_score = NULL
     trie.length = NULL
     trie.size = 0
 
@@ -302,10 +317,11 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
                      int64_t n, Scratch *scratch) noexcept nogil:
     """Deterministic segmentation (§4): the most probable one, ties to the longest last piece."""
     cdef const DACell *cells = trie.cells
+    cdef const double *node_score = trie.node_score
     cdef double *best
     cdef int32_t *piece
     cdef int64_t e, k
-    cdef int32_t node, nxt, v, best_piece
+    cdef int32_t node, nxt, best_node
     cdef double best_value, cand
     cdef bint take
     if scratch_reserve(scratch, n) < 0:
@@ -316,23 +332,22 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
     for e in range(1, n + 1):
         node = 0
         best_value = -INFINITY
-        best_piece = -1
+        best_node = 0
         k = e - 1
         while k >= 0:
             nxt = cells[node].base + text[k]
             if cells[nxt].check != node:
                 break
             node = nxt
-            # Nodes without a piece hold trie.none, scored -inf: never taken,
-            # and no branch on "is there a piece here" in this hot loop.
-            v = cells[node].value
-            cand = best[k] + score[v]
+            # Each node carries the score of the piece ending there, -inf when
+            # none does: no branch and no piece lookup in this hot loop.
+            cand = best[k] + node_score[node]
             take = cand >= best_value
             best_value = cand if take else best_value
-            best_piece = v if take else best_piece
+            best_node = node if take else best_node
             k -= 1
         best[e] = best_value
-        piece[e] = best_piece
+        piece[e] = trie.value[best_node]
     return backtrack(trie, scratch, n)
 
 
@@ -354,7 +369,7 @@ cdef inline double mass_into(const Trie *trie, const double *weight, const unsig
         if cells[nxt].check != node:
             break
         node = nxt
-        v = cells[node].value
+        v = trie.value[node]
         if v != trie.none:
             c = scale[k]
             term = mass[k] * weight[v]
@@ -408,7 +423,7 @@ cdef int64_t sample_linear(const Trie *trie, const double *weight, const unsigne
             if cells[nxt].check != node:
                 break
             node = nxt
-            v = cells[node].value
+            v = trie.value[node]
             if v != trie.none:
                 term = mass[k] * weight[v]
                 if scale[k] != ref:
@@ -460,7 +475,7 @@ cdef int64_t sample_log(const Trie *trie, const double *score, double alpha,
             if cells[nxt].check != node:
                 break
             node = nxt
-            v = cells[node].value
+            v = trie.value[node]
             if v != trie.none:
                 w = best[k] + alpha * score[v]
                 total = logaddexp(total, w)
@@ -494,7 +509,7 @@ cdef int64_t edges_ending_at(const Trie *trie, const unsigned char *text, int64_
         if cells[nxt].check != node:
             break
         node = nxt
-        if cells[node].value != trie.none:
+        if trie.value[node] != trie.none:
             m += 1
         k -= 1
     if starts == NULL:
@@ -504,7 +519,7 @@ cdef int64_t edges_ending_at(const Trie *trie, const unsigned char *text, int64_
     k = e - 1
     while j > 0:
         node = cells[node].base + text[k]
-        v = cells[node].value
+        v = trie.value[node]
         if v != trie.none:
             j -= 1
             starts[j] = k
@@ -544,7 +559,7 @@ cdef double chunk_entropy(const Trie *trie, const double *score, double alpha,
             if cells[nxt].check != node:
                 break
             node = nxt
-            v = cells[node].value
+            v = trie.value[node]
             if v != trie.none:
                 total = logaddexp(total, logz[k] + alpha * score[v])
             k -= 1
@@ -557,7 +572,7 @@ cdef double chunk_entropy(const Trie *trie, const double *score, double alpha,
             if cells[nxt].check != node:
                 break
             node = nxt
-            v = cells[node].value
+            v = trie.value[node]
             if v != trie.none:
                 w = exp(logz[k] + alpha * score[v] - total)
                 acc += w * (avg[k] + score[v])
@@ -829,6 +844,8 @@ cdef class Segmenter:
             self.score[i] = scores_arr[i]
             self.trie.length[i] = <int32_t> len(pieces[i])
         self.score[n] = -INFINITY    # trie.none: the "no piece" index
+        for i in range(self.trie.size):
+            self.trie.node_score[i] = self.score[self.trie.value[i]]
         self.n_pieces = <int32_t> n
         self._pieces = list(pieces)
         self._scores = scores_arr
@@ -842,8 +859,9 @@ cdef class Segmenter:
     def __reduce__(self):
         # The trie cells travel as raw bytes: unpickling is a memcpy, no rebuild.
         cells = (<char *> self.trie.cells)[:self.trie.size * sizeof(DACell)]
+        values = (<char *> self.trie.value)[:self.trie.size * sizeof(int32_t)]
         return (_segmenter_from_state,
-                (self._pieces, self._scores, cells, self.trie.max_depth, TRIE_LAYOUT))
+                (self._pieces, self._scores, cells, values, self.trie.max_depth, TRIE_LAYOUT))
 
     @property
     def n_pieces(self):
@@ -1098,7 +1116,7 @@ cdef class Segmenter:
                 if self.trie.cells[nxt].check != node:
                     break
                 node = nxt
-                v = self.trie.cells[node].value
+                v = self.trie.value[node]
                 if v != self.trie.none:
                     found.append((k, e, v + 3))
                 k -= 1
@@ -1108,32 +1126,42 @@ cdef class Segmenter:
 
 # Bumped whenever DACell changes, so that a pickle from another layout is
 # rebuilt instead of misread.
-TRIE_LAYOUT = 1
+TRIE_LAYOUT = 2
 
 
-def _segmenter_from_state(pieces, scores, bytes cells, int32_t max_depth, int layout):
-    """Unpickle a Segmenter: copy the trie cells instead of rebuilding them."""
+def _segmenter_from_state(pieces, scores, bytes cells, bytes values, int32_t max_depth, int layout):
+    """Unpickle a Segmenter: copy the trie arrays instead of rebuilding them."""
     cdef Segmenter seg
-    cdef int64_t n = len(pieces), i
-    if layout != TRIE_LAYOUT or len(cells) % sizeof(DACell) != 0:
+    cdef int64_t n = len(pieces), i, size
+    if (layout != TRIE_LAYOUT or len(cells) % sizeof(DACell) != 0
+            or len(values) != (len(cells) // sizeof(DACell)) * sizeof(int32_t)):
         return Segmenter(pieces, scores)
-    seg = Segmenter.__new__(Segmenter)
+    size = len(cells) // sizeof(DACell)
     scores_arr = np.ascontiguousarray(scores, dtype=np.float64)
     if scores_arr.shape[0] != n:
         raise ValueError("corrupt Segmenter pickle: pieces and scores differ in length")
+    seg = Segmenter.__new__(Segmenter)
     seg.trie.none = <int32_t> n
-    seg.trie.size = len(cells) // sizeof(DACell)
     seg.trie.max_depth = max_depth
     seg.trie.cells = <DACell *> malloc(len(cells))
+    seg.trie.value = <int32_t *> malloc(len(values))
+    seg.trie.node_score = <double *> malloc(size * sizeof(double))
     seg.trie.length = <int32_t *> malloc(n * sizeof(int32_t))
     seg.score = <double *> malloc((n + 1) * sizeof(double))
-    if seg.trie.cells == NULL or seg.trie.length == NULL or seg.score == NULL:
+    seg.trie.size = size
+    if (seg.trie.cells == NULL or seg.trie.value == NULL or seg.trie.node_score == NULL
+            or seg.trie.length == NULL or seg.score == NULL):
         raise MemoryError()
     memcpy(seg.trie.cells, <const char *> cells, len(cells))
+    memcpy(seg.trie.value, <const char *> values, len(values))
     for i in range(n):
         seg.trie.length[i] = <int32_t> len(pieces[i])
         seg.score[i] = scores_arr[i]
     seg.score[n] = -INFINITY
+    for i in range(size):
+        if seg.trie.value[i] < 0 or seg.trie.value[i] > n:
+            raise ValueError("corrupt Segmenter pickle: piece index out of range")
+        seg.trie.node_score[i] = seg.score[seg.trie.value[i]]
     seg.n_pieces = <int32_t> n
     seg._pieces = list(pieces)
     seg._scores = scores_arr
