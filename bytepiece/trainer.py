@@ -29,6 +29,12 @@ __all__ = ["Trainer"]
 TRAIN_MAXLEN = 10000
 #: Largest n-gram order the compiled tables support.
 MAX_ORDER = 7
+#: Training algorithms: "bnlm" is the reference (byte n-gram language model,
+#: bit-exact with BytePiece 0.6.3), "compress" the compression-first trainer
+#: of :mod:`bytepiece.compress` (candidate substrings, hard EM, pruning by
+#: tokens saved).
+ALGORITHMS = ("bnlm", "compress")
+DEFAULT_MAX_PIECE_LENGTH = {"bnlm": 36, "compress": 16}
 
 Batch = Tuple[bytes, np.ndarray]
 
@@ -59,11 +65,16 @@ class Trainer:
     * ``order``: n-gram order of the byte language model (1..7).
     * ``max_vocab_size``: vocabulary size, special tokens included (at least
       259); a list trains one vocabulary per size.
-    * ``max_piece_length``: longest piece in bytes.
+    * ``max_piece_length``: longest piece in bytes (default 36 for ``bnlm``,
+      16 for ``compress``).
     * ``min_count``: n-grams and pieces seen fewer times are dropped.
     * ``isolate_digits``: every decimal digit is a chunk of its own.
     * ``ensure_unicode``: pieces never start inside a UTF-8 character.
     * ``verbose``: progress on stderr.
+    * ``algorithm``: ``"bnlm"`` (default) is the reference algorithm, bit-exact
+      with BytePiece 0.6.3; ``"compress"`` selects the compression-first trainer
+      (:mod:`bytepiece.compress`), which yields fewer tokens on held-out text.
+      ``order`` applies to ``bnlm`` only; both write the same model format.
 
     ``train(texts)`` then ``save(path)``.
     """
@@ -72,12 +83,16 @@ class Trainer:
         self,
         order: int = 6,
         max_vocab_size: Union[int, Sequence[int]] = 10000,
-        max_piece_length: int = 36,
+        max_piece_length: Optional[int] = None,
         min_count: int = 2,
         isolate_digits: bool = False,
         ensure_unicode: bool = True,
         verbose: bool = True,
+        algorithm: str = "bnlm",
     ) -> None:
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+        self.algorithm = algorithm
         self.order = _check_int("order", order, 1, MAX_ORDER)
         if isinstance(max_vocab_size, (list, tuple)):
             if not max_vocab_size:
@@ -89,6 +104,8 @@ class Trainer:
             sizes = [_check_int("max_vocab_size", max_vocab_size, 259)]
         self.max_vocab_size = max_vocab_size
         self.sizes: List[int] = sizes
+        if max_piece_length is None:
+            max_piece_length = DEFAULT_MAX_PIECE_LENGTH[algorithm]
         self.max_piece_length = _check_int("max_piece_length", max_piece_length, 1)
         self.min_count = _check_int("min_count", min_count, 1)
         self.isolate_digits = bool(isolate_digits)
@@ -291,6 +308,20 @@ class Trainer:
         if workers == 0:
             workers = os.cpu_count() or 1
         batch_size = _check_int("batch_size", batch_size, 1)
+        if self.algorithm == "compress":
+            from .compress import train_compress
+
+            self.vocabularies = train_compress(
+                texts,
+                self.sizes,
+                max_piece_length=self.max_piece_length,
+                min_count=self.min_count,
+                isolate_digits=self.isolate_digits,
+                ensure_unicode=self.ensure_unicode,
+                workers=workers,
+                verbose=self.verbose,
+            )
+            return self.vocabularies
 
         # §6.1: count n-grams. Threads share one set of tables, each thread
         # counting its own n-gram lengths over every batch: no table is

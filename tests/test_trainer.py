@@ -243,3 +243,24 @@ def test_progress_goes_to_stderr(poem_lines, capsys):
         assert phase in captured.err
     Trainer(max_vocab_size=500, verbose=False).train(poem_lines[:50])
     assert capsys.readouterr().err == ""
+
+
+def test_algorithm_compress_through_trainer(tmp_path):
+    from bytepiece import Tokenizer
+
+    lines = (ROOT / "corpora" / "tang300.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    trainer = Trainer(max_vocab_size=[600, 400], algorithm="compress", verbose=False)
+    assert trainer.max_piece_length == 16
+    vocabs = trainer.train(lines, workers=2)
+    assert set(vocabs) == {600, 400}
+    for size, counts in vocabs.items():
+        assert len(counts) <= size - 3
+        assert all(bytes([b]) in counts for b in range(256))
+    written = trainer.save(tmp_path / "c.model")
+    tok = Tokenizer(written[0])
+    assert all(tok.decode(tok.encode(line)) == line for line in lines[:200])
+
+
+def test_unknown_algorithm_is_rejected():
+    with pytest.raises(ValueError, match="algorithm"):
+        Trainer(algorithm="bpe")
