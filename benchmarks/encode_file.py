@@ -4,8 +4,11 @@ Builds a corpus of about ``--mb`` MB by repeating the files of ``corpora/``,
 then encodes it to a token file with ``--workers 1`` and ``--workers 2``,
 ``--repeat`` times each (alternating), and prints the best and median MB/s.
 
-Two timings per run:
+Three timings per run:
 
+* ``core``: ``Tokenizer.encode_batch_flat`` alone on the same batches already
+  in memory (no reading, decoding, normalizing nor writing): the ceiling the
+  command can reach, and the scaling of the compiled core itself on this machine;
 * ``stream``: the streaming part of the command (read, decode, NFC, encode,
   write), measured in-process around the same function the CLI calls;
 * ``cli``: the whole command in a fresh process (Python start-up and model
@@ -76,6 +79,13 @@ def time_stream(tokenizer: Tokenizer, corpus: Path, output: Path, workers: int) 
     return time.perf_counter() - start
 
 
+def time_core(tokenizer: Tokenizer, batches, workers: int) -> float:
+    start = time.perf_counter()
+    for documents, _size in batches:
+        tokenizer.encode_batch_flat(documents, add_eos=True, num_threads=workers)
+    return time.perf_counter() - start
+
+
 def time_cli(model: Path, corpus: Path, output: Path, workers: int) -> float:
     command = [sys.executable, "-m", "bytepiece.cli", "encode", "-m", str(model), str(corpus),
                "-o", str(output), "--workers", str(workers), "-q"]
@@ -102,16 +112,19 @@ def main() -> None:
         output = directory / "tokens.npy"
         print(f"model {model.name} ({tokenizer.vocab_size} ids), corpus {size_mb:.1f} MB, "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        batches = list(_document_batches([str(corpus)], "text", "strict"))
+        core = {1: [], 2: []}
         stream = {1: [], 2: []}
         cli = {1: [], 2: []}
         for _ in range(args.repeat):
             for workers in (1, 2):
+                core[workers].append(size_mb / time_core(tokenizer, batches, workers))
                 stream[workers].append(size_mb / time_stream(tokenizer, corpus, output, workers))
                 if not args.no_cli:
                     cli[workers].append(size_mb / time_cli(model, corpus, output, workers))
         print()
         print(f"{'timing':<8} {'workers':>7} {'best MB/s':>10} {'median MB/s':>12}")
-        rows = [("stream", stream)] + ([] if args.no_cli else [("cli", cli)])
+        rows = [("core", core), ("stream", stream)] + ([] if args.no_cli else [("cli", cli)])
         for name, table in rows:
             for workers in (1, 2):
                 print(f"{name:<8} {workers:>7} {max(table[workers]):>10.2f} "
@@ -121,6 +134,9 @@ def main() -> None:
             best = max(table[2]) / max(table[1])
             median = statistics.median(table[2]) / statistics.median(table[1])
             print(f"{name}: 2 workers / 1 worker = {best:.2f}x (best), {median:.2f}x (median)")
+        for workers in (1, 2):
+            print(f"stream / core with {workers} worker(s): "
+                  f"{max(stream[workers]) / max(core[workers]):.2f} (best)")
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
