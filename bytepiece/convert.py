@@ -33,6 +33,7 @@ from .model_io import (
     unigram_scores,
 )
 from .normalization import nfc_utf8
+from .trainer import remove_wasted_pieces
 
 __all__ = [
     "SentencePieceExport",
@@ -356,25 +357,6 @@ def export_huggingface(tokenizer_or_vocab: Any, path: PathLike) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _remove_wasted(pieces: List[bytes], counts: np.ndarray) -> Tuple[List[bytes], np.ndarray]:
-    """ALGORITHM.md §6.4 step 3: ``keep = split(keep, keep)`` until the size is stable."""
-    from ._core import Segmenter
-
-    while True:
-        size = len(pieces)
-        data = b"".join(pieces)
-        offsets = np.zeros(size + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in pieces], out=offsets[1:])
-        segmenter = Segmenter(pieces, unigram_scores(counts.tolist()))
-        counts = segmenter.split_counts(data, offsets, counts, num_threads=0)
-        used = np.flatnonzero(counts)
-        if len(used) != size:
-            pieces = [pieces[i] for i in used]
-            counts = counts[used]
-        if len(pieces) == size:
-            return pieces, counts
-
-
 def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike) -> Dict[bytes, int]:
     """Import ``{word: count}`` as a BytePiece model file at ``path``.
 
@@ -407,7 +389,8 @@ def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike
     if sum(counts.values()) >= 1 << 62:
         raise ValueError("counts are too large (their sum must stay below 2**62)")
     ordered = sorted(counts, key=lambda p: (len(p), p))
-    kept, kept_counts = _remove_wasted(ordered, np.asarray([counts[p] for p in ordered], dtype=np.int64))
+    kept, kept_counts = remove_wasted_pieces(
+        ordered, np.asarray([counts[p] for p in ordered], dtype=np.int64), threads=0)
     result = dict(zip(kept, (int(c) for c in kept_counts)))
     save_model(result, path)
     return result

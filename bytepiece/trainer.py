@@ -57,6 +57,37 @@ def _pack(pieces: Sequence[bytes]) -> Batch:
     return b"".join(pieces), offsets
 
 
+
+def split_pieces(pieces: List[bytes], counts: np.ndarray, items: Batch, weights: np.ndarray,
+                 threads: int = 1) -> np.ndarray:
+    """§6.4 ``split``: segment each item with the vocabulary ``pieces`` (scored by
+    ``counts``); return the weighted count of every piece used, indexed like ``pieces``."""
+    from ._core import Segmenter
+
+    segmenter = Segmenter(pieces, unigram_scores(counts.tolist()))
+    return segmenter.split_counts(items[0], items[1], weights, num_threads=threads)
+
+
+def remove_wasted_pieces(pieces: List[bytes], counts: np.ndarray, threads: int = 1,
+                         progress: Optional[Progress] = None) -> Tuple[List[bytes], np.ndarray]:
+    """§6.4 step 3: ``keep = split(keep, keep)`` until the number of pieces is stable.
+
+    A piece that is never chosen when segmenting its own bytes disappears and
+    its count moves to the pieces it splits into.
+    """
+    while True:
+        size = len(pieces)
+        counts = split_pieces(pieces, counts, _pack(pieces), counts, threads)
+        if progress is not None:
+            progress.update(1)
+        used = np.flatnonzero(counts)
+        if len(used) != size:
+            pieces = [pieces[i] for i in used]
+            counts = counts[used]
+        if len(pieces) == size:
+            return pieces, counts
+
+
 class Trainer:
     """Learn Unigram vocabularies from raw text with a byte n-gram model.
 
@@ -204,35 +235,6 @@ class Trainer:
 
     # -- §6.4 ----------------------------------------------------------------
 
-    def _split(
-        self,
-        pieces: List[bytes],
-        counts: np.ndarray,
-        items: Batch,
-        weights: np.ndarray,
-        threads: int,
-    ) -> np.ndarray:
-        """§6.4 ``split``: segment each item with the vocabulary ``pieces``; weighted piece sums."""
-        from ._core import Segmenter
-
-        segmenter = Segmenter(pieces, unigram_scores(counts.tolist()))
-        return segmenter.split_counts(items[0], items[1], weights, num_threads=threads)
-
-    def _remove_wasted(
-        self, pieces: List[bytes], counts: np.ndarray, threads: int, progress: Progress
-    ) -> Tuple[List[bytes], np.ndarray]:
-        """§6.4 step 3: ``keep = split(keep, keep)`` until the number of pieces is stable."""
-        while True:
-            size = len(pieces)
-            counts = self._split(pieces, counts, _pack(pieces), counts, threads)
-            progress.update(1)
-            used = np.flatnonzero(counts)
-            if len(used) != size:
-                pieces = [pieces[i] for i in used]
-                counts = counts[used]
-            if len(pieces) == size:
-                return pieces, counts
-
     def _prune(
         self, pieces: List[bytes], counts: np.ndarray, threads: int
     ) -> Dict[int, Dict[bytes, int]]:
@@ -253,7 +255,7 @@ class Trainer:
             keep_counts = counts[keep_idx]
             if len(drop_idx):
                 dropped = [pieces[i] for i in drop_idx]
-                keep_counts = keep_counts + self._split(
+                keep_counts = keep_counts + split_pieces(
                     keep, keep_counts, _pack(dropped), counts[drop_idx], threads
                 )
                 del dropped
@@ -261,7 +263,7 @@ class Trainer:
             del pieces, counts, lengths
 
             # Step 3.
-            keep, keep_counts = self._remove_wasted(keep, keep_counts, threads, progress)
+            keep, keep_counts = remove_wasted_pieces(keep, keep_counts, threads, progress)
 
             # Step 4: one vocabulary per size, largest first, each from the previous.
             results: Dict[int, Dict[bytes, int]] = {}
@@ -278,11 +280,11 @@ class Trainer:
                     stay = [keep[i] for i in stay_idx]
                     stay_counts = keep_counts[stay_idx]
                     leave = [keep[i] for i in leave_idx]
-                    stay_counts = stay_counts + self._split(
+                    stay_counts = stay_counts + split_pieces(
                         stay, stay_counts, _pack(leave), keep_counts[leave_idx], threads
                     )
                     progress.update(1)
-                    keep, keep_counts = self._remove_wasted(stay, stay_counts, threads, progress)
+                    keep, keep_counts = remove_wasted_pieces(stay, stay_counts, threads, progress)
                 results[size] = dict(zip(keep, keep_counts.tolist()))
         return results
 
