@@ -7,8 +7,9 @@
 """
 from .convert import convert_to_bytepiece
 from .normalization import normalize
+from .pipelines import sampling_seed
 from .tokenizer import Tokenizer
 from .trainer import Trainer
 
 __version__ = "0.7.0"
-__all__ = ["Tokenizer", "Trainer", "normalize", "convert_to_bytepiece", "__version__"]
+__all__ = ["Tokenizer", "Trainer", "normalize", "convert_to_bytepiece", "sampling_seed", "__version__"]

@@ -257,7 +257,7 @@ def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, 
 def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> None:
     tokenizer = _load_tokenizer(model, seed)
     if alpha >= 0 and seed is None:
-        seed = tokenizer._call_seed(None)
+        seed = tokenizer.next_seed()
     out = sys.stdout
     lines = _input_texts(files, field, errors)
     done = 0

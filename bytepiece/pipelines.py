@@ -308,7 +308,7 @@ def encode_batches_to_token_file(
     """
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
     if alpha >= 0 and seed is None:
-        seed = tokenizer._call_seed(None)  # one draw: the whole file is one stream
+        seed = tokenizer.next_seed()  # one draw: the whole file is one stream
     documents = 0
     with TokenFileWriter(path, file_dtype) as writer:
         with Prefetcher(batches, prefetch) as source:

@@ -105,6 +105,11 @@ class Tokenizer:
         self._seed = seed
         self._rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(8), "little"))
 
+    def next_seed(self) -> int:
+        """Draw the next 64-bit seed from this tokenizer's seed stream (the one
+        sampling calls without ``seed=`` use). Thread-safe."""
+        return self._call_seed(None)
+
     def _call_seed(self, seed: Optional[int]) -> int:
         seed = _check_seed(seed)
         if seed is not None:

@@ -1,0 +1,112 @@
+"""Encoding throughput: BytePiece vs SentencePiece vs HF tokenizers vs pure Python.
+
+    python benchmarks/encode.py [--model PATH] [--repeat 5] [--lines N]
+
+Every tokenizer gets the same vocabulary (SentencePiece through
+``convert_to_sentencepiece``, HF through ``export_huggingface``) and the same
+NFC text: every line of ``corpora/`` with its newline. Prints MB/s (best of
+``--repeat`` runs) per mode. Competitors are skipped when not installed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import unicodedata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT.parent / "shared" / "reference" / "bytepiece.eu.plus.40k.model"
+
+
+def best_time(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--lines", type=int, default=0, help="use only the first N lines (0: all)")
+    args = parser.parse_args()
+
+    from bytepiece import Tokenizer
+
+    lines = []
+    for path in sorted((ROOT / "corpora").glob("*.txt")):
+        lines += path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = [unicodedata.normalize("NFC", line) for line in lines]
+    if args.lines:
+        lines = lines[: args.lines]
+    megabytes = sum(len(line.encode()) for line in lines) / 1e6
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"text: {len(lines)} lines, {megabytes:.2f} MB; model: {args.model}; cores: {cores}")
+
+    tok = Tokenizer(args.model)
+    rows = []
+
+    def add(name: str, mode: str, fn, repeat: int = args.repeat, scale: float = 1.0) -> None:
+        seconds = best_time(fn, repeat)
+        rows.append((name, mode, megabytes * scale / seconds))
+        print(f"  {name:16s} {mode:28s} {rows[-1][2]:8.2f} MB/s", flush=True)
+
+    add("bytepiece", "encode per line", lambda: [tok.encode(line) for line in lines])
+    add("bytepiece", "encode_batch 1 thread", lambda: tok.encode_batch(lines, num_threads=1))
+    add("bytepiece", f"encode_batch {cores} threads", lambda: tok.encode_batch(lines, num_threads=cores))
+    add("bytepiece", "encode_batch numpy 1 thread",
+        lambda: tok.encode_batch(lines, num_threads=1, out_type="numpy"))
+    add("bytepiece", "sampling a=0.1 per line", lambda: [tok.encode(line, alpha=0.1) for line in lines])
+    add("bytepiece", "sampling a=0.1 batch 1 thr",
+        lambda: tok.encode_batch(lines, alpha=0.1, seed=1, num_threads=1))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            import sentencepiece as spm
+        except ImportError:
+            print("  sentencepiece not installed: skipped")
+        else:
+            export = tok.convert_to_sentencepiece(os.path.join(tmp, "sp.model"))
+            sp = spm.SentencePieceProcessor(model_file=os.path.join(tmp, "sp.model"))
+            add("sentencepiece", "encode per line", lambda: [sp.encode(line) for line in lines])
+            add("sentencepiece", "encode batch 1 thread", lambda: sp.encode(lines, num_threads=1))
+            add("sentencepiece", f"encode batch {cores} threads", lambda: sp.encode(lines, num_threads=cores))
+            add("sentencepiece", "sampling a=0.1 per line",
+                lambda: [sp.encode(line, enable_sampling=True, alpha=0.1, nbest_size=-1) for line in lines])
+            add("sentencepiece", "sampling a=0.1 batch 1 thr",
+                lambda: sp.encode(lines, enable_sampling=True, alpha=0.1, nbest_size=-1, num_threads=1))
+            del export
+        try:
+            import tokenizers
+        except ImportError:
+            print("  tokenizers not installed: skipped")
+        else:
+            tok.export_huggingface(os.path.join(tmp, "tokenizer.json"))
+            hf = tokenizers.Tokenizer.from_file(os.path.join(tmp, "tokenizer.json"))
+            add("hf tokenizers", "encode per line", lambda: [hf.encode(line).ids for line in lines])
+            add("hf tokenizers", f"encode_batch ({cores} threads)",
+                lambda: [e.ids for e in hf.encode_batch(lines)])
+
+    from bytepiece._educational import EducationalTokenizer
+
+    twin = EducationalTokenizer.from_model(args.model)
+    subset = lines[: max(1, len(lines) // 20)]
+    share = sum(len(line.encode()) for line in subset) / 1e6 / megabytes
+    add("pure python", "encode per line (5% of text)", lambda: [twin.encode(line) for line in subset],
+        repeat=1, scale=share)
+
+    print()
+    print(f"| tokenizer | mode | MB/s |")
+    print(f"|---|---|---:|")
+    for name, mode, speed in rows:
+        print(f"| {name} | {mode} | {speed:.2f} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
