@@ -186,7 +186,11 @@ def main() -> None:
               help="Vocabulary size incl. 3 special tokens (>= 259); repeatable.")
 @click.option("--order", default=6, show_default=True, help="Byte n-gram order (1-7).")
 @click.option("--min-count", default=2, show_default=True, help="Drop n-grams/pieces seen less often.")
-@click.option("--max-piece-length", default=36, show_default=True, help="Longest piece, in bytes.")
+@click.option("--max-piece-length", type=int, default=None,
+              help="Longest piece, in bytes.  [default: 36 for bnlm, 16 for compress]")
+@click.option("--algorithm", type=click.Choice(["bnlm", "compress"]), default="bnlm", show_default=True,
+              help="bnlm: the reference n-gram trainer (bit-exact with 0.6.3); "
+                   "compress: fewer tokens per text.")
 @click.option("--isolate-digits", is_flag=True, help="Make every digit a piece of its own.")
 @click.option("--no-ensure-unicode", is_flag=True, help="Allow pieces to start inside a character.")
 @click.option("--workers", default=0, show_default=True, help="Threads (0: one per CPU).")
@@ -195,7 +199,7 @@ def main() -> None:
               help="What to do with bytes that are not UTF-8.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_user_errors
-def train(files, output, vocab_sizes, order, min_count, max_piece_length, isolate_digits,
+def train(files, output, vocab_sizes, order, min_count, max_piece_length, algorithm, isolate_digits,
           no_ensure_unicode, workers, jsonl_field, errors, quiet) -> None:
     """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin)."""
     from .trainer import Trainer
@@ -206,6 +210,7 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, isolat
         order=order,
         max_vocab_size=sizes if len(sizes) > 1 else sizes[0],
         max_piece_length=max_piece_length,
+        algorithm=algorithm,
         min_count=min_count,
         isolate_digits=isolate_digits,
         ensure_unicode=not no_ensure_unicode,

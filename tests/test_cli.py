@@ -396,3 +396,21 @@ def test_import_words_missing_file(tmp_path):
     assert result.exit_code == 1 and "nope.txt: no such file" in result.output
     result = run("import-words", str(tmp_path / "nope.txt"))
     assert result.exit_code == 2 and "--output" in result.output
+
+
+def test_train_algorithm_compress(tmp_path):
+    from click.testing import CliRunner
+
+    from bytepiece.cli import main
+    from bytepiece import Tokenizer
+
+    corpus = Path(__file__).resolve().parents[1] / "corpora" / "song100.zh.txt"
+    out = tmp_path / "c.model"
+    result = CliRunner().invoke(main, ["train", str(corpus), "-o", str(out), "--vocab-size", "500",
+                                       "--algorithm", "compress", "--quiet"])
+    assert result.exit_code == 0, result.output
+    tok = Tokenizer(out)
+    assert tok.vocab_size <= 500 and tok.max_piece_length <= 16
+    bad = CliRunner().invoke(main, ["train", str(corpus), "-o", str(out), "--vocab-size", "500",
+                                    "--algorithm", "bpe"])
+    assert bad.exit_code != 0
