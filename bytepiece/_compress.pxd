@@ -9,6 +9,7 @@ cdef class PieceSet:
     cdef int64_t mask
     cdef int32_t *value
     cdef int64_t n_nodes
+    cdef int32_t root[256]
     cdef int64_t value_cap
     cdef int32_t max_len
     cdef int32_t n_pieces

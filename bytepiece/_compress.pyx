@@ -473,6 +473,13 @@ cdef class PieceSet:
             if self.value[node] != -1:
                 raise ValueError(f"duplicate piece {pieces[i]!r}")
             self.value[node] = <int32_t> i
+        # The root's children are looked up directly: every walk starts there.
+        for j in range(256):
+            key = j
+            slot = mix(<uint64_t> key) & self.mask
+            while self.keys[slot] != -1 and self.keys[slot] != key:
+                slot = (slot + 1) & self.mask
+            self.root[j] = self.child[slot] if self.keys[slot] == key else -1
 
     cdef int grow(self) noexcept:
         """Double the edge table (rehashing every edge) and the node array."""
@@ -509,6 +516,9 @@ cdef class PieceSet:
         return self.n_pieces
 
     cdef int64_t step(self, int64_t node, uint8_t b) noexcept nogil:
+        """The child of ``node`` along byte ``b``, or -1."""
+        if node == 0:
+            return self.root[b]
         cdef int64_t key = node * 256 + b
         cdef int64_t slot = mix(<uint64_t> key) & self.mask
         while True:
