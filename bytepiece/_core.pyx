@@ -793,7 +793,7 @@ cdef class Segmenter:
         self.score = NULL
         memset(&self.trie, 0, sizeof(Trie))
 
-    def __init__(self, pieces, scores):
+    def __init__(self, pieces, scores, bint check=True):
         cdef int64_t n, i, pos
         cdef int rc
         self.trie.none = <int32_t> len(pieces)
@@ -809,24 +809,28 @@ cdef class Segmenter:
             raise ValueError(f"scores must be a 1-d array of {n} floats, got shape {scores_arr.shape}")
         if not np.all(np.isfinite(scores_arr)):
             raise ValueError("scores must be finite")
-        seen = set()
-        for i in range(n):
-            p = pieces[i]
-            if not isinstance(p, bytes):
-                raise TypeError(f"piece {i} must be bytes, got {type(p).__name__}")
-            if not p:
-                raise ValueError(f"piece {i} (id {i + 3}) is empty")
-            if p in seen:
-                raise ValueError(f"piece {p!r} appears twice")
-            seen.add(p)
-        missing = [b for b in range(256) if bytes([b]) not in seen]
-        if missing:
-            raise ValueError(f"single-byte pieces missing: {missing[:8]} (all 256 are required)")
+        if check:
+            # The trie builder relies on these; check=False is for callers that
+            # validated already (Tokenizer via model_io), never for user input.
+            seen = set()
+            for i in range(n):
+                p = pieces[i]
+                if not isinstance(p, bytes):
+                    raise TypeError(f"piece {i} must be bytes, got {type(p).__name__}")
+                if not p:
+                    raise ValueError(f"piece {i} (id {i + 3}) is empty")
+                if p in seen:
+                    raise ValueError(f"piece {p!r} appears twice")
+                seen.add(p)
+            missing = [b for b in range(256) if bytes([b]) not in seen]
+            if missing:
+                raise ValueError(f"single-byte pieces missing: {missing[:8]} (all 256 are required)")
         reversed_pieces = [p[::-1] for p in pieces]
         order = sorted(range(n), key=reversed_pieces.__getitem__)
-        keys = b"".join([reversed_pieces[i] for i in order])
+        ordered = [reversed_pieces[i] for i in order]
+        keys = b"".join(ordered)
         offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum([len(reversed_pieces[i]) for i in order], out=offsets[1:])
+        np.cumsum(np.fromiter(map(len, ordered), dtype=np.int64, count=n), out=offsets[1:])
         ids = np.asarray(order, dtype=np.int32)
         cdef const unsigned char[::1] keys_view = keys
         cdef const int64_t[::1] off_view = offsets

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Union
@@ -58,6 +59,24 @@ def unigram_scores(counts: List[int]) -> np.ndarray:
     total = sum(counts)
     values = np.asarray([float(c) for c in counts], dtype=np.float64)
     return np.log(values) - np.log(np.float64(float(total)))
+
+
+def _b64decode_strict(key: str) -> Optional[bytes]:
+    """Decode canonical base64 (padding required, no stray characters), or None."""
+    try:
+        return binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return None
+
+
+if sys.version_info < (3, 11):  # no strict_mode before Python 3.11
+
+    def _b64decode_strict(key: str) -> Optional[bytes]:  # noqa: F811
+        """Decode canonical base64 (padding required, no stray characters), or None."""
+        try:
+            return base64.b64decode(key.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            return None
 
 
 def _fail(source: str, problem: str) -> "ValueError":
@@ -110,13 +129,15 @@ def _validate(source: str, data: Any) -> Vocabulary:
     pieces: List[Optional[bytes]] = [None] * size
     counts: List[int] = [0] * size
     seen: Dict[bytes, str] = {}
+    decode = _b64decode_strict
     for key, value in data.items():
-        if not isinstance(key, str):
+        # Fast path first: the checks below run once per entry, so they use
+        # exact type tests (which also reject bool) rather than isinstance.
+        if type(key) is not str:
             raise _fail(source, f"key {key!r} is not a base64 string")
-        try:
-            piece = base64.b64decode(key.encode("ascii"), validate=True)
-        except (binascii.Error, UnicodeEncodeError, ValueError):
-            raise _fail(source, f"key {key[:40]!r} is not valid base64") from None
+        piece = decode(key)
+        if piece is None:
+            raise _fail(source, f"key {key[:40]!r} is not valid base64")
         if not piece:
             raise _fail(source, f"key {key!r} decodes to an empty piece")
         if len(piece) > MAX_PIECE_BYTES:
@@ -127,12 +148,12 @@ def _validate(source: str, data: Any) -> Vocabulary:
         if piece in seen:
             raise _fail(source, f"keys {seen[piece]!r} and {key!r} are the same piece {piece!r}")
         seen[piece] = key
-        if not isinstance(value, (list, tuple)) or len(value) != 3:
+        if type(value) not in (list, tuple) or len(value) != 3:
             raise _fail(source, f"value of {key!r} must be [id, display, count], got {value!r:.60}")
         piece_id, _display, count = value
-        if not isinstance(piece_id, int) or isinstance(piece_id, bool):
+        if type(piece_id) is not int:
             raise _fail(source, f"id of {key!r} must be an int, got {piece_id!r:.40}")
-        if not isinstance(count, int) or isinstance(count, bool):
+        if type(count) is not int:
             raise _fail(source, f"count of {key!r} must be an int, got {count!r:.40}")
         if count <= 0:
             raise _fail(source, f"count of {key!r} must be positive, got {count}")

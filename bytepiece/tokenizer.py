@@ -76,9 +76,11 @@ class Tokenizer:
 
     def _init_from(self, vocab: Vocabulary, seed: Optional[int], segmenter=None) -> None:
         self._vocab = vocab
-        self._segmenter = segmenter or _core.Segmenter(vocab.pieces, vocab.scores)
-        self._lengths = np.array([0, 0, 0] + [len(p) for p in vocab.pieces], dtype=np.int64)
+        self._segmenter = segmenter or _core.Segmenter(vocab.pieces, vocab.scores, check=False)
         self._id_to_piece: List = list(SPECIAL_TOKENS) + vocab.pieces
+        self._lengths = np.fromiter(map(len, self._id_to_piece), dtype=np.int64,
+                                    count=len(self._id_to_piece))
+        self._lengths[:3] = 0
         self._piece_to_id = {p: i for i, p in enumerate(self._id_to_piece)}
         self._ids = list(range(len(self._id_to_piece)))
         self._rng_lock = threading.Lock()
