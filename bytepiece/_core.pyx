@@ -37,8 +37,24 @@ cdef extern from *:
     static inline long long bp_fetch_add(long long *p, long long v) {
         return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
     }
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* Keep the better of (cand, node) and (*best, *best_node); ties go to
+       cand. Branch-free: which edge wins is unpredictable, and a branch here
+       costs a pipeline flush on about every other lattice edge. */
+    static inline void bp_keep_best(double cand, int node, double *best, int *best_node) {
+        int take = cand >= *best;
+    #if defined(__SSE2__)
+        *best = _mm_cvtsd_f64(_mm_max_sd(_mm_set_sd(cand), _mm_set_sd(*best)));
+    #else
+        *best = take ? cand : *best;
+    #endif
+        *best_node ^= (*best_node ^ node) & -take;
+    }
     """
     long long bp_fetch_add(long long *p, long long v) noexcept nogil
+    void bp_keep_best(double cand, int node, double *best, int *best_node) noexcept nogil
 
 # Sampling runs in linear space while every piece weight p ** alpha stays above
 # 2**-600: alpha * -min_score <= LINEAR_RANGE (< 600 ln 2). Forward masses
@@ -321,9 +337,9 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
     cdef double *best
     cdef int32_t *piece
     cdef int64_t e, k
-    cdef int32_t node, nxt, best_node
-    cdef double best_value, cand
-    cdef bint take
+    cdef int32_t node, nxt
+    cdef int best_node
+    cdef double best_value
     if scratch_reserve(scratch, n) < 0:
         return -1
     best = scratch.best
@@ -341,10 +357,7 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
             node = nxt
             # Each node carries the score of the piece ending there, -inf when
             # none does: no branch and no piece lookup in this hot loop.
-            cand = best[k] + node_score[node]
-            take = cand >= best_value
-            best_value = cand if take else best_value
-            best_node = node if take else best_node
+            bp_keep_best(best[k] + node_score[node], node, &best_value, &best_node)
             k -= 1
         best[e] = best_value
         piece[e] = trie.value[best_node]
