@@ -1,11 +1,10 @@
 # cython: language_level=3
 """C-level declarations of ``bytepiece._compress`` (the vocabulary hash-trie)."""
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 
 cdef class PieceSet:
-    cdef int64_t *keys       # edge key: node * 256 + byte, -1 when the slot is free
-    cdef int32_t *child
+    cdef uint64_t *slots     # open addressing: (parent << 8 | byte) << 32 | child
     cdef int64_t mask
     cdef int32_t *value
     cdef int64_t n_nodes
@@ -17,6 +16,7 @@ cdef class PieceSet:
     cdef int64_t[::1] _offsets
 
     cdef int grow(self) noexcept
+    cdef int64_t lookup(self, int64_t node, uint8_t b) noexcept nogil
     cdef int64_t step(self, int64_t node, uint8_t b) noexcept nogil
     cdef int64_t fewest(self, const uint8_t *t, int64_t n, int32_t exclude,
                         int32_t *dp) noexcept nogil

@@ -15,7 +15,7 @@ released:
   and can run the §4 Viterbi over weighted chunks (used when the lead's
   ``bytepiece._core`` is not built).
 """
-from libc.stdint cimport int32_t, int64_t, uint64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint64_t, uint8_t, uint32_t
 from libc.stdlib cimport malloc, calloc, free, qsort, realloc
 from libc.string cimport memset, memcpy
 from libc.math cimport INFINITY, exp, log1p
@@ -390,6 +390,60 @@ def count_candidates(const uint8_t[::1] data, const int64_t[::1] offsets,
         free(cid); free(sa); free(st_lcp); free(st_lb); free(st_w); free(buf.items)
 
 
+def count_chars(const uint8_t[::1] data, const int64_t[::1] offsets,
+                const int64_t[::1] weights):
+    """Weighted count of every multi-byte UTF-8 character: ``(code points, counts)``.
+
+    Malformed sequences are skipped (training text comes from ``str`` and is
+    valid UTF-8 anyway)."""
+    cdef int64_t nchunks = offsets.shape[0] - 1
+    cdef int64_t c, i, end, k, m, w
+    cdef uint32_t cp
+    cdef uint8_t b
+    if weights.shape[0] != nchunks:
+        raise ValueError("need one weight per chunk")
+    table = np.zeros(0x110000, dtype=np.int64)
+    cdef int64_t[::1] t = table
+    with nogil:
+        for c in range(nchunks):
+            w = weights[c]
+            i = offsets[c]
+            end = offsets[c + 1]
+            while i < end:
+                b = data[i]
+                if b < 0x80:
+                    i += 1
+                    continue
+                if b >= 0xF0 and b <= 0xF4:
+                    m = 4
+                    cp = b & 0x07
+                elif b >= 0xE0 and b < 0xF0:
+                    m = 3
+                    cp = b & 0x0F
+                elif b >= 0xC2 and b < 0xE0:
+                    m = 2
+                    cp = b & 0x1F
+                else:
+                    i += 1
+                    continue
+                if i + m > end:
+                    i += 1
+                    continue
+                for k in range(1, m):
+                    if not is_cont(data[i + k]):
+                        m = -k
+                        break
+                    cp = (cp << 6) | (data[i + k] & 0x3F)
+                if m < 0:
+                    i += -m
+                    continue
+                if cp < 0x110000:
+                    t[cp] += w
+                i += m
+    cps = np.flatnonzero(table)
+    return cps, table[cps]
+
+
 # ---------------------------------------------------------------------------
 # Hash-trie over a vocabulary
 # ---------------------------------------------------------------------------
@@ -403,6 +457,11 @@ cdef inline double logadd(double a, double b) noexcept nogil:
     if a > b:
         return a + log1p(exp(b - a))
     return b + log1p(exp(a - b))
+
+
+# One table cell = (parent node << 8 | byte) << 32 | child node; all ones when free.
+cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFFULL
+cdef int64_t MAX_NODES = (1 << 24) - 1
 
 
 cdef inline uint64_t mix(uint64_t x) noexcept nogil:
@@ -420,113 +479,112 @@ cdef class PieceSet:
     """
     def __cinit__(self, pieces):
         """``pieces``: a list of distinct non-empty ``bytes``; piece i has index i."""
-        cdef int64_t total = 0, i, j, node, slot, key
+        cdef int64_t total = 0, i, j, node, slot
+        cdef uint64_t key
         cdef int64_t m
-        self.keys = NULL
-        self.child = NULL
+        self.slots = NULL
         self.value = NULL
         self.n_pieces = len(pieces)
         self._blob = b"".join(pieces)
+        lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=self.n_pieces)
+        if self.n_pieces and lengths.min() == 0:
+            raise ValueError("empty piece")
         offs = np.zeros(self.n_pieces + 1, dtype=np.int64)
-        for i, piece in enumerate(pieces):
-            if not piece:
-                raise ValueError("empty piece")
-            total += len(piece)
-            offs[i + 1] = total
+        np.cumsum(lengths, out=offs[1:])
         self._offsets = offs
         # The table starts small and doubles at half load: its size follows the
         # number of trie nodes, not the total length of the pieces.
         self.mask = 1023
         self.value_cap = 1024
-        self.keys = <int64_t *> malloc((self.mask + 1) * sizeof(int64_t))
-        self.child = <int32_t *> malloc((self.mask + 1) * sizeof(int32_t))
+        self.slots = <uint64_t *> malloc((self.mask + 1) * sizeof(uint64_t))
         self.value = <int32_t *> malloc(self.value_cap * sizeof(int32_t))
-        if self.keys == NULL or self.child == NULL or self.value == NULL:
+        if self.slots == NULL or self.value == NULL:
             raise MemoryError()
-        memset(self.keys, 0xFF, (self.mask + 1) * sizeof(int64_t))
+        memset(self.slots, 0xFF, (self.mask + 1) * sizeof(uint64_t))
         self.value[0] = -1
         self.n_nodes = 1
         self.max_len = 0
         cdef const uint8_t[::1] blob = self._blob
+        cdef const int64_t[::1] ov = offs
         for i in range(self.n_pieces):
             node = 0
-            m = offs[i + 1] - offs[i]
+            m = ov[i + 1] - ov[i]
             if m > self.max_len:
                 self.max_len = <int32_t> m
-            for j in range(offs[i], offs[i + 1]):
-                key = node * 256 + blob[j]
-                slot = mix(<uint64_t> key) & self.mask
-                while self.keys[slot] != -1 and self.keys[slot] != key:
+            for j in range(ov[i], ov[i + 1]):
+                key = (<uint64_t> node << 8) | blob[j]
+                slot = mix(key) & self.mask
+                while self.slots[slot] != EMPTY and (self.slots[slot] >> 32) != key:
                     slot = (slot + 1) & self.mask
-                if self.keys[slot] == -1:
+                if self.slots[slot] == EMPTY:
+                    if self.n_nodes >= MAX_NODES:
+                        raise ValueError("vocabulary too large for the hash-trie (2**24 nodes)")
                     if 2 * self.n_nodes > self.mask or self.n_nodes + 1 >= self.value_cap:
                         if self.grow() != 0:
                             raise MemoryError()
-                        slot = mix(<uint64_t> key) & self.mask
-                        while self.keys[slot] != -1:
+                        slot = mix(key) & self.mask
+                        while self.slots[slot] != EMPTY:
                             slot = (slot + 1) & self.mask
-                    self.keys[slot] = key
-                    self.child[slot] = <int32_t> self.n_nodes
+                    self.slots[slot] = (key << 32) | <uint64_t> self.n_nodes
                     self.value[self.n_nodes] = -1
                     self.n_nodes += 1
-                node = self.child[slot]
+                node = <int64_t> (self.slots[slot] & 0xFFFFFFFFULL)
             if self.value[node] != -1:
                 raise ValueError(f"duplicate piece {pieces[i]!r}")
             self.value[node] = <int32_t> i
         # The root's children are looked up directly: every walk starts there.
         for j in range(256):
-            key = j
-            slot = mix(<uint64_t> key) & self.mask
-            while self.keys[slot] != -1 and self.keys[slot] != key:
-                slot = (slot + 1) & self.mask
-            self.root[j] = self.child[slot] if self.keys[slot] == key else -1
+            self.root[j] = -1
+            self.root[j] = <int32_t> self.lookup(0, <uint8_t> j)
 
     cdef int grow(self) noexcept:
         """Double the edge table (rehashing every edge) and the node array."""
         cdef int64_t old_size = self.mask + 1, new_mask = 2 * old_size - 1, i, slot
-        cdef int64_t *keys = <int64_t *> malloc((new_mask + 1) * sizeof(int64_t))
-        cdef int32_t *child = <int32_t *> malloc((new_mask + 1) * sizeof(int32_t))
+        cdef uint64_t *slots = <uint64_t *> malloc((new_mask + 1) * sizeof(uint64_t))
         cdef int32_t *value = <int32_t *> realloc(self.value, 2 * self.value_cap * sizeof(int32_t))
         if value != NULL:
             self.value = value
             self.value_cap *= 2
-        if keys == NULL or child == NULL or value == NULL:
-            free(keys); free(child)
+        if slots == NULL or value == NULL:
+            free(slots)
             return -1
-        memset(keys, 0xFF, (new_mask + 1) * sizeof(int64_t))
+        memset(slots, 0xFF, (new_mask + 1) * sizeof(uint64_t))
         for i in range(old_size):
-            if self.keys[i] != -1:
-                slot = mix(<uint64_t> self.keys[i]) & new_mask
-                while keys[slot] != -1:
+            if self.slots[i] != EMPTY:
+                slot = mix(self.slots[i] >> 32) & new_mask
+                while slots[slot] != EMPTY:
                     slot = (slot + 1) & new_mask
-                keys[slot] = self.keys[i]
-                child[slot] = self.child[i]
-        free(self.keys); free(self.child)
-        self.keys = keys
-        self.child = child
+                slots[slot] = self.slots[i]
+        free(self.slots)
+        self.slots = slots
         self.mask = new_mask
         return 0
 
     def __dealloc__(self):
-        free(self.keys)
-        free(self.child)
+        free(self.slots)
         free(self.value)
 
     def __len__(self):
         return self.n_pieces
 
-    cdef int64_t step(self, int64_t node, uint8_t b) noexcept nogil:
+    cdef int64_t lookup(self, int64_t node, uint8_t b) noexcept nogil:
+        """The child of ``node`` along byte ``b`` from the table, or -1."""
+        cdef uint64_t key = (<uint64_t> node << 8) | b
+        cdef int64_t slot = mix(key) & self.mask
+        cdef uint64_t cell
+        while True:
+            cell = self.slots[slot]
+            if cell == EMPTY:
+                return -1
+            if (cell >> 32) == key:
+                return <int64_t> (cell & 0xFFFFFFFFULL)
+            slot = (slot + 1) & self.mask
+
+    cdef inline int64_t step(self, int64_t node, uint8_t b) noexcept nogil:
         """The child of ``node`` along byte ``b``, or -1."""
         if node == 0:
             return self.root[b]
-        cdef int64_t key = node * 256 + b
-        cdef int64_t slot = mix(<uint64_t> key) & self.mask
-        while True:
-            if self.keys[slot] == key:
-                return self.child[slot]
-            if self.keys[slot] == -1:
-                return -1
-            slot = (slot + 1) & self.mask
+        return self.lookup(node, b)
 
     cdef int64_t fewest(self, const uint8_t *t, int64_t n, int32_t exclude,
                         int32_t *dp) noexcept nogil:

@@ -40,7 +40,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from ._compress import PieceSet, count_candidates
+from ._compress import PieceSet, count_candidates, count_chars
 from .normalization import normalize
 
 __all__ = ["train_compress", "Corpus", "load_corpus", "hard_em"]
@@ -74,20 +74,9 @@ class Corpus:
 
     def char_counts(self, min_count: int) -> Dict[bytes, int]:
         """Weighted count of every multi-byte UTF-8 character seen ``min_count`` times."""
-        counter: Counter = Counter()
-        offs = self.offsets.tolist()
-        for i, w in enumerate(self.weights.tolist()):
-            chunk = self.data[offs[i]:offs[i + 1]].decode("utf-8", "ignore")
-            if w == 1:
-                counter.update(chunk)
-            else:
-                for ch, n in Counter(chunk).items():
-                    counter[ch] += n * w
-        out = {}
-        for ch, n in counter.items():
-            if n >= min_count and ord(ch) >= 0x80:
-                out[ch.encode("utf-8")] = n
-        return out
+        cps, counts = count_chars(self.array, self.offsets, self.weights)
+        return {chr(cp).encode("utf-8"): n
+                for cp, n in zip(cps.tolist(), counts.tolist()) if n >= min_count}
 
     def byte_counts(self) -> np.ndarray:
         """Weighted count of every byte value."""
@@ -236,19 +225,19 @@ def _split_costs(pieces: List[bytes], counts: np.ndarray, method: str, workers: 
     return np.concatenate([f.result() for f in futures])
 
 
-def _settle(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: int,
-            pool: Optional[ThreadPoolExecutor], rounds: int,
-            protected: set) -> Tuple[List[bytes], np.ndarray]:
+def _settle(pieces: List[bytes], counts: np.ndarray, prot: np.ndarray, lengths: np.ndarray,
+            corpus: Corpus, workers: int, pool: Optional[ThreadPoolExecutor],
+            rounds: int) -> Tuple[List[bytes], np.ndarray, np.ndarray, np.ndarray]:
     """Hard EM until no unprotected piece falls out of use (at most ``rounds`` times)."""
     for _ in range(rounds):
         counts = hard_em(pieces, counts, corpus, workers, pool=pool)
-        keep = np.array([c > 0 or p in protected for p, c in zip(pieces, counts)], dtype=bool)
+        keep = (counts > 0) | prot
         counts = np.maximum(counts, 1)
         if keep.all():
             break
-        pieces = [p for p, k in zip(pieces, keep) if k]
-        counts = counts[keep]
-    return pieces, counts
+        pieces = [p for p, k in zip(pieces, keep.tolist()) if k]
+        counts, prot, lengths = counts[keep], prot[keep], lengths[keep]
+    return pieces, counts, prot, lengths
 
 
 def train_compress(
@@ -389,6 +378,8 @@ def train_compress(
         protected.update(c for c, _ in chars)
         _log(verbose, f"character coverage: {len(chars)} characters kept ({len(extra)} added)")
 
+    prot = np.fromiter((p in protected for p in pieces), dtype=bool, count=len(pieces))
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
     results: Dict[int, Dict[bytes, int]] = {}
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
@@ -401,32 +392,31 @@ def train_compress(
                     counts = np.floor(soft + 0.5).astype(np.int64)
                 else:
                     counts = hard_em(pieces, counts, work, workers, pool=pool)
-                used = np.array([c > 0 or p in protected for p, c in zip(pieces, counts)], dtype=bool)
+                used = (counts > 0) | prot
                 counts = np.maximum(counts, 1)
                 if not used.all():
-                    pieces = [p for p, k in zip(pieces, used) if k]
-                    counts = counts[used]
+                    pieces = [p for p, k in zip(pieces, used.tolist()) if k]
+                    counts, prot, lengths = counts[used], prot[used], lengths[used]
                 round_no += 1
                 _log(verbose, f"prune round {round_no}: {len(pieces)} pieces, "
                               f"{int(counts.sum())} tokens, {time.perf_counter() - start:.1f}s")
                 if len(pieces) <= target:
                     break
-                multi = np.array([p not in protected for p in pieces], dtype=bool)
-                n_multi = int(multi.sum())
+                n_multi = int((~prot).sum())
                 # Far from the target the ranking is coarse anyway: prune faster.
                 fraction = prune_fraction * early_speedup if len(pieces) > 1.5 * target else prune_fraction
                 n_drop = min(max(1, int(math.ceil(fraction * n_multi))), len(pieces) - target)
                 cost = _split_costs(pieces, counts, split_cost, workers, pool).astype(np.int64)
                 saving = (counts - discount) * (cost - 1)
-                saving[~multi] = np.iinfo(np.int64).max
-                lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+                saving[prot] = np.inf
                 # lowest saving first; among ties drop the longer piece first
                 order = np.lexsort((-lengths, saving))
-                drop = np.zeros(len(pieces), dtype=bool)
-                drop[order[:n_drop]] = True
-                pieces = [p for p, d in zip(pieces, drop) if not d]
-                counts = counts[~drop]
-            pieces, counts = _settle(pieces, counts, corpus, workers, pool, final_rounds, protected)
+                keep = np.ones(len(pieces), dtype=bool)
+                keep[order[:n_drop]] = False
+                pieces = [p for p, k in zip(pieces, keep.tolist()) if k]
+                counts, prot, lengths = counts[keep], prot[keep], lengths[keep]
+            pieces, counts, prot, lengths = _settle(pieces, counts, prot, lengths, corpus, workers,
+                                                    pool, final_rounds)
             results[size] = {p: int(c) for p, c in zip(pieces, counts)}
             _log(verbose, f"size {size}: {len(pieces)} pieces, {int(counts.sum())} tokens on the "
                           f"training text, {time.perf_counter() - start:.1f}s")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bytepiece._compress import PieceSet, count_candidates
+from bytepiece._compress import PieceSet, count_candidates, count_chars
 from bytepiece.compress import hard_em, load_corpus, train_compress
 from bytepiece.model_io import load_vocabulary, model_dict, save_model
 
@@ -78,6 +78,14 @@ def test_candidates_match_brute_force(mode):
         got = [v * (len(p) - 1) for p, v in zip(pieces, counts.tolist())]
         assert got == best  # best first, exact counts
         assert all(expected[p] == v for p, v in zip(pieces, counts.tolist()))
+
+
+def test_count_chars_matches_python():
+    texts = ["héllo wörld 你好 😀\n", "你好你好\n", "abc", "你好你好\n"]
+    data, offsets, weights = _pack([t.encode() for t in texts])
+    cps, counts = count_chars(data, offsets, weights)
+    expected = Counter(ch for t in texts for ch in t if ord(ch) >= 0x80)
+    assert dict(zip(map(chr, cps.tolist()), counts.tolist())) == dict(expected)
 
 
 def test_split_cost_is_fewest_other_pieces():
