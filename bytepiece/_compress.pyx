@@ -53,19 +53,23 @@ cdef int suffix_sort(const uint8_t *text, const int32_t *cid, const int64_t *off
     ``2k`` bytes. Returns -1 when out of memory."""
     cdef int32_t *rank = <int32_t *> malloc(n * sizeof(int32_t))
     cdef int32_t *tmp = <int32_t *> malloc(n * sizeof(int32_t))
-    cdef int32_t *cnt = <int32_t *> malloc((n + 258) * sizeof(int32_t))
-    cdef int64_t i, k = 1, r, nranks = 257, s, c
+    cdef int64_t ncnt = (n if n > 65792 else 65792) + 258
+    cdef int32_t *cnt = <int32_t *> malloc(ncnt * sizeof(int32_t))
+    cdef int64_t i, k = 2, r, nranks = 65793, s, c
     cdef int32_t a, b, key
     if rank == NULL or tmp == NULL or cnt == NULL:
         free(rank); free(tmp); free(cnt)
         return -1
-    # first byte
-    memset(cnt, 0, 258 * sizeof(int32_t))
+    # first two bytes at once: key = byte0 * 257 + (byte1 + 1, or 0 past the chunk end)
+    memset(cnt, 0, (nranks + 1) * sizeof(int32_t))
     for i in range(n):
-        rank[i] = text[i] + 1
+        if i + 1 < offsets[cid[i] + 1]:
+            rank[i] = 1 + text[i] * 257 + text[i + 1] + 1
+        else:
+            rank[i] = 1 + text[i] * 257
         cnt[rank[i]] += 1
     s = 0
-    for i in range(258):
+    for i in range(nranks + 1):
         c = cnt[i]; cnt[i] = <int32_t> s; s += c
     for i in range(n):
         sa[cnt[rank[i]]] = <int32_t> i
