@@ -36,7 +36,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -370,7 +370,8 @@ def train_compress(
     if char_coverage:
         chars = corpus.char_counts(char_min_count)
         budget = sizes[-1] - 3 - 256
-        chars = sorted(chars.items(), key=lambda kv: (-kv[1], kv[0]))[: budget // 2]
+        chars = sorted(((c, n) for c, n in chars.items() if len(c) <= max_piece_length),
+                       key=lambda kv: (-kv[1], kv[0]))[: budget // 2]
         known = {p for p in pieces if len(p) <= 4}  # characters are at most 4 bytes
         extra = [(c, n) for c, n in chars if c not in known]
         pieces += [c for c, _ in extra]

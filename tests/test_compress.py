@@ -204,6 +204,15 @@ def test_options(corpus):
     assert max(len(p) for p in anything) <= 6 and len(anything) <= 497
 
 
+def test_edge_cases():
+    assert len(train_compress([], 300, verbose=False)[300]) == 256
+    tiny = ["你好 hello 你好 hello " * 5]
+    assert max(map(len, train_compress(tiny, 300, max_piece_length=1, verbose=False)[300])) == 1
+    assert max(map(len, train_compress(tiny, 300, max_piece_length=3, verbose=False)[300])) == 3
+    with pytest.raises(TypeError):
+        train_compress([b"bytes"], 300, verbose=False)
+
+
 def test_progress_on_stderr(corpus, capsys):
     train_compress(corpus[:1], 400, max_piece_length=6, verbose=True)
     err = capsys.readouterr().err
