@@ -41,7 +41,7 @@ cdef struct Weights:
     # Sampling weights for one alpha: weight = exp(alpha * score) = p ** alpha.
     double *weight
     double alpha
-    int log_domain      # 1: the dynamic range is too wide, use the log-domain path
+    int log_domain      # 0 linear, 1 log domain (range too wide), 2 point mass (Viterbi)
 
 
 cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offsets,

@@ -61,6 +61,9 @@ cdef extern from *:
 # are kept within [2**-400, 2**400] times a power of two, so that a mass times
 # a weight is never subnormal and a sum of terms never overflows.
 cdef double LINEAR_RANGE = 415.0
+# Beyond this alpha * -min_score, sampling is Viterbi (and alpha * score would
+# overflow towards -inf).
+cdef double POINT_MASS = 1e280
 cdef double SCALE_HI = ldexp(1.0, 400)
 cdef double SCALE_LO = ldexp(1.0, -400)
 cdef unsigned char NEWLINE = 10
@@ -481,6 +484,9 @@ cdef int64_t sample_log(const Trie *trie, const double *score, double alpha,
     best[0] = 0.0
     for e in range(1, n + 1):
         total = -INFINITY
+        # The single byte text[e-1] is always a piece: a valid default even if
+        # every weight underflows.
+        scratch.piece[e] = trie.value[cells[0].base + text[e - 1]]
         node = 0
         k = e - 1
         while k >= 0:
@@ -503,6 +509,8 @@ cdef int64_t sample(const Trie *trie, const double *score, const Weights *weight
                     const unsigned char *text, int64_t n, Scratch *scratch,
                     Rng *rng) noexcept nogil:
     """Draw a segmentation with probability proportional to prod(p ** alpha) (§5)."""
+    if weights.log_domain == 2:
+        return viterbi(trie, score, text, n, scratch)
     if scratch_reserve(scratch, n) < 0:
         return -1
     if weights.log_domain:
@@ -785,8 +793,12 @@ def split_lists(ids, bounds, list table):
     cdef const int32_t[::1] flat = np.ascontiguousarray(ids, dtype=np.int32)
     cdef const int64_t[::1] b = np.ascontiguousarray(bounds, dtype=np.int64)
     cdef Py_ssize_t i, n = b.shape[0] - 1
-    cdef list result = PyList_New(max(n, 0))
+    cdef list result
     cdef object item
+    check_offsets(b, flat.shape[0])
+    if flat.shape[0] and (np.min(ids) < 0 or np.max(ids) >= len(table)):
+        raise ValueError("ids must lie within the table")
+    result = PyList_New(max(n, 0))
     for i in range(n):
         item = ids_to_list(&flat[b[i]] if b[i + 1] > b[i] else NULL, b[i + 1] - b[i], table)
         Py_INCREF(item)
@@ -809,7 +821,8 @@ cdef class Segmenter:
     def __init__(self, pieces, scores, bint check=True):
         cdef int64_t n, i, pos
         cdef int rc
-        self.trie.none = <int32_t> len(pieces)
+        if self.score != NULL:
+            raise TypeError("a Segmenter is immutable: it is already initialized")
         if not isinstance(pieces, (list, tuple)):
             raise TypeError(f"pieces must be a list of bytes, got {type(pieces).__name__}")
         n = len(pieces)
@@ -838,6 +851,7 @@ cdef class Segmenter:
             missing = [b for b in range(256) if bytes([b]) not in seen]
             if missing:
                 raise ValueError(f"single-byte pieces missing: {missing[:8]} (all 256 are required)")
+        self.trie.none = <int32_t> n
         reversed_pieces = [p[::-1] for p in pieces]
         order = sorted(range(n), key=reversed_pieces.__getitem__)
         ordered = [reversed_pieces[i] for i in order]
@@ -908,7 +922,13 @@ cdef class Segmenter:
         # Weights must be exactly p ** alpha: any per-piece rescaling would
         # favour segmentations with fewer or more pieces. Scores are <= 0, so
         # weights are <= 1; the linear path needs them >= 2**-600.
-        log_domain = bool(alpha * -self._scores.min() > LINEAR_RANGE)
+        spread = alpha * -float(self._scores.min())
+        if spread > POINT_MASS:
+            # Any two segmentations that differ at all differ by > 1e270 nats:
+            # the distribution is the Viterbi path (exact ties aside).
+            log_domain = 2
+        else:
+            log_domain = int(spread > LINEAR_RANGE)
         weights = None if log_domain else np.exp(alpha * self._scores)
         hit = (weights, log_domain)
         with self._weights_lock:
@@ -928,6 +948,10 @@ cdef class Segmenter:
         2 a NumPy int32 array of ids. ``alpha < 0`` is deterministic; with
         ``alpha >= 0`` the segmentation is sampled with the stream ``seed``.
         """
+        if data is None:
+            raise TypeError("data must be a bytes-like object, not None")
+        if out_type != 2 and (table is None or len(table) < self.n_pieces + 3):
+            raise ValueError(f"table must hold an entry for each of the {self.n_pieces + 3} ids")
         cdef const unsigned char[::1] view = data
         cdef int64_t n = view.shape[0], k, w = 0
         cdef EncodeTask task
@@ -966,8 +990,6 @@ cdef class Segmenter:
                 if w:
                     memcpy(<void *> (<size_t> arr.ctypes.data), ids, w * sizeof(int32_t))
                 return arr
-            if table is None:
-                raise TypeError("table is required for list output")
             return ids_to_list(ids, w, table)
         finally:
             free(ids)
@@ -1068,6 +1090,8 @@ cdef class Segmenter:
         cdef Scratch scratch
         if not (alpha >= 0.0) or alpha == INFINITY:
             raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+        if alpha * -float(self._scores.min()) > POINT_MASS:
+            return 0.0   # the distribution is the Viterbi path: no uncertainty
         memset(&scratch, 0, sizeof(Scratch))
         try:
             with nogil:

@@ -109,7 +109,9 @@ def load_vocabulary(model: Union[PathLike, Mapping[str, Any]]) -> Vocabulary:
             raise _fail(source, f"key {exc.args[0]!r} appears twice") from None
         except UnicodeDecodeError as exc:
             raise _fail(source, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:
+            # JSONDecodeError, and also ValueError for an int past Python's
+            # digit limit: both are a file we cannot read as a model.
             raise _fail(source, f"not valid JSON ({exc})") from None
     elif isinstance(model, Mapping):
         source, data = "<dict>", model

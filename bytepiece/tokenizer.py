@@ -304,38 +304,32 @@ class Tokenizer:
         """The bytes of ``ids`` (special tokens contribute nothing)."""
         if isinstance(ids, (str, bytes)):
             raise TypeError("decode expects a sequence of ints")
-        ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
         table = self._id_to_piece
-        try:
-            pieces = [table[i] for i in ids if i > 2]
-            if ids and min(ids) < 0:
-                raise IndexError
-        except (IndexError, TypeError):
-            size = len(table)
-            for i in ids:
-                if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-                    raise TypeError(f"ids must be ints, got {type(i).__name__}") from None
-                if not 0 <= i < size:
-                    raise ValueError(f"id {i} is out of range (vocabulary has ids 0..{size - 1})") from None
-            raise
-        return b"".join(pieces)
-
-    # -- conversions ----------------------------------------------------------
-
-    def convert_to_sentencepiece(self, path):
-        """Write this vocabulary as a SentencePiece Unigram model (byte fallback,
-        identity normalizer); see :func:`bytepiece.convert.convert_to_sentencepiece`.
-        Returns the export with its id mapping."""
-        from .convert import convert_to_sentencepiece
-
-        return convert_to_sentencepiece(self, path)
-
-    def export_huggingface(self, path) -> None:
-        """Write a Hugging Face ``tokenizer.json`` with ids identical to ours;
-        see :func:`bytepiece.convert.export_huggingface`."""
-        from .convert import export_huggingface
-
-        export_huggingface(self, path)
+        size = len(table)
+        if isinstance(ids, np.ndarray):
+            arr = ids
+            if arr.ndim != 1 or arr.dtype.kind not in "iu":
+                raise TypeError(f"ids must be a 1-d array of ints, got {arr.dtype} with shape {arr.shape}")
+        else:
+            ids = list(ids)
+            # One C-level pass over the element types: numpy would silently turn
+            # True into 1 and 2.0 into 2.
+            if not set(map(type, ids)) <= {int}:
+                for i in ids:
+                    if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                        raise TypeError(f"ids must be ints, got {type(i).__name__} {i!r}")
+            try:
+                arr = np.asarray(ids, dtype=np.int64)
+            except OverflowError:
+                bad = next(i for i in ids if not -2**63 <= i < 2**63)
+                raise ValueError(f"id {bad} is out of range (vocabulary has ids 0..{size - 1})") from None
+        if arr.size == 0:
+            return b""
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0 or high >= size:
+            bad = low if low < 0 else high
+            raise ValueError(f"id {bad} is out of range (vocabulary has ids 0..{size - 1})")
+        return b"".join([table[i] for i in arr.tolist() if i > 2])
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, max_piece_length={self.max_piece_length})"

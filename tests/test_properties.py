@@ -253,7 +253,6 @@ def test_bad_ids_raise(value) -> None:
         TOK.decode([3, value])
 
 
-@pytest.mark.xfail(strict=True, reason="tokenizer bug: non-int ids <= 2 are skipped as special tokens")
 @pytest.mark.parametrize("value", [1.5, 0.0, True])
 def test_non_int_small_ids_raise(value) -> None:
     with pytest.raises(TypeError):
