@@ -38,16 +38,25 @@ ROOT = os.path.dirname(HERE)
 ALL_TRAINERS = ["bnlm", "compress", "sp-unigram", "sp-bpe", "hf-bpe"]
 
 
-def split_corpora(files: List[str], holdout: float) -> Tuple[List[str], Dict[str, List[str]]]:
-    """Training lines of all files, and held-out lines per file (newlines kept)."""
+def split_corpora(files: List[str], holdout: float, at: str = "end") -> Tuple[List[str], Dict[str, List[str]]]:
+    """Training lines of all files, and held-out lines per file (newlines kept).
+
+    ``at="end"`` holds out the last ``holdout`` share of each file's lines,
+    ``at="start"`` the first (a second, independent split for robustness)."""
     train: List[str] = []
     held: Dict[str, List[str]] = {}
     for path in files:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines(keepends=True)
-        cut = int(round(len(lines) * (1.0 - holdout)))
-        train.extend(lines[:cut])
-        held[os.path.splitext(os.path.basename(path))[0]] = lines[cut:]
+        name = os.path.splitext(os.path.basename(path))[0]
+        if at == "start":
+            cut = int(round(len(lines) * holdout))
+            train.extend(lines[cut:])
+            held[name] = lines[:cut]
+        else:
+            cut = int(round(len(lines) * (1.0 - holdout)))
+            train.extend(lines[:cut])
+            held[name] = lines[cut:]
     return train, held
 
 
@@ -219,6 +228,8 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", default="4000,8000,16000", help="comma-separated vocabulary sizes")
     parser.add_argument("--trainers", default=",".join(ALL_TRAINERS), help="comma-separated, from " + ",".join(ALL_TRAINERS))
     parser.add_argument("--holdout", type=float, default=0.1, help="share of each file's lines held out (from the end)")
+    parser.add_argument("--holdout-at", choices=["end", "start"], default="end",
+                        help="hold out the last (default) or the first lines of each file")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1,
                         help="train each tokenizer this many times and keep the fastest run")
@@ -239,7 +250,7 @@ def main(argv=None) -> None:
     files = [f for f in args.corpora.split(",") if f]
     sizes = [int(s) for s in args.sizes.split(",") if s]
     trainers = [t for t in args.trainers.split(",") if t]
-    train, held = split_corpora(files, args.holdout)
+    train, held = split_corpora(files, args.holdout, args.holdout_at)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         train_path = os.path.join(tmp, "train.txt")
