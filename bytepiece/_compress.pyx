@@ -1,27 +1,29 @@
 # cython: language_level=3
 """Compiled kernels of the compression-first trainer (``algorithm="compress"``).
 
-Three pieces of work are done here, all on raw byte buffers with the GIL
-released:
+All work is done on raw byte buffers with the GIL released (no Python object
+per byte), so ``bytepiece.compress`` can share it among threads:
 
 * :func:`count_candidates` enumerates every repeated substring of the corpus
   (2..L bytes, optionally on UTF-8 character boundaries) with its exact
-  occurrence count, using a suffix array sorted to depth L by prefix doubling
-  and the LCP intervals over it. Only the ``top_k`` best candidates by
-  ``count * (length - 1)`` are kept, with a running threshold, so the memory
-  is O(corpus + top_k) however many distinct substrings there are.
-* :class:`PieceSet` is a hash-trie over a vocabulary. It spells every piece
-  with the fewest tokens of the *other* pieces (the split cost of pruning)
-  and can run the §4 Viterbi over weighted chunks (used when the lead's
-  ``bytepiece._core`` is not built).
+  weighted occurrence count, using a suffix array sorted to depth L by prefix
+  doubling and one pass over its LCP intervals. Only the ``top_k`` best
+  candidates by ``count * (length - 1)`` are kept, behind a rising admission
+  threshold, so memory is about 21 bytes per corpus byte plus 16 per kept
+  candidate however many distinct substrings there are.
+* :func:`count_chars` counts the multi-byte characters (character coverage).
+* :class:`PieceSet` is a hash-trie over a vocabulary (one 64-bit cell per
+  edge). It gives every piece's split cost (the tokens needed without it:
+  fewest pieces, or what the §4 Viterbi spends), runs the §4 Viterbi over
+  weighted chunks (hard EM; bit-identical to ``bytepiece._core`` and leaner to
+  build for huge candidate sets) and forward-backward (soft EM).
 """
 from libc.stdint cimport int32_t, int64_t, uint64_t, uint8_t, uint32_t
-from libc.stdlib cimport malloc, calloc, free, qsort, realloc
+from libc.stdlib cimport malloc, free, qsort, realloc
 from libc.string cimport memset, memcpy
 from libc.math cimport INFINITY, exp, log1p
 
 import numpy as np
-
 
 
 cdef inline bint is_cont(uint8_t b) noexcept nogil:
