@@ -225,6 +225,23 @@ def _split_costs(pieces: List[bytes], counts: np.ndarray, method: str, workers: 
     return np.concatenate([f.result() for f in futures])
 
 
+def _candidate_sample(corpus: Corpus, limit: int) -> Tuple[Corpus, float]:
+    """The corpus itself when it is small enough, else every k-th distinct chunk
+    (deterministic) and the factor that scales its counts to the whole."""
+    n_bytes = len(corpus.data)
+    if limit <= 0 or n_bytes <= limit:
+        return corpus, 1.0
+    step = int(math.ceil(n_bytes / limit))
+    picked = np.arange(0, len(corpus), step)
+    sample: Counter = Counter()
+    offs = corpus.offsets
+    for i in picked.tolist():
+        sample[corpus.data[offs[i]:offs[i + 1]]] = int(corpus.weights[i])
+    sub = Corpus(sample)
+    scale = corpus.total_bytes / max(1, sub.total_bytes)
+    return sub, float(scale)
+
+
 def _settle(pieces: List[bytes], counts: np.ndarray, prot: np.ndarray, lengths: np.ndarray,
             corpus: Corpus, workers: int, pool: Optional[ThreadPoolExecutor],
             rounds: int) -> Tuple[List[bytes], np.ndarray, np.ndarray, np.ndarray]:
@@ -262,6 +279,7 @@ def train_compress(
     ngram_candidates: int = 0,
     final_rounds: int = 4,
     early_speedup: float = 2.0,
+    candidate_bytes: int = 1 << 28,
 ) -> Dict[int, Dict[bytes, int]]:
     """Train compression-first vocabularies; returns ``{size: {piece: count}}``.
 
@@ -306,6 +324,10 @@ def train_compress(
     * ``final_rounds``: at most this many closing hard-EM re-counts.
     * ``early_speedup``: while the vocabulary is over 1.5 times the target,
       ``prune_fraction`` is multiplied by this (fewer corpus passes).
+    * ``candidate_bytes``: candidates are counted on at most this many bytes
+      of distinct chunks (an evenly spaced sample of the chunks beyond it,
+      counts scaled up), bounding the suffix array's ~21 bytes per byte; hard
+      EM always runs over the whole corpus.
     """
     sizes = [max_vocab_size] if isinstance(max_vocab_size, int) else list(max_vocab_size)
     if not sizes:
@@ -346,11 +368,17 @@ def train_compress(
             raise ValueError(f"repeats must be 'count', 'distinct', 'sqrt' or 'log', got {repeats!r}")
 
     mode = 1 if ensure_unicode else (2 if char_starts else 0)
+    source, scale = _candidate_sample(work, int(candidate_bytes))
     cand, cand_counts = count_candidates(
-        work.array, work.offsets, work.weights, int(max_piece_length),
-        int(min_count), int(num_candidates), mode,
+        source.array, source.offsets, source.weights, int(max_piece_length),
+        max(1, int(math.ceil(min_count / scale))), int(num_candidates), mode,
     )
-    _log(verbose, f"candidates: {len(cand)} substrings, {time.perf_counter() - start:.1f}s")
+    if scale != 1.0:
+        cand_counts = np.maximum(1, np.round(cand_counts * scale)).astype(np.int64)
+        del source
+    _log(verbose, f"candidates: {len(cand)} substrings"
+                  + (f" (from a {1 / scale:.0%} sample)" if scale != 1.0 else "")
+                  + f", {time.perf_counter() - start:.1f}s")
 
     pieces: List[bytes] = list(_SINGLE_BYTES) + list(cand)
     counts = np.concatenate([np.maximum(corpus.byte_counts(), 1), cand_counts]).astype(np.int64)

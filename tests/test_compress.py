@@ -213,6 +213,13 @@ def test_edge_cases():
         train_compress([b"bytes"], 300, verbose=False)
 
 
+def test_candidate_sample_bounds_the_suffix_array(corpus, capsys):
+    sampled = train_compress(corpus, 600, max_piece_length=8, candidate_bytes=20000, verbose=True)[600]
+    assert "sample" in capsys.readouterr().err
+    assert all(bytes([b]) in sampled for b in range(256))
+    assert 500 < len(sampled) <= 597
+
+
 def test_progress_on_stderr(corpus, capsys):
     train_compress(corpus[:1], 400, max_piece_length=6, verbose=True)
     err = capsys.readouterr().err
