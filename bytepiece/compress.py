@@ -394,21 +394,25 @@ def train_compress(
         pieces += [p for p, _ in extra]
         counts = np.concatenate([counts, np.array([c for _, c in extra], dtype=np.int64)])
         _log(verbose, f"n-gram candidates: {len(extra)} added, {time.perf_counter() - start:.1f}s")
-    protected: set = set(_SINGLE_BYTES)
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    prot = lengths == 1  # the 256 single bytes are never pruned
     if char_coverage:
         chars = corpus.char_counts(char_min_count)
         budget = sizes[-1] - 3 - 256
         chars = sorted(((c, n) for c, n in chars.items() if len(c) <= max_piece_length),
                        key=lambda kv: (-kv[1], kv[0]))[: budget // 2]
-        known = {p for p in pieces if len(p) <= 4}  # characters are at most 4 bytes
-        extra = [(c, n) for c, n in chars if c not in known]
+        short = np.flatnonzero((lengths >= 2) & (lengths <= 4)).tolist()  # characters: 2-4 bytes
+        where = {pieces[i]: i for i in short}
+        extra = [(c, n) for c, n in chars if c not in where]
+        for c, _ in chars:
+            if c in where:
+                prot[where[c]] = True
         pieces += [c for c, _ in extra]
         counts = np.concatenate([counts, np.array([n for _, n in extra], dtype=np.int64)])
-        protected.update(c for c, _ in chars)
+        lengths = np.concatenate([lengths, np.array([len(c) for c, _ in extra], dtype=np.int64)])
+        prot = np.concatenate([prot, np.ones(len(extra), dtype=bool)])
         _log(verbose, f"character coverage: {len(chars)} characters kept ({len(extra)} added)")
 
-    prot = np.fromiter((p in protected for p in pieces), dtype=bool, count=len(pieces))
-    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
     results: Dict[int, Dict[bytes, int]] = {}
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
