@@ -339,6 +339,12 @@ def train_compress(
         raise ValueError("max_piece_length must be >= 1")
     if not 0.0 < prune_fraction <= 1.0:
         raise ValueError("prune_fraction must be in (0, 1]")
+    if em not in ("hard", "soft"):
+        raise ValueError(f"em must be 'hard' or 'soft', got {em!r}")
+    if split_cost not in ("viterbi", "fewest"):
+        raise ValueError(f"split_cost must be 'viterbi' or 'fewest', got {split_cost!r}")
+    if repeats not in ("count", "distinct", "sqrt", "log"):
+        raise ValueError(f"repeats must be 'count', 'distinct', 'sqrt' or 'log', got {repeats!r}")
     workers = max(1, int(workers))
     sizes = sorted({int(s) for s in sizes}, reverse=True)
     if num_candidates is None:

@@ -211,6 +211,9 @@ def test_edge_cases():
     assert max(map(len, train_compress(tiny, 300, max_piece_length=3, verbose=False)[300])) == 3
     with pytest.raises(TypeError):
         train_compress([b"bytes"], 300, verbose=False)
+    for bad in ({"em": "fuzzy"}, {"split_cost": "guess"}, {"repeats": "never"}, {"prune_fraction": 0}):
+        with pytest.raises(ValueError):
+            train_compress(tiny, 300, verbose=False, **bad)
 
 
 def test_candidate_sample_bounds_the_suffix_array(corpus, capsys):
