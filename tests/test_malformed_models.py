@@ -208,10 +208,11 @@ def write_big_model(path: Path, entries: int) -> None:
     """A valid-looking model with ``entries`` pieces (compact JSON, streamed)."""
     counts = {bytes([b]): 1 for b in range(256)}
     letters = bytes(range(33, 127))
-    for i, triple in enumerate(itertools.product(letters, repeat=3)):
+    grams = itertools.chain(itertools.product(letters, repeat=3), itertools.product(letters, repeat=4))
+    for i, gram in enumerate(grams):
         if len(counts) >= entries:
             break
-        counts[bytes(triple)] = i % 997 + 1
+        counts[bytes(gram)] = i % 997 + 1
     path.write_text(json.dumps(model_dict(counts), separators=(",", ":")))
 
 
@@ -240,7 +241,7 @@ def test_million_entries_with_a_bad_last_entry_fail_cleanly(tmp_path: Path) -> N
     path = tmp_path / "big-bad.model"
     write_big_model(path, 1_000_000)
     data = path.read_bytes()
-    path.write_bytes(data[:-1] + b',"' + key(b"\x01\x02") + b'":[5,"",1]}')
+    path.write_bytes(data[:-1] + b',"' + key(b"\x01\x02").encode() + b'":[5,"",1]}')
     with pytest.raises(ValueError, match="used twice"):
         Tokenizer(path)
 
