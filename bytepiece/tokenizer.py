@@ -331,6 +331,23 @@ class Tokenizer:
             raise ValueError(f"id {bad} is out of range (vocabulary has ids 0..{size - 1})")
         return b"".join([table[i] for i in arr.tolist() if i > 2])
 
+    # -- conversions ----------------------------------------------------------
+
+    def convert_to_sentencepiece(self, path):
+        """Write this vocabulary as a SentencePiece Unigram model (byte fallback,
+        identity normalizer); see :func:`bytepiece.convert.convert_to_sentencepiece`.
+        Returns the export with its id mapping."""
+        from .convert import convert_to_sentencepiece
+
+        return convert_to_sentencepiece(self, path)
+
+    def export_huggingface(self, path) -> None:
+        """Write a Hugging Face ``tokenizer.json`` with ids identical to ours;
+        see :func:`bytepiece.convert.export_huggingface`."""
+        from .convert import export_huggingface
+
+        export_huggingface(self, path)
+
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, max_piece_length={self.max_piece_length})"
 
