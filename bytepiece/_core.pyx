@@ -788,6 +788,58 @@ cdef inline list ids_to_list(const int32_t *ids, int64_t n, list table):
     return result
 
 
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+    void *PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    char *PyBytes_AS_STRING(object o)
+    Py_ssize_t PyBytes_GET_SIZE(object o)
+
+
+def pack_texts(texts, nfc_utf8):
+    """Lay the UTF-8 of every text back to back: ``(data, offsets)``.
+
+    ``str`` items are NFC-normalized (pure-ASCII strings are NFC already and
+    their storage is their UTF-8, copied as is); ``bytes`` items are taken as
+    they are. ``nfc_utf8`` converts the other strings (it raises the
+    descriptive errors). One pass over the list in C instead of a Python
+    call per text.
+    """
+    cdef Py_ssize_t n = len(texts), i, total = 0, size
+    cdef list encoded = [None] * n
+    offsets = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] off = offsets
+    off[0] = 0
+    for i in range(n):
+        t = texts[i]
+        if type(t) is str:
+            if not PyUnicode_IS_ASCII(t):
+                t = nfc_utf8(t)
+        elif type(t) is not bytes:
+            if isinstance(t, (bytearray, memoryview)):
+                t = bytes(t)
+            elif isinstance(t, str):
+                t = nfc_utf8(str(t))
+            else:
+                raise TypeError(f"text {i} must be str or bytes, got {type(t).__name__}")
+        encoded[i] = t
+        size = PyUnicode_GET_LENGTH(t) if type(t) is str else PyBytes_GET_SIZE(t)
+        total += size
+        off[i + 1] = total
+    data = bytearray(total)
+    cdef unsigned char[::1] dst_view = data
+    cdef char *dst = <char *> &dst_view[0] if total else NULL
+    for i in range(n):
+        t = encoded[i]
+        size = off[i + 1] - off[i]
+        if size:
+            if type(t) is str:
+                memcpy(dst + off[i], PyUnicode_DATA(t), size)
+            else:
+                memcpy(dst + off[i], PyBytes_AS_STRING(t), size)
+    return data, offsets
+
+
 def split_lists(ids, bounds, list table):
     """``[ids[bounds[i]:bounds[i+1]] as lists of ints]``, ints taken from ``table``."""
     cdef const int32_t[::1] flat = np.ascontiguousarray(ids, dtype=np.int32)

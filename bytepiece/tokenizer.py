@@ -205,33 +205,25 @@ class Tokenizer:
             raise TypeError("encode_batch expects a sequence of texts, not a single text")
         alpha = _check_alpha(alpha)
         kind = self._out_kind(out_type)
-        encoded = [_as_bytes(t) for t in texts]
-        flat, bounds = self._encode_many(encoded, bool(add_bos), bool(add_eos), alpha, seed,
-                                         num_threads, first_index)
+        data, offsets = _core.pack_texts(texts, nfc_utf8)
+        flat, bounds = self._encode_packed(data, offsets, bool(add_bos), bool(add_eos), alpha,
+                                           seed, num_threads, first_index)
         if kind == 2:
-            return [flat[bounds[i]:bounds[i + 1]] for i in range(len(encoded))]
+            return np.split(flat, bounds[1:-1]) if len(bounds) > 1 else []
         return _core.split_lists(flat, bounds, self._ids)
 
-    def _encode_many(self, encoded: List[bytes], add_bos: bool, add_eos: bool, alpha: float,
-                     seed: Optional[int], num_threads: int, first_index: int = 0):
-        """Flat int32 ids and int64 bounds of already-encoded texts.
-
-        Text ``i``'s ids are ``ids[bounds[i]:bounds[i+1]]``. This is the form a
-        token-file writer wants: no list per text.
-        """
+    def _encode_packed(self, data, offsets: np.ndarray, add_bos: bool, add_eos: bool,
+                       alpha: float, seed: Optional[int], num_threads: int, first_index: int = 0):
+        """Segment the texts ``data[offsets[i]:offsets[i+1]]`` on native threads."""
         if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
             raise TypeError(f"num_threads must be an int, got {type(num_threads).__name__}")
         if num_threads < 0:
             raise ValueError(f"num_threads must be >= 0 (0: all cores), got {num_threads}")
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        if encoded:
-            np.cumsum([len(b) for b in encoded], out=offsets[1:])
-        call_seed = self._call_seed(seed) if alpha >= 0 else 0
         if isinstance(first_index, bool) or not isinstance(first_index, (int, np.integer)) or first_index < 0:
             raise ValueError(f"first_index must be a non-negative int, got {first_index!r}")
-        return self._segmenter.encode_concat(b"".join(encoded), offsets, alpha, call_seed,
-                                             int(num_threads), True, add_bos, add_eos,
-                                             int(first_index))
+        call_seed = self._call_seed(seed) if alpha >= 0 else 0
+        return self._segmenter.encode_concat(data, offsets, alpha, call_seed, int(num_threads),
+                                             True, add_bos, add_eos, int(first_index))
 
     def encode_batch_flat(self, texts: Sequence[TextLike], add_bos: bool = False,
                           add_eos: bool = False, alpha: float = -1, seed: Optional[int] = None,
@@ -242,9 +234,9 @@ class Tokenizer:
         if isinstance(texts, (str, bytes)):
             raise TypeError("encode_batch_flat expects a sequence of texts, not a single text")
         alpha = _check_alpha(alpha)
-        encoded = [_as_bytes(t) for t in texts]
-        return self._encode_many(encoded, bool(add_bos), bool(add_eos), alpha, seed,
-                                 num_threads, first_index)
+        data, offsets = _core.pack_texts(texts, nfc_utf8)
+        return self._encode_packed(data, offsets, bool(add_bos), bool(add_eos), alpha, seed,
+                                   num_threads, first_index)
 
     @staticmethod
     def _out_kind(out_type) -> int:
