@@ -22,7 +22,7 @@ cdef struct Scratch:
     # Per-thread work arrays, grown on demand, indexed by chunk position.
     double *best        # Viterbi score, or sampling forward mass (scaled)
     int64_t *scale      # sampling: power-of-two scale exponent of best[i]
-    int32_t *piece      # index of the last piece of the best/drawn prefix ending here
+    int32_t *piece      # trie node of the last piece of the best/drawn prefix ending here
     int32_t *path       # piece indexes of a segmentation, reversed
     int64_t capacity
 

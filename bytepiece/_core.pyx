@@ -323,11 +323,17 @@ cdef void scratch_free(Scratch *scratch) noexcept nogil:
 # ---------------------------------------------------------------------------
 
 cdef inline int64_t backtrack(const Trie *trie, Scratch *scratch, int64_t n) noexcept nogil:
-    """Follow the last piece of each prefix back from ``n``."""
+    """Follow the last piece of each prefix back from ``n``.
+
+    ``scratch.piece[e]`` holds the trie *node* of that piece: mapping nodes to
+    pieces only along the chosen path saves a random load per position.
+    """
     cdef int64_t k = 0, e = n
+    cdef int32_t v
     while e > 0:
-        scratch.path[k] = scratch.piece[e]
-        e -= trie.length[scratch.piece[e]]
+        v = trie.value[scratch.piece[e]]
+        scratch.path[k] = v
+        e -= trie.length[v]
         k += 1
     return k
 
@@ -363,7 +369,7 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
             bp_keep_best(best[k] + node_score[node], node, &best_value, &best_node)
             k -= 1
         best[e] = best_value
-        piece[e] = trie.value[best_node]
+        piece[e] = best_node
     return backtrack(trie, scratch, n)
 
 
@@ -486,7 +492,7 @@ cdef int64_t sample_log(const Trie *trie, const double *score, double alpha,
         total = -INFINITY
         # The single byte text[e-1] is always a piece: a valid default even if
         # every weight underflows.
-        scratch.piece[e] = trie.value[cells[0].base + text[e - 1]]
+        scratch.piece[e] = cells[0].base + text[e - 1]
         node = 0
         k = e - 1
         while k >= 0:
@@ -499,7 +505,7 @@ cdef int64_t sample_log(const Trie *trie, const double *score, double alpha,
                 w = best[k] + alpha * score[v]
                 total = logaddexp(total, w)
                 if rng_uniform(rng) < exp(w - total):
-                    scratch.piece[e] = v
+                    scratch.piece[e] = node
             k -= 1
         best[e] = total
     return backtrack(trie, scratch, n)
