@@ -893,6 +893,9 @@ cdef class Segmenter:
             raise ValueError(f"scores must be a 1-d array of {n} floats, got shape {scores_arr.shape}")
         if not np.all(np.isfinite(scores_arr)):
             raise ValueError("scores must be finite")
+        if check and np.any(scores_arr > 0):
+            # The sampler relies on p ** alpha <= 1 (no overflow in its sums).
+            raise ValueError("scores must be log-probabilities (<= 0)")
         if check:
             # The trie builder relies on these; check=False is for callers that
             # validated already (Tokenizer via model_io), never for user input.

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Tuple, Union
 import numpy as np
 
 from .model_io import (
+    MAX_PIECE_BYTES,
     SPECIAL_TOKENS,
     Vocabulary,
     atomic_write,
@@ -379,6 +380,8 @@ def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike
             raise TypeError(f"words must be str or bytes, got {type(word).__name__} ({word!r:.40})")
         if not key:
             raise ValueError("an empty word cannot be a piece")
+        if len(key) > MAX_PIECE_BYTES:
+            raise ValueError(f"word {word!r:.40}... is {len(key)} bytes long (a piece may have at most {MAX_PIECE_BYTES})")
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
             raise TypeError(f"count of {word!r} must be an int, got {type(count).__name__}")
         if count <= 0:

@@ -32,8 +32,10 @@ __all__ = [
 ]
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
-#: Longest piece a model file may hold; longer ones are rejected as hostile.
-MAX_PIECE_BYTES = 1 << 16
+#: Longest piece a model file may hold. Segmenting costs up to this many trie
+#: steps per byte, so a model with huge pieces could make encoding crawl on
+#: matching text; real vocabularies use 16-36 bytes.
+MAX_PIECE_BYTES = 1024
 
 PathLike = Union[str, "os.PathLike[str]"]
 

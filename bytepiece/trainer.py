@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from ._ngram import NgramCounts, NgramModel, PieceCounts
-from .model_io import save_model, unigram_scores
+from .model_io import MAX_PIECE_BYTES, save_model, unigram_scores
 from .normalization import normalize
 from .progress import Progress
 
@@ -137,7 +137,7 @@ class Trainer:
         self.sizes: List[int] = sizes
         if max_piece_length is None:
             max_piece_length = DEFAULT_MAX_PIECE_LENGTH[algorithm]
-        self.max_piece_length = _check_int("max_piece_length", max_piece_length, 1)
+        self.max_piece_length = _check_int("max_piece_length", max_piece_length, 1, MAX_PIECE_BYTES)
         self.min_count = _check_int("min_count", min_count, 1)
         self.isolate_digits = bool(isolate_digits)
         self.ensure_unicode = bool(ensure_unicode)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple, Union
 
+import numpy as np
 import pytest
 
 from bytepiece.model_io import MAX_PIECE_BYTES, load_vocabulary, model_dict
@@ -251,3 +252,30 @@ def test_load_vocabulary_does_not_mutate_its_input() -> None:
     snapshot = json.dumps(model)
     load_vocabulary(model)
     assert json.dumps(model) == snapshot
+
+
+def test_piece_length_cap_keeps_hostile_models_linear(tmp_path: Path) -> None:
+    """A model may hold pieces up to MAX_PIECE_BYTES: a text matching its
+    longest piece everywhere costs at most that many trie steps per byte."""
+    counts = {bytes([b]): 1 for b in range(256)}
+    counts[b"z" * MAX_PIECE_BYTES] = 5
+    tok = Tokenizer(model_dict(counts))
+    text = b"z" * (20 * MAX_PIECE_BYTES + 7)
+    assert b"".join(tok.tokenize(text)) == text
+    too_long = dict(counts)
+    too_long[b"y" * (MAX_PIECE_BYTES + 1)] = 5
+    with pytest.raises(ValueError, match="bytes long"):
+        Tokenizer(model_dict(too_long))
+
+
+def test_limits_are_enforced_where_models_are_made(tmp_path: Path) -> None:
+    from bytepiece import _core
+    from bytepiece.convert import convert_to_bytepiece
+    from bytepiece.trainer import Trainer
+
+    with pytest.raises(ValueError, match="max_piece_length"):
+        Trainer(max_piece_length=MAX_PIECE_BYTES + 1)
+    with pytest.raises(ValueError, match="bytes long"):
+        convert_to_bytepiece({"x" * (MAX_PIECE_BYTES + 1): 3}, tmp_path / "w.model")
+    with pytest.raises(ValueError, match="<= 0"):
+        _core.Segmenter([bytes([b]) for b in range(256)], np.full(256, 0.5))
