@@ -181,12 +181,17 @@ def test_segmenter_rejects_bad_vocabularies(pieces, scores, error) -> None:
 
 
 def test_segmenter_with_positive_and_huge_scores() -> None:
-    """Scores need not be log-probabilities: the core must stay exact and finite."""
+    """Scores are log-probabilities: positive ones are refused (the sampler
+    relies on p ** alpha <= 1); huge negative ones stay exact and finite."""
     pieces = [bytes([b]) for b in range(256)] + [b"ab", b"abab"]
-    for scores in (np.full(258, 3.0), np.linspace(-700, 700, 258), np.full(258, -1e300)):
+    for scores in (np.full(258, 3.0), np.linspace(-700, 700, 258)):
+        with pytest.raises(ValueError, match="<= 0"):
+            _core.Segmenter(pieces, scores)
+    for scores in (np.linspace(-1400, 0, 258), np.full(258, -1e300)):
         seg = _core.Segmenter(pieces, scores)
-        ids = seg.encode_bytes(b"ababab\nab", out_type=2)
-        assert b"".join(pieces[i - 3] for i in ids) == b"ababab\nab"
+        for alpha in (-1.0, 0.0, 1.0, 1e6):
+            ids = seg.encode_bytes(b"ababab\nab", alpha=alpha, seed=3, out_type=2)
+            assert b"".join(pieces[i - 3] for i in ids) == b"ababab\nab"
 
 
 # ---------------------------------------------------------------------------
