@@ -200,10 +200,18 @@ def test_segmenter_with_positive_and_huge_scores() -> None:
 
 
 def run_isolated(code: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter that imports this checkout."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, env=env, cwd=str(ROOT))
+    """Run ``code`` in a fresh interpreter that imports the very ``bytepiece``
+    under test (installed, or an in-place build), from a neutral directory so
+    that an uncompiled checkout cannot shadow it."""
+    import tempfile
+
+    import bytepiece
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(bytepiece.__file__)))
+    env = dict(os.environ, PYTHONPATH=package_parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with tempfile.TemporaryDirectory() as scratch:
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                              text=True, timeout=120, env=env, cwd=scratch)
 
 
 PRELUDE = """
