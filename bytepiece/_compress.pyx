@@ -18,6 +18,7 @@ per byte), so ``bytepiece.compress`` can share it among threads:
   weighted chunks (hard EM; bit-identical to ``bytepiece._core`` and leaner to
   build for huge candidate sets) and forward-backward (soft EM).
 """
+from bytepiece._core cimport logaddexp
 from libc.stdint cimport int32_t, int64_t, uint64_t, uint8_t, uint32_t
 from libc.stdlib cimport malloc, free, qsort, realloc
 from libc.string cimport memset, memcpy
@@ -454,17 +455,6 @@ def count_chars(const uint8_t[::1] data, const int64_t[::1] offsets,
 # Hash-trie over a vocabulary
 # ---------------------------------------------------------------------------
 
-cdef inline double logadd(double a, double b) noexcept nogil:
-    """ln(e^a + e^b) without overflow."""
-    if a == -INFINITY:
-        return b
-    if b == -INFINITY:
-        return a
-    if a > b:
-        return a + log1p(exp(b - a))
-    return b + log1p(exp(a - b))
-
-
 # One table cell = (parent node << 8 | byte) << 32 | child node; all ones when free.
 cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFFULL
 cdef int64_t MAX_NODES = (1 << 24) - 1
@@ -758,7 +748,7 @@ cdef class PieceSet:
                 v = self.value[node]
                 if v >= 0:
                     x = fw[s] + score[v]
-                    fw[e] = logadd(fw[e], x)
+                    fw[e] = logaddexp(fw[e], x)
         bw[n] = 0.0
         for s in range(n - 1, -1, -1):
             bw[s] = -INFINITY
@@ -769,7 +759,7 @@ cdef class PieceSet:
                     break
                 v = self.value[node]
                 if v >= 0:
-                    bw[s] = logadd(bw[s], score[v] + bw[e])
+                    bw[s] = logaddexp(bw[s], score[v] + bw[e])
         z = fw[n]
         for s in range(n):
             if fw[s] == -INFINITY:

@@ -6,7 +6,19 @@ pieces: walking it backwards from an end position ``e`` visits every piece
 that ends at ``e``, shortest first. That one walk serves Viterbi (§4), the
 forward pass of sampling (§5) and the backward draw of sampling.
 """
+from libc.math cimport INFINITY, exp, log1p
 from libc.stdint cimport int32_t, int64_t, uint64_t
+
+
+cdef inline double logaddexp(double a, double b) noexcept nogil:
+    """ln(e**a + e**b) without overflow; -inf is the identity."""
+    if a == -INFINITY:
+        return b
+    if b == -INFINITY:
+        return a
+    if a > b:
+        return a + log1p(exp(b - a))
+    return b + log1p(exp(a - b))
 
 
 cdef struct DACell:

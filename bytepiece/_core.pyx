@@ -468,16 +468,6 @@ cdef int64_t sample_linear(const Trie *trie, const double *weight, const unsigne
     return count
 
 
-cdef inline double logaddexp(double a, double b) noexcept nogil:
-    if a == -INFINITY:
-        return b
-    if b == -INFINITY:
-        return a
-    if a > b:
-        return a + log1p(exp(b - a))
-    return b + log1p(exp(a - b))
-
-
 cdef int64_t sample_log(const Trie *trie, const double *score, double alpha,
                         const unsigned char *text, int64_t n, Scratch *scratch,
                         Rng *rng) noexcept nogil:

@@ -20,18 +20,9 @@ from bytepiece import _educational as edu
 from bytepiece._educational import EducationalTokenizer, EducationalTrainer
 from bytepiece.model_io import model_dict
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
-CORPORA = ROOT / "corpora"
+from conftest import CORPORA, REFERENCE, ROOT, chi2_sf, reference_file
 
 MODELS = ["eu.plus.40k", "zh.id.eu.40k"]
-
-
-def reference_file(name: str) -> Path:
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"reference data {path} not available")
-    return path
 
 
 _TOKENIZERS: Dict[str, EducationalTokenizer] = {}
@@ -196,46 +187,6 @@ def test_decode_skips_specials_and_invalid_utf8():
 # ---------------------------------------------------------------------------
 # Sampling: exact distribution
 # ---------------------------------------------------------------------------
-
-
-def _regularized_gamma_q(a: float, x: float) -> float:
-    """Upper regularized incomplete gamma Q(a, x), for the chi-square tail."""
-    if x <= 0:
-        return 1.0
-    log_prefactor = -x + a * math.log(x) - math.lgamma(a)
-    if x < a + 1:
-        # series for P(a, x)
-        term = total = 1.0 / a
-        n = 0
-        while abs(term) > abs(total) * 1e-15:
-            n += 1
-            term *= x / (a + n)
-            total += term
-        return max(0.0, 1.0 - total * math.exp(log_prefactor))
-    # continued fraction for Q(a, x) (modified Lentz)
-    tiny = 1e-300
-    b = x + 1 - a
-    c = 1 / tiny
-    d = 1 / b
-    h = d
-    for i in range(1, 10000):
-        an = -i * (i - a)
-        b += 2
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1) < 1e-15:
-            break
-    return math.exp(log_prefactor) * h
-
-
-def chi2_sf(statistic: float, df: int) -> float:
-    """P(X >= statistic) for a chi-square variable with ``df`` degrees of freedom."""
-    return _regularized_gamma_q(df / 2, statistic / 2)
 
 
 def chi_square_pvalue(observed: Sequence[int], probabilities: Sequence[float]) -> float:
