@@ -28,14 +28,13 @@ BYTEPIECE = """
 import sys
 sys.path.insert(0, {root!r})
 from bytepiece.trainer import Trainer
+from bytepiece.cli import Corpus
 files, copies, workers, out = {files!r}, {copies}, {workers}, {out!r}
-lines = []
-for name in files:
-    with open(name, encoding="utf-8") as handle:
-        lines.extend(handle)
-lines = lines * copies
+# Stream the files as `bytepiece train` does (SentencePiece too gets paths,
+# not a list in memory); copies > 1 repeats the file list.
+corpus = Corpus([str(name) for name in files] * copies)
 trainer = Trainer(order=6, max_vocab_size=8000, min_count=2, isolate_digits=True, verbose=False)
-trainer.train(lines, workers=workers)
+trainer.train(corpus, workers=workers)
 trainer.save(out)
 """
 
