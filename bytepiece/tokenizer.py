@@ -209,7 +209,8 @@ class Tokenizer:
         flat, bounds = self._encode_packed(data, offsets, bool(add_bos), bool(add_eos), alpha,
                                            seed, num_threads, first_index)
         if kind == 2:
-            return np.split(flat, bounds[1:-1]) if len(bounds) > 1 else []
+            edges = bounds.tolist()
+            return [flat[start:end] for start, end in zip(edges, edges[1:])]
         return _core.split_lists(flat, bounds, self._ids)
 
     def _encode_packed(self, data, offsets: np.ndarray, add_bos: bool, add_eos: bool,
