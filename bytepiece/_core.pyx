@@ -721,13 +721,13 @@ cdef class _BatchRunner:
         self.segmenter = segmenter
         self.sampling = alpha >= 0.0
         if self.sampling:
-            weights, log_domain = segmenter._weights_for(alpha)
+            weights, log_domain, address = segmenter._weights_for(alpha)
             self.weights.alpha = alpha
             self.weights.log_domain = log_domain
             self.weights.weight = NULL
             if not log_domain:
                 self.keep.append(weights)
-                self.weights.weight = <double *> (<size_t> weights.ctypes.data)
+                self.weights.weight = <double *> (<size_t> address)
 
     def run(self):
         cdef const Weights *weights = &self.weights if self.sampling else NULL
@@ -963,11 +963,12 @@ cdef class Segmenter:
     # -- sampling weights ---------------------------------------------------
 
     cdef object _weights_for(self, double alpha):
-        """(weights array, log_domain) for ``alpha``, cached for the few last alphas."""
+        """(weights array, log_domain, address of the weights) for ``alpha``,
+        cached for the few last alphas (the address is cached too: asking
+        NumPy for it costs more than sampling a short line)."""
         if not (alpha >= 0.0) or alpha == INFINITY:
             raise ValueError(f"alpha must be a finite number >= 0 for sampling, got {alpha}")
-        with self._weights_lock:
-            hit = self._weights_cache.get(alpha)
+        hit = self._weights_cache.get(alpha)   # a dict read is atomic; writes take the lock
         if hit is not None:
             return hit
         # Weights must be exactly p ** alpha: any per-piece rescaling would
@@ -981,7 +982,7 @@ cdef class Segmenter:
         else:
             log_domain = int(spread > LINEAR_RANGE)
         weights = None if log_domain else np.exp(alpha * self._scores)
-        hit = (weights, log_domain)
+        hit = (weights, log_domain, 0 if weights is None else weights.ctypes.data)
         with self._weights_lock:
             if len(self._weights_cache) >= 16:
                 self._weights_cache.pop(next(iter(self._weights_cache)))
@@ -1008,16 +1009,17 @@ cdef class Segmenter:
         cdef EncodeTask task
         cdef Weights weights
         cdef int32_t *ids
+        cdef int32_t[::1] arr_view
         memset(&task, 0, sizeof(EncodeTask))
         task.trie = &self.trie
         task.score = self.score
         task.weights = NULL
         keep = None
         if alpha >= 0.0:
-            keep, log_domain = self._weights_for(alpha)
+            keep, log_domain, address = self._weights_for(alpha)
             weights.alpha = alpha
             weights.log_domain = log_domain
-            weights.weight = NULL if log_domain else <double *> (<size_t> keep.ctypes.data)
+            weights.weight = NULL if log_domain else <double *> (<size_t> address)
             task.weights = &weights
             rng_seed(&task.rng, text_seed(seed, 0))
         ids = <int32_t *> malloc((n + 2) * sizeof(int32_t))
@@ -1039,7 +1041,8 @@ cdef class Segmenter:
             if out_type == 2:
                 arr = np.empty(w, dtype=np.int32)
                 if w:
-                    memcpy(<void *> (<size_t> arr.ctypes.data), ids, w * sizeof(int32_t))
+                    arr_view = arr
+                    memcpy(&arr_view[0], ids, w * sizeof(int32_t))
                 return arr
             return ids_to_list(ids, w, table)
         finally:
