@@ -4,7 +4,7 @@ This module implements the whole algorithm of ALGORITHM.md with nothing but
 dictionaries, lists and loops. It is meant to be read, and the test-suite uses
 it as the oracle that the fast Cython implementation must agree with.
 
-How BytePiece works, in four paragraphs
+How BytePiece works, in five paragraphs
 ---------------------------------------
 
 **Bytes, chunks and pieces.** Text is NFC-normalized, encoded as UTF-8 and cut
@@ -40,6 +40,13 @@ would never choose, even for their own bytes, are removed the same way until
 nothing changes. Finally only the most frequent pieces are kept for each
 requested vocabulary size, and the rest are split into them.
 
+**The other trainer: compression first.** ``train_compress`` at the end of
+this module is the readable form of ``Trainer(algorithm="compress")``: its
+candidates are all frequent whole-character substrings, ranked by the tokens
+they would save; rounds of hard EM (segment the corpus, count what is used)
+then drop the pieces whose removal costs the fewest tokens, until the target
+size; a last re-count makes the counts what the tokenizer really does.
+
 Exactness matters: the results must match the reference release bit for bit,
 so every logarithm is ``np.log`` in float64, sums are formed in a fixed order,
 and every tie is broken in a documented way (see the comments marked "Tie").
@@ -49,7 +56,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import ahocorasick
@@ -619,3 +626,144 @@ class EducationalTrainer:
         pieces = count_pieces(self._chunks(texts), tables, self.order, self.ensure_unicode)
         # §6.4: prune to the requested sizes.
         return prune_pieces(pieces, self.sizes, self.max_piece_length, self.min_count)
+
+
+# ===========================================================================
+# The compression-first trainer (``Trainer(algorithm="compress")``)
+# ===========================================================================
+#
+# The reference trainer above takes its candidates from the n-gram model's
+# segmentation and cuts by raw count. This one aims straight at the number of
+# tokens the finished tokenizer will produce:
+#
+# 1. Candidates: every substring of a training chunk that is made of whole
+#    characters, 2..max_piece_length bytes, seen at least min_count times.
+#    The best by count * (length - 1) -- the tokens the substring would save
+#    if every occurrence became one token -- are kept, plus all 256 single
+#    bytes and the most frequent characters (never pruned: they keep unseen
+#    text compressible).
+# 2. Hard EM and pruning, until the target size: segment the corpus with the
+#    current vocabulary exactly as the tokenizer will (§4) and let every
+#    piece's count be how often it is used; drop unused pieces; a piece is
+#    worth (uses - discount) * (split_cost - 1) tokens, where split_cost is
+#    what Viterbi spends on the piece's bytes without the piece; drop the
+#    least valuable share.
+# 3. A final hard-EM re-count so the saved counts are what the tokenizer does.
+#
+# The compiled version (bytepiece/compress.py) follows these steps; the tests
+# hold each step equal to it (candidates, hard-EM counts, split costs). It
+# breaks ties between equally good candidates by their position in a suffix
+# array, which this version does not try to imitate.
+
+
+def is_character_start(byte: int) -> bool:
+    """True unless ``byte`` is a UTF-8 continuation byte (0x80-0xBF)."""
+    return (byte & 0xC0) != 0x80
+
+
+def compress_candidates(chunks: Mapping[bytes, int], max_len: int, min_count: int,
+                        top_k: int) -> Dict[bytes, int]:
+    """Substrings of whole characters, 2..``max_len`` bytes, with their weighted
+    counts (``chunks`` maps each distinct chunk to how often it occurs); the
+    ``top_k`` with the largest ``count * (length - 1)``."""
+    counts: Counter = Counter()
+    for chunk, weight in chunks.items():
+        boundaries = [i for i in range(len(chunk)) if is_character_start(chunk[i])] + [len(chunk)]
+        is_boundary = set(boundaries)
+        for start in boundaries[:-1]:
+            for end in range(start + 2, min(len(chunk), start + max_len) + 1):
+                if end in is_boundary:
+                    counts[chunk[start:end]] += weight
+    kept = [(piece, count) for piece, count in counts.items() if count >= min_count]
+    kept.sort(key=lambda item: (-item[1] * (len(item[0]) - 1), -len(item[0]), item[0]))
+    return dict(kept[:top_k])
+
+
+def hard_em_counts(vocabulary: Mapping[bytes, int], chunks: Mapping[bytes, int]) -> Counter:
+    """How often the §4 Viterbi with this vocabulary uses each piece on the corpus."""
+    tokenizer = EducationalTokenizer(vocabulary)
+    uses: Counter = Counter()
+    for chunk, weight in chunks.items():
+        for piece in tokenizer.viterbi(chunk):
+            uses[piece] += weight
+    return uses
+
+
+def split_cost(tokenizer: "EducationalTokenizer", piece: bytes) -> int:
+    """Tokens the §4 Viterbi spends on ``piece``'s bytes when ``piece`` itself
+    is not available (the other pieces inside its span only)."""
+    n = len(piece)
+    best = [0.0] + [NEG_INF] * n
+    tokens = [0] * (n + 1)
+    for start, end, piece_id in tokenizer.matches(piece):
+        if start == 0 and end == n:
+            continue  # the piece itself
+        candidate = best[start] + tokenizer.scores[tokenizer.id_to_piece[piece_id]]
+        if candidate > best[end]:
+            best[end] = candidate
+            tokens[end] = tokens[start] + 1
+    return tokens[n]
+
+
+def train_compress(texts: Iterable[str], max_vocab_size, max_piece_length: int = 16,
+                   min_count: int = 2, prune_fraction: float = 0.15, discount: float = 8.0,
+                   num_candidates: Optional[int] = None,
+                   final_rounds: int = 4) -> Dict[int, Dict[bytes, int]]:
+    """The compression-first trainer, slow and plain: ``{size: {piece: count}}``."""
+    sizes = sorted([max_vocab_size] if isinstance(max_vocab_size, int) else max_vocab_size,
+                   reverse=True)
+    chunks: Counter = Counter()
+    for text in texts:
+        chunks.update(normalize(text, maxlen=10000))
+    if num_candidates is None:
+        num_candidates = max(100000, 20 * sizes[0])
+
+    # Step 1: candidates, single bytes, protected characters.
+    byte_counts: Counter = Counter()
+    char_counts: Counter = Counter()
+    for chunk, weight in chunks.items():
+        for byte in chunk:
+            byte_counts[byte] += weight
+        for char in chunk.decode("utf-8"):
+            if ord(char) >= 0x80:
+                char_counts[char.encode("utf-8")] += weight
+    vocabulary: Dict[bytes, int] = {bytes([b]): max(byte_counts[b], 1) for b in range(256)}
+    vocabulary.update(compress_candidates(chunks, max_piece_length, min_count, num_candidates))
+    protected = set(vocabulary) & {bytes([b]) for b in range(256)}
+    budget = (sizes[-1] - 3 - 256) // 2
+    frequent = sorted((c for c in char_counts if len(c) <= max_piece_length),
+                      key=lambda c: (-char_counts[c], c))[:budget]
+    for char in frequent:
+        vocabulary.setdefault(char, char_counts[char])
+        protected.add(char)
+
+    def recount(vocabulary: Dict[bytes, int]) -> Dict[bytes, int]:
+        """One hard-EM step; unused pieces leave unless protected."""
+        uses = hard_em_counts(vocabulary, chunks)
+        return {p: max(uses[p], 1) for p in vocabulary if uses[p] > 0 or p in protected}
+
+    results: Dict[int, Dict[bytes, int]] = {}
+    for size in sizes:
+        target = size - 3
+        # Step 2: prune by tokens saved until the target size.
+        while True:
+            vocabulary = recount(vocabulary)
+            if len(vocabulary) <= target:
+                break
+            prunable = [p for p in vocabulary if p not in protected]
+            fraction = prune_fraction * 2 if len(vocabulary) > 1.5 * target else prune_fraction
+            n_drop = min(max(1, math.ceil(fraction * len(prunable))), len(vocabulary) - target)
+            tokenizer = EducationalTokenizer(vocabulary)
+            worth = {p: (vocabulary[p] - discount) * (split_cost(tokenizer, p) - 1) for p in prunable}
+            # least valuable first; among equals the longer piece goes first
+            for piece in sorted(prunable, key=lambda p: (worth[p], -len(p)))[:n_drop]:
+                del vocabulary[piece]
+        # Step 3: re-count until no piece falls out of use.
+        for _ in range(final_rounds):
+            settled = recount(vocabulary)
+            if len(settled) == len(vocabulary):
+                vocabulary = settled
+                break
+            vocabulary = settled
+        results[size] = dict(vocabulary)
+    return results
