@@ -7,6 +7,7 @@ All segmentation happens in :mod:`bytepiece._core` with the GIL released.
 """
 from __future__ import annotations
 
+import builtins
 import os
 import random
 import threading
@@ -172,7 +173,7 @@ class Tokenizer:
         alpha = _check_alpha(alpha)
         call_seed = self._call_seed(seed) if alpha >= 0 else 0
         pieces = self._segmenter.encode_bytes(data, alpha, call_seed, False, False, 0, self._id_to_piece)
-        return builtins_iter(pieces) if iter else pieces
+        return builtins.iter(pieces) if iter else pieces
 
     def encode(self, text: TextLike, add_bos: bool = False, add_eos: bool = False,
                alpha: float = -1, iter: bool = False, seed: Optional[int] = None,
@@ -186,7 +187,7 @@ class Tokenizer:
         call_seed = self._call_seed(seed) if alpha >= 0 else 0
         ids = self._segmenter.encode_bytes(data, alpha, call_seed, bool(add_bos), bool(add_eos),
                                            kind, self._ids)
-        return builtins_iter(ids) if iter else ids
+        return builtins.iter(ids) if iter else ids
 
     def encode_batch(self, texts: Sequence[TextLike], add_bos: bool = False, add_eos: bool = False,
                      alpha: float = -1, seed: Optional[int] = None, num_threads: int = 0,
@@ -344,5 +345,3 @@ class Tokenizer:
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, max_piece_length={self.max_piece_length})"
 
-
-builtins_iter = iter
