@@ -7,7 +7,6 @@ traceback.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import re

@@ -16,7 +16,6 @@ few protobuf fields SentencePiece reads are encoded by hand below, and
 from __future__ import annotations
 
 import json
-import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from .model_io import (
     atomic_write,
     load_vocabulary,
     save_model,
-    unigram_scores,
 )
 from .normalization import nfc_utf8
 from .trainer import remove_wasted_pieces

@@ -11,7 +11,7 @@ import builtins
 import os
 import random
 import threading
-from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 

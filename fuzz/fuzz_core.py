@@ -453,7 +453,6 @@ def run_atheris(argv: List[str], pool_size: int = 8, seed: int = 0) -> None:
         rng = random.Random(f"atheris:{seed}:{b}")
         counts, alphabet = random_counts(rng, 256, 5000 if b % 2 else 600)
         pool.append(Case(counts, alphabet))
-    rng_box = [random.Random(seed)]
 
     def one_input(data: bytes) -> None:
         fdp = atheris.FuzzedDataProvider(data)

@@ -11,7 +11,6 @@ import math
 import random
 import unicodedata
 from collections import Counter
-from pathlib import Path
 from typing import Dict, List, Sequence
 
 import pytest
@@ -20,7 +19,7 @@ from bytepiece import _educational as edu
 from bytepiece._educational import EducationalTokenizer, EducationalTrainer
 from bytepiece.model_io import model_dict
 
-from conftest import CORPORA, REFERENCE, ROOT, chi2_sf, reference_file
+from conftest import CORPORA, chi2_sf, reference_file
 
 MODELS = ["eu.plus.40k", "zh.id.eu.40k"]
 

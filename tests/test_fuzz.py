@@ -19,9 +19,6 @@ import numpy as np
 import pytest
 
 from bytepiece import _core
-from bytepiece._educational import EducationalTokenizer
-from bytepiece.model_io import model_dict
-from bytepiece.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

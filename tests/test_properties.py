@@ -8,7 +8,6 @@ The readable twin (``bytepiece._educational``) is the oracle.
 from __future__ import annotations
 
 import math
-import random
 import unicodedata
 from collections import Counter
 from pathlib import Path

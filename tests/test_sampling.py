@@ -10,7 +10,6 @@ import collections
 import math
 import random
 
-import numpy as np
 import pytest
 
 from bytepiece import Tokenizer
