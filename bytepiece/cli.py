@@ -82,23 +82,26 @@ def read_lines(path: str, errors: str = "strict") -> Iterator[Tuple[int, str]]:
             handle.close()
 
 
+def record_text(line: str, field: str, where: str) -> str:
+    """``record[field]`` of one JSON Lines record; ``where`` ("FILE, line N")
+    prefixes the error for a line that is not a JSON object with a string there."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict) or field not in record:
+        raise CorpusError(f"{where}: no field {field!r} in this record")
+    text = record[field]
+    if not isinstance(text, str):
+        raise CorpusError(f"{where}: field {field!r} is {type(text).__name__}, not a string")
+    return text
+
+
 def read_records(path: str, field: str, errors: str = "strict") -> Iterator[Tuple[int, str]]:
     """``(line number, text)`` of each JSON Lines record, taking ``record[field]``."""
     for number, line in read_lines(path, errors):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or field not in record:
-            raise CorpusError(f"{path}, line {number}: no field {field!r} in this record")
-        text = record[field]
-        if not isinstance(text, str):
-            raise CorpusError(
-                f"{path}, line {number}: field {field!r} is {type(text).__name__}, not a string"
-            )
-        yield number, text
+        if line.strip():
+            yield number, record_text(line, field, f"{path}, line {number}")
 
 
 class Corpus:
@@ -411,15 +414,7 @@ def _jsonl_documents(block: bytes, path: str, number: int, errors: str, field: s
             if not line.strip():
                 continue
             where = f"{path}, line {number + offset}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or field not in record:
-                raise CorpusError(f"{where}: no field {field!r} in this record")
-            value = record[field]
-            if not isinstance(value, str):
-                raise CorpusError(f"{where}: field {field!r} is {type(value).__name__}, not a string")
+            value = record_text(line, field, where)
             try:
                 documents.append(nfc_utf8(value))
             except ValueError as exc:

@@ -155,6 +155,22 @@ def _segmenter_class():
     return Segmenter
 
 
+def _summed_over_chunks(run, corpus: "Corpus", scores: np.ndarray, workers: int,
+                        pool: Optional[ThreadPoolExecutor]) -> np.ndarray:
+    """``run(array, offsets, weights, scores, lo, hi)`` over ranges of chunks on
+    the pool, per-piece results summed as they come (one array at a time)."""
+    if workers <= 1 or pool is None:
+        return run(corpus.array, corpus.offsets, corpus.weights, scores)
+    futures = [
+        pool.submit(run, corpus.array, corpus.offsets, corpus.weights, scores, lo, hi)
+        for lo, hi in _ranges(len(corpus), workers * 2)
+    ]
+    total = futures[0].result()
+    for future in futures[1:]:
+        total += future.result()
+    return total
+
+
 def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: int = 1,
             use_core: Optional[bool] = None, pool: Optional[ThreadPoolExecutor] = None) -> np.ndarray:
     """One hard-EM step: how often the §4 Viterbi on ``ln(count/total)`` uses each piece.
@@ -177,34 +193,14 @@ def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: in
             seg.split_counts(corpus.data, corpus.offsets, corpus.weights, num_threads=workers),
             dtype=np.int64,
         )
-    ps = PieceSet(pieces)
-    if workers <= 1 or pool is None:
-        return ps.split_counts(corpus.array, corpus.offsets, corpus.weights, scores)
-    futures = [
-        pool.submit(ps.split_counts, corpus.array, corpus.offsets, corpus.weights, scores, lo, hi)
-        for lo, hi in _ranges(len(corpus), workers * 2)
-    ]
-    total = futures[0].result()
-    for future in futures[1:]:
-        total += future.result()  # summed as they come: one count array at a time
-    return total
+    return _summed_over_chunks(PieceSet(pieces).split_counts, corpus, scores, workers, pool)
 
 
 def soft_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: int = 1,
             pool: Optional[ThreadPoolExecutor] = None) -> np.ndarray:
     """One soft-EM step: posterior expected uses of each piece (float64)."""
     scores = _scores(counts)
-    ps = PieceSet(pieces)
-    if workers <= 1 or pool is None:
-        return ps.expected_counts(corpus.array, corpus.offsets, corpus.weights, scores)
-    futures = [
-        pool.submit(ps.expected_counts, corpus.array, corpus.offsets, corpus.weights, scores, lo, hi)
-        for lo, hi in _ranges(len(corpus), workers * 2)
-    ]
-    total = futures[0].result()
-    for future in futures[1:]:
-        total += future.result()
-    return total
+    return _summed_over_chunks(PieceSet(pieces).expected_counts, corpus, scores, workers, pool)
 
 
 def _split_costs(pieces: List[bytes], counts: np.ndarray, method: str, workers: int,

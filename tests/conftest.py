@@ -98,3 +98,17 @@ def chi_square_pvalue(observed: Dict, expected_prob: Dict, min_expected: float =
         return 1.0
     stat = sum((o - e) ** 2 / e for o, e in cells)
     return chi2_sf(stat, len(cells) - 1)
+
+
+@pytest.fixture(scope="session")
+def tang_model(tmp_path_factory) -> str:
+    """A small model trained on the Tang poems (order 4, 1,000 ids): runs
+    anywhere, no reference data needed."""
+    from bytepiece.trainer import Trainer
+
+    lines = (CORPORA / "tang300.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    trainer = Trainer(order=4, max_vocab_size=1000, verbose=False)
+    trainer.train(lines)
+    path = tmp_path_factory.mktemp("models") / "tang.model"
+    trainer.save(path)
+    return str(path)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from bytepiece.tokenizer import Tokenizer
-from bytepiece.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "bytepiece.eu.plus.40k.model"
@@ -19,13 +18,8 @@ TEXTS = ["床前明月光，疑是地上霜。\n", "Hello, wörld! 12345\n", "",
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory) -> str:
-    lines = (ROOT / "corpora" / "tang300.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
-    trainer = Trainer(order=4, max_vocab_size=1000, verbose=False)
-    trainer.train(lines)
-    path = tmp_path_factory.mktemp("pickle") / "tang.model"
-    trainer.save(path)
-    return str(path)
+def small_model(tang_model) -> str:
+    return tang_model
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from bytepiece.pipelines import (
     token_dtype,
 )
 from bytepiece.tokenizer import Tokenizer
-from bytepiece.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = (ROOT / "corpora" / "tang300.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
@@ -29,12 +28,8 @@ BASE_SEED = 2024
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> str:
-    trainer = Trainer(order=4, max_vocab_size=1000, verbose=False)
-    trainer.train(LINES)
-    path = tmp_path_factory.mktemp("pipelines") / "tang.model"
-    trainer.save(path)
-    return str(path)
+def model(tang_model) -> str:
+    return tang_model
 
 
 @pytest.fixture(scope="module")
