@@ -301,29 +301,24 @@ class Tokenizer:
         table = self._id_to_piece
         size = len(table)
         if isinstance(ids, np.ndarray):
-            arr = ids
-            if arr.ndim != 1 or arr.dtype.kind not in "iu":
-                raise TypeError(f"ids must be a 1-d array of ints, got {arr.dtype} with shape {arr.shape}")
+            if ids.ndim != 1 or ids.dtype.kind not in "iu":
+                raise TypeError(f"ids must be a 1-d array of ints, got {ids.dtype} with shape {ids.shape}")
+            ids = ids.tolist()
         else:
             ids = list(ids)
-            # One C-level pass over the element types: numpy would silently turn
-            # True into 1 and 2.0 into 2.
+            # One C-level pass over the element types: bools and floats are
+            # not ids, even when they compare like small ints.
             if not set(map(type, ids)) <= {int}:
                 for i in ids:
                     if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
                         raise TypeError(f"ids must be ints, got {type(i).__name__} {i!r}")
-            try:
-                arr = np.asarray(ids, dtype=np.int64)
-            except OverflowError:
-                bad = next(i for i in ids if not -2**63 <= i < 2**63)
-                raise ValueError(f"id {bad} is out of range (vocabulary has ids 0..{size - 1})") from None
-        if arr.size == 0:
+        if not ids:
             return b""
-        low, high = int(arr.min()), int(arr.max())
+        low, high = min(ids), max(ids)
         if low < 0 or high >= size:
             bad = low if low < 0 else high
             raise ValueError(f"id {bad} is out of range (vocabulary has ids 0..{size - 1})")
-        return b"".join([table[i] for i in arr.tolist() if i > 2])
+        return b"".join([table[i] for i in ids if i > 2])
 
     # -- conversions ----------------------------------------------------------
 
