@@ -52,7 +52,17 @@ cdef extern from *:
     #endif
         *best_node ^= (*best_node ^ node) & -take;
     }
+    static inline void bp_keep_best64(double cand, long long at, double *best, long long *best_at) {
+        long long take = cand >= *best;
+    #if defined(__SSE2__)
+        *best = _mm_cvtsd_f64(_mm_max_sd(_mm_set_sd(cand), _mm_set_sd(*best)));
+    #else
+        *best = take ? cand : *best;
+    #endif
+        *best_at ^= (*best_at ^ at) & -take;
+    }
     """
+    void bp_keep_best64(double cand, int64_t at, double *best, int64_t *best_at) noexcept nogil
     long long bp_fetch_add(long long *p, long long v) noexcept nogil
     void bp_keep_best(double cand, int node, double *best, int *best_node) noexcept nogil
 
@@ -338,6 +348,19 @@ cdef inline int64_t backtrack(const Trie *trie, Scratch *scratch, int64_t n) noe
     return k
 
 
+cdef inline int64_t backtrack_packed(const Trie *trie, Scratch *scratch, int64_t n) noexcept nogil:
+    """Viterbi's backtrack: ``scratch.scale[e]`` packs (node << 32) | start of
+    the last piece of the best prefix ending at ``e``. Following the starts is
+    a chain through one small array; nodes become pieces off that chain."""
+    cdef int64_t k = 0, e = n, packed
+    while e > 0:
+        packed = scratch.scale[e]
+        scratch.path[k] = trie.value[<int32_t> (packed >> 32)]
+        e = packed & <int64_t> 0xFFFFFFFF
+        k += 1
+    return k
+
+
 cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char *text,
                      int64_t n, Scratch *scratch) noexcept nogil:
     """Deterministic segmentation (§4): the most probable one, ties to the longest last piece."""
@@ -347,17 +370,18 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
     cdef int32_t *piece
     cdef int64_t e, k
     cdef int32_t node, nxt
-    cdef int best_node
+    cdef int64_t best_at
+    cdef int64_t *back
     cdef double best_value
     if scratch_reserve(scratch, n) < 0:
         return -1
     best = scratch.best
-    piece = scratch.piece
+    back = scratch.scale
     best[0] = 0.0
     for e in range(1, n + 1):
         node = 0
         best_value = -INFINITY
-        best_node = 0
+        best_at = 0
         k = e - 1
         while k >= 0:
             nxt = cells[node].base + text[k]
@@ -366,11 +390,12 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
             node = nxt
             # Each node carries the score of the piece ending there, -inf when
             # none does: no branch and no piece lookup in this hot loop.
-            bp_keep_best(best[k] + node_score[node], node, &best_value, &best_node)
+            bp_keep_best64(best[k] + node_score[node], ((<int64_t> node) << 32) | k,
+                           &best_value, &best_at)
             k -= 1
         best[e] = best_value
-        piece[e] = best_node
-    return backtrack(trie, scratch, n)
+        back[e] = best_at
+    return backtrack_packed(trie, scratch, n)
 
 
 cdef inline double mass_into(const Trie *trie, const double *weight, const unsigned char *text,
