@@ -19,6 +19,7 @@ Design
   log-domain algorithm of the spec is used instead.
 * Nothing here touches Python objects inside the loops; the GIL is released.
 """
+import gc
 import os
 import threading
 
@@ -872,10 +873,20 @@ def split_lists(ids, bounds, list table):
     if flat.shape[0] and (np.min(ids) < 0 or np.max(ids) >= len(table)):
         raise ValueError("ids must lie within the table")
     result = PyList_New(max(n, 0))
-    for i in range(n):
-        item = ids_to_list(&flat[b[i]] if b[i + 1] > b[i] else NULL, b[i + 1] - b[i], table)
-        Py_INCREF(item)
-        PyList_SET_ITEM(result, i, item)
+    # Every new list is a GC-tracked object, so building tens of thousands of
+    # them sets off collection after collection over lists that hold nothing
+    # but ints (measured: half the time of this function). No Python code
+    # runs in the loop, so pausing the collector here is invisible to users.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(n):
+            item = ids_to_list(&flat[b[i]] if b[i + 1] > b[i] else NULL, b[i + 1] - b[i], table)
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, i, item)
+    finally:
+        if was_enabled:
+            gc.enable()
     return result
 
 
