@@ -374,16 +374,18 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
     cdef int64_t best_at
     cdef int64_t *back
     cdef double best_value
+    cdef int32_t root_base = cells[0].base
     if scratch_reserve(scratch, n) < 0:
         return -1
     best = scratch.best
     back = scratch.scale
     best[0] = 0.0
     for e in range(1, n + 1):
-        node = 0
-        best_value = -INFINITY
-        best_at = 0
-        k = e - 1
+        # Every single byte is a piece: the first step needs no check.
+        node = root_base + text[e - 1]
+        best_value = best[e - 1] + node_score[node]
+        best_at = ((<int64_t> node) << 32) | (e - 1)
+        k = e - 2
         while k >= 0:
             nxt = cells[node].base + text[k]
             if cells[nxt].check != node:
