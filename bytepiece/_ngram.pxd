@@ -77,6 +77,7 @@ cdef void pt_free(PackedTable *t) noexcept nogil
 cdef int pt_add(PackedTable *t, uint64_t key, uint64_t inc) noexcept nogil
 cdef int64_t pt_find(const PackedTable *t, uint64_t key) noexcept nogil
 cdef void pt_prune(PackedTable *t, uint64_t min_count) noexcept nogil
+cdef int pt_shrink(PackedTable *t) noexcept nogil
 
 cdef int bt_init(ByteTable *t, int64_t min_keys) noexcept nogil
 cdef void bt_free(ByteTable *t) noexcept nogil
@@ -101,9 +102,11 @@ cdef struct NgramTables:
 
 cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int64_t n,
                            bint ensure_unicode, uint8_t *back, int32_t *starts) noexcept nogil
-cdef int count_pieces_packed(const NgramTables *model, const unsigned char *data,
-                             const int64_t *offsets, int64_t nchunks, bint ensure_unicode,
-                             ByteTable *out) noexcept nogil
+cdef int segment_packed(const NgramTables *model, const unsigned char *data,
+                        const int64_t *offsets, int64_t nchunks, bint ensure_unicode,
+                        uint8_t *is_start) noexcept nogil
+cdef int add_pieces(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
+                    const uint8_t *is_start, ByteTable *out) noexcept nogil
 
 cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
                       int order, uint64_t *total, uint64_t *unigrams,

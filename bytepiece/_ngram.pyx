@@ -317,6 +317,33 @@ cdef void _pt_delete(PackedTable *t, int64_t hole) noexcept nogil:
     t.size -= 1
 
 
+cdef int pt_shrink(PackedTable *t) noexcept nogil:
+    """Move the keys to the smallest capacity that holds them (after :func:`pt_prune`).
+
+    Pruning usually removes about half of the longest n-grams; shrinking
+    returns that memory before the segmentation pass needs its own.
+    """
+    cdef PackedTable old = t[0]
+    cdef int64_t i, s, mask, cap = 16
+    while cap * 7 < old.size * 10 + 10:
+        cap *= 2
+    if cap >= old.cap:
+        return 0
+    if _pt_alloc(t, cap) < 0:
+        t[0] = old
+        return -1
+    mask = t.cap - 1
+    for i in range(old.cap):
+        if old.slots[i]:
+            s = pt_slot(t, pt_key(t, old.slots[i]))
+            while t.slots[s]:
+                s = (s + 1) & mask
+            t.slots[s] = old.slots[i]
+    t.size = old.size
+    free(old.slots)
+    return 0
+
+
 cdef void pt_prune(PackedTable *t, uint64_t min_count) noexcept nogil:
     """Remove, in place, every key counted fewer than ``min_count`` times.
 
@@ -756,6 +783,9 @@ cdef class NgramCounts:
                         rc = -1
                         break
                     pt_prune(&model.m.tables[j], <uint64_t>min_count)
+                    if pt_shrink(&model.m.tables[j]) < 0:
+                        rc = -1
+                        break
             if release:
                 self.n_bytes = 0
                 memset(self.unigrams, 0, sizeof(self.unigrams))
@@ -948,13 +978,16 @@ cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int
     return count
 
 
-cdef int count_pieces_packed(const NgramTables *model, const unsigned char *data,
-                             const int64_t *offsets, int64_t nchunks, bint ensure_unicode,
-                             ByteTable *out) noexcept nogil:
-    cdef int64_t c, n, maxlen = 0, m, r, start, end
+cdef int segment_packed(const NgramTables *model, const unsigned char *data,
+                        const int64_t *offsets, int64_t nchunks, bint ensure_unicode,
+                        uint8_t *is_start) noexcept nogil:
+    """§6.3 on packed chunks: ``is_start[i] = 1`` where a piece starts, else 0.
+
+    ``is_start`` holds one byte per byte of ``data`` from ``offsets[0]``.
+    """
+    cdef int64_t c, n, maxlen = 0, m, r, start, base = offsets[0]
     cdef uint8_t *back
     cdef int32_t *starts
-    cdef int rc = 0
     for c in range(nchunks):
         n = offsets[c + 1] - offsets[c]
         if n > maxlen:
@@ -968,22 +1001,31 @@ cdef int count_pieces_packed(const NgramTables *model, const unsigned char *data
     if back == NULL or starts == NULL:
         free(back); free(starts)
         return -1
+    memset(is_start, 0, <size_t>(offsets[nchunks] - base))
     for c in range(nchunks):
         start = offsets[c]
         n = offsets[c + 1] - start
         m = segment_chunk(model, data + start, n, ensure_unicode, back, starts)
-        # starts[m-1] == 0 ... starts[0]: ascending when read backwards.
-        end = n
         for r in range(m):
-            if bt_add(out, data + start + starts[r], end - starts[r], 1) < 0:
-                rc = -1
-                break
-            end = starts[r]
-        if rc < 0:
-            break
+            is_start[start - base + starts[r]] = 1
     free(back)
     free(starts)
-    return rc
+    return 0
+
+
+cdef int add_pieces(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
+                    const uint8_t *is_start, ByteTable *out) noexcept nogil:
+    """Count into ``out`` the pieces that :func:`segment_packed` marked."""
+    cdef int64_t c, i, piece, end, base = offsets[0]
+    for c in range(nchunks):
+        end = offsets[c + 1]
+        piece = offsets[c]
+        for i in range(offsets[c] + 1, end + 1):
+            if i == end or is_start[i - base]:
+                if bt_add(out, data + piece, i - piece, 1) < 0:
+                    return -1
+                piece = i
+    return 0
 
 
 cdef class NgramModel:
@@ -1143,15 +1185,31 @@ cdef class NgramModel:
 
     def count_pieces_packed(self, const unsigned char[::1] data, const int64_t[::1] offsets,
                             PieceCounts out, bint ensure_unicode=True) -> None:
-        """Segment packed chunks with the GIL released and count their pieces into ``out``."""
+        """Segment packed chunks with the GIL released and count their pieces into ``out``.
+
+        ``out`` is locked only while the pieces are added, not while the
+        chunks are segmented, so that several threads can share one ``out``
+        (one table of pieces, no partial tables to merge) and still segment
+        in parallel.
+        """
         cdef int rc
+        cdef int64_t nchunks = offsets.shape[0] - 1
+        cdef uint8_t *is_start
         _check_packed(data, offsets)
-        if offsets.shape[0] < 2 or data.shape[0] == 0:
+        if nchunks < 1 or offsets[nchunks] == offsets[0]:
             return
-        with out._lock:
+        is_start = <uint8_t *>malloc(<size_t>(offsets[nchunks] - offsets[0]))
+        if is_start == NULL:
+            raise MemoryError()
+        try:
             with nogil:
-                rc = count_pieces_packed(&self.m, &data[0], &offsets[0], offsets.shape[0] - 1,
-                                         ensure_unicode, &out.table)
+                rc = segment_packed(&self.m, &data[0], &offsets[0], nchunks, ensure_unicode, is_start)
+            if rc == 0:
+                with out._lock:
+                    with nogil:
+                        rc = add_pieces(&data[0], &offsets[0], nchunks, is_start, &out.table)
+        finally:
+            free(is_start)
         if rc < 0:
             raise MemoryError("out of memory while counting pieces")
 
