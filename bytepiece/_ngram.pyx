@@ -1266,6 +1266,29 @@ cdef class NgramModel:
         return (NgramModel.from_bytes, (self.to_bytes(),))
 
 
+cdef void _partition_fill(const ByteTable *t, int64_t max_length, int64_t min_count, list keep,
+                         int64_t[::1] keep_counts, int64_t[::1] drop_counts,
+                         int64_t[::1] drop_offsets, unsigned char *drop_data):
+    """The filling half of :meth:`PieceCounts.partition` (arrays already sized)."""
+    cdef int64_t i, k = 0, d = 0, pos = 0
+    cdef uint32_t n
+    drop_offsets[0] = 0
+    for i in range(t.cap):
+        n = t.lens[i]
+        if n == 0:
+            continue
+        if n == 1 or (n <= max_length and t.counts[i] >= min_count):
+            keep.append(PyBytes_FromStringAndSize(<const char *>(t.arena + t.offs[i]), n))
+            keep_counts[k] = t.counts[i]
+            k += 1
+        else:
+            memcpy(drop_data + pos, t.arena + t.offs[i], n)
+            pos += n
+            drop_counts[d] = t.counts[i]
+            d += 1
+            drop_offsets[d] = pos
+
+
 cdef class PieceCounts:
     """Piece counts of a corpus shard (§6.3 output); a mergeable partial result.
 
@@ -1336,6 +1359,39 @@ cdef class PieceCounts:
                     cv[k] = self.table.counts[i]
                     k += 1
         return pieces, counts
+
+    def partition(self, int64_t max_length, int64_t min_count, bint release=False):
+        """§6.4 step 2's split: ``(keep, keep_counts, (drop_data, drop_offsets), drop_counts)``.
+
+        ``keep`` (a list of ``bytes``) holds the single bytes and the pieces of
+        at most ``max_length`` bytes counted at least ``min_count`` times; the
+        others are returned packed (``drop_data[drop_offsets[i]:drop_offsets[i+1]]``),
+        ready to be split, without a Python object each: they are most of the
+        pieces and most of their bytes (the long rare ones). Counts are int64
+        arrays; the order is unspecified. With ``release``, these counts are
+        emptied, and their memory freed, once the pieces are out.
+        """
+        cdef int64_t i, nkeep = 0, ndrop = 0, drop_bytes = 0
+        cdef uint32_t n
+        with self._lock:
+            for i in range(self.table.cap):
+                n = self.table.lens[i]
+                if n:
+                    if n == 1 or (n <= max_length and self.table.counts[i] >= min_count):
+                        nkeep += 1
+                    else:
+                        ndrop += 1
+                        drop_bytes += n
+            keep = []
+            keep_counts = np.empty(nkeep, dtype=np.int64)
+            drop_counts = np.empty(ndrop, dtype=np.int64)
+            drop_offsets = np.empty(ndrop + 1, dtype=np.int64)
+            drop_data = PyBytes_FromStringAndSize(NULL, drop_bytes)
+            _partition_fill(&self.table, max_length, min_count, keep, keep_counts, drop_counts,
+                            drop_offsets, <unsigned char *>PyBytes_AS_STRING(drop_data))
+            if release:
+                bt_free(&self.table)
+        return keep, keep_counts, (drop_data, drop_offsets), drop_counts
 
     def to_dict(self) -> dict:
         """``{piece: count}`` (convenient for tests)."""

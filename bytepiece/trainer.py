@@ -243,32 +243,30 @@ class Trainer:
 
     # -- §6.4 ----------------------------------------------------------------
 
-    def _prune(
-        self, pieces: List[bytes], counts: np.ndarray, threads: int
-    ) -> Dict[int, Dict[bytes, int]]:
-        """§6.4 steps 1-4 on the raw piece counts; ``{size: {piece: count}}``."""
+    def _prune(self, piece_counts: PieceCounts, threads: int) -> Dict[int, Dict[bytes, int]]:
+        """§6.4 steps 1-4 on the raw piece counts; ``{size: {piece: count}}``.
+
+        ``piece_counts`` is emptied (its memory is released as soon as the
+        pieces are out).
+        """
         with Progress("prune", unit="rounds", enabled=self.verbose) as progress:
-            # Step 1: every single byte is a piece.
-            present = {p for p in pieces if len(p) == 1}
+            # Step 2's partition first, straight from the table: the pieces to
+            # drop (most of them, long and rare) come out packed, not as one
+            # Python object each.
+            keep, keep_counts, dropped, drop_counts = piece_counts.partition(
+                self.max_piece_length, self.min_count, release=True
+            )
+            # Step 1: every single byte is a piece (single bytes are always kept).
+            present = {p for p in keep if len(p) == 1}
             missing = [bytes([b]) for b in range(256) if bytes([b]) not in present]
-            pieces = list(pieces) + missing
-            counts = np.concatenate([counts.astype(np.int64), np.ones(len(missing), dtype=np.int64)])
+            keep.extend(missing)
+            keep_counts = np.concatenate([keep_counts, np.ones(len(missing), dtype=np.int64)])
 
             # Step 2: rare or over-long pieces hand their counts to the pieces they split into.
-            lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
-            keep_mask = (lengths == 1) | ((lengths <= self.max_piece_length) & (counts >= self.min_count))
-            keep_idx = np.flatnonzero(keep_mask)
-            drop_idx = np.flatnonzero(~keep_mask)
-            keep = [pieces[i] for i in keep_idx]
-            keep_counts = counts[keep_idx]
-            if len(drop_idx):
-                dropped = [pieces[i] for i in drop_idx]
-                keep_counts = keep_counts + split_pieces(
-                    keep, keep_counts, _pack(dropped), counts[drop_idx], threads
-                )
-                del dropped
+            if len(drop_counts):
+                keep_counts = keep_counts + split_pieces(keep, keep_counts, dropped, drop_counts, threads)
+            del dropped, drop_counts
             progress.update(1)
-            del pieces, counts, lengths
 
             # Step 3.
             keep, keep_counts = remove_wasted_pieces(keep, keep_counts, threads, progress)
@@ -382,13 +380,11 @@ class Trainer:
                 f"texts changed between the two passes ({total_bytes} bytes, then {seen_bytes}): "
                 "the corpus must yield the same texts every time it is iterated"
             )
-        pieces, counts = piece_counts.items()
-        del piece_counts
-        if not pieces:
+        if not len(piece_counts):
             raise ValueError("the corpus produced no pieces to build a vocabulary from")
 
         # §6.4: prune to the requested sizes.
-        self.vocabularies = self._prune(pieces, counts, workers)
+        self.vocabularies = self._prune(piece_counts, workers)
         return self.vocabularies
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> List[str]:
