@@ -41,7 +41,7 @@ cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
 cdef uint64_t MIX = 0xFF51AFD7ED558CCDULL
 cdef uint64_t BLOB_MAGIC_NGRAMS = 0x314D4152474504EULL   # "NPtGRAM1"
 cdef uint64_t BLOB_MAGIC_PIECES = 0x3153434549507450ULL  # "PtPIECS1"
-cdef uint64_t BLOB_MAGIC_MODEL = 0x314C444F4D74504EULL   # "NPtMODL1"
+cdef uint64_t BLOB_MAGIC_MODEL = 0x324C444F4D74504EULL   # "NPtMODL2" (pruned counts)
 
 
 # ----------------------------------------------------------------------------
@@ -136,6 +136,235 @@ cdef int64_t u64_find(const U64Table *t, uint64_t key) noexcept nogil:
             return s
         s = (s + 1) & mask
     return -1
+
+
+# ----------------------------------------------------------------------------
+# PackedTable: n-gram -> count in one 8-byte word per slot
+# ----------------------------------------------------------------------------
+
+cdef inline int64_t pt_slot(const PackedTable *t, uint64_t key) noexcept nogil:
+    cdef uint64_t h = (key ^ (key >> 29)) * GOLDEN
+    return <int64_t>(h >> t.shift)
+
+
+cdef inline uint64_t pt_key(const PackedTable *t, uint64_t entry) noexcept nogil:
+    return entry >> t.cbits
+
+
+cdef inline uint64_t pt_sat(const PackedTable *t) noexcept nogil:
+    """The count field's largest value, which means "see the overflow table"."""
+    return (<uint64_t>1 << t.cbits) - 1
+
+
+cdef void pt_setup(PackedTable *t, int length) noexcept nogil:
+    """An empty, unallocated table for n-grams of ``length`` bytes (1..7)."""
+    memset(t, 0, sizeof(PackedTable))
+    t.cbits = 64 - 8 * length
+
+
+cdef int _pt_alloc(PackedTable *t, int64_t cap) noexcept nogil:
+    cdef int bits = 0
+    while (<int64_t>1 << bits) < cap:
+        bits += 1
+    cap = <int64_t>1 << bits
+    t.slots = <uint64_t *>calloc(cap, sizeof(uint64_t))
+    if t.slots == NULL:
+        t.cap = 0
+        return -1
+    t.cap = cap
+    t.size = 0
+    t.shift = 64 - bits
+    return 0
+
+
+cdef int pt_init(PackedTable *t, int64_t min_keys) noexcept nogil:
+    """Allocate room for ``min_keys`` keys below the maximum load factor."""
+    cdef int64_t cap = 16
+    while cap * 7 < min_keys * 10 + 10:
+        cap *= 2
+    return _pt_alloc(t, cap)
+
+
+cdef void pt_free(PackedTable *t) noexcept nogil:
+    free(t.slots)
+    t.slots = NULL
+    t.cap = 0
+    t.size = 0
+    u64_free(&t.overflow)
+
+
+cdef int pt_copy(PackedTable *dst, const PackedTable *src) noexcept nogil:
+    """``dst`` = an independent copy of ``src`` (``dst`` must be empty)."""
+    pt_setup(dst, (64 - src.cbits) // 8)
+    if src.cap:
+        dst.slots = <uint64_t *>malloc(src.cap * sizeof(uint64_t))
+        if dst.slots == NULL:
+            return -1
+        memcpy(dst.slots, src.slots, src.cap * sizeof(uint64_t))
+        dst.cap = src.cap
+        dst.size = src.size
+        dst.shift = src.shift
+    if src.overflow.cap:
+        dst.overflow.slots = <U64Entry *>malloc(src.overflow.cap * sizeof(U64Entry))
+        if dst.overflow.slots == NULL:
+            pt_free(dst)
+            return -1
+        memcpy(dst.overflow.slots, src.overflow.slots, src.overflow.cap * sizeof(U64Entry))
+        dst.overflow.cap = src.overflow.cap
+        dst.overflow.size = src.overflow.size
+        dst.overflow.shift = src.overflow.shift
+    return 0
+
+
+cdef int _pt_grow(PackedTable *t) noexcept nogil:
+    cdef PackedTable old = t[0]
+    cdef int64_t i, s, mask
+    if _pt_alloc(t, old.cap * 2) < 0:
+        t[0] = old
+        return -1
+    mask = t.cap - 1
+    for i in range(old.cap):
+        if old.slots[i]:
+            s = pt_slot(t, pt_key(t, old.slots[i]))
+            while t.slots[s]:
+                s = (s + 1) & mask
+            t.slots[s] = old.slots[i]
+    t.size = old.size
+    free(old.slots)
+    return 0
+
+
+cdef int64_t pt_find(const PackedTable *t, uint64_t key) noexcept nogil:
+    """The slot holding ``key``, or -1."""
+    cdef int64_t s, mask
+    if t.cap == 0:
+        return -1
+    mask = t.cap - 1
+    s = pt_slot(t, key)
+    while t.slots[s]:
+        if pt_key(t, t.slots[s]) == key:
+            return s
+        s = (s + 1) & mask
+    return -1
+
+
+cdef inline uint64_t pt_count_at(const PackedTable *t, int64_t s) noexcept nogil:
+    """The count of the key in (occupied) slot ``s``."""
+    cdef uint64_t c = t.slots[s] & pt_sat(t)
+    cdef int64_t o
+    if c == pt_sat(t):
+        o = u64_find(&t.overflow, pt_key(t, t.slots[s]))
+        return t.overflow.slots[o].val.count if o >= 0 else c
+    return c
+
+
+cdef int pt_add(PackedTable *t, uint64_t key, uint64_t inc) noexcept nogil:
+    """``table[key] += inc`` (inserting the key if new). -1 when out of memory.
+
+    ``inc == 0`` does nothing: a count of 0 is an absent key.
+    """
+    cdef int64_t s, mask
+    cdef uint64_t sat = pt_sat(t), c
+    if inc == 0:
+        return 0
+    if t.cap == 0:
+        if pt_init(t, 0) < 0:
+            return -1
+    mask = t.cap - 1
+    s = pt_slot(t, key)
+    while t.slots[s]:
+        if pt_key(t, t.slots[s]) == key:
+            c = t.slots[s] & sat
+            if c == sat:
+                return u64_add(&t.overflow, key, inc)
+            if inc < sat - c:
+                t.slots[s] += inc
+                return 0
+            # The count field saturates: the full count moves to the overflow table.
+            t.slots[s] |= sat
+            return u64_add(&t.overflow, key, c + inc)
+        s = (s + 1) & mask
+    if inc < sat:
+        t.slots[s] = (key << t.cbits) | inc
+    else:
+        t.slots[s] = (key << t.cbits) | sat
+        if u64_add(&t.overflow, key, inc) < 0:
+            return -1
+    t.size += 1
+    if t.size * 10 > t.cap * 7:
+        return _pt_grow(t)
+    return 0
+
+
+cdef void _pt_delete(PackedTable *t, int64_t hole) noexcept nogil:
+    """Empty slot ``hole``, shifting later entries of its cluster back (no tombstones)."""
+    cdef int64_t mask = t.cap - 1, j = hole, home
+    cdef bint stays
+    while True:
+        j = (j + 1) & mask
+        if t.slots[j] == 0:
+            break
+        home = pt_slot(t, pt_key(t, t.slots[j]))
+        # The entry at j may fill the hole unless its home lies in (hole, j], cyclically.
+        if hole <= j:
+            stays = hole < home and home <= j
+        else:
+            stays = home > hole or home <= j
+        if not stays:
+            t.slots[hole] = t.slots[j]
+            hole = j
+    t.slots[hole] = 0
+    t.size -= 1
+
+
+cdef int pt_shrink(PackedTable *t) noexcept nogil:
+    """Move the keys to the smallest capacity that holds them (after :func:`pt_prune`).
+
+    Pruning usually removes about half of the longest n-grams; shrinking
+    returns that memory before the segmentation pass needs its own.
+    """
+    cdef PackedTable old = t[0]
+    cdef int64_t i, s, mask, cap = 16
+    while cap * 7 < old.size * 10 + 10:
+        cap *= 2
+    if cap >= old.cap:
+        return 0
+    if _pt_alloc(t, cap) < 0:
+        t[0] = old
+        return -1
+    mask = t.cap - 1
+    for i in range(old.cap):
+        if old.slots[i]:
+            s = pt_slot(t, pt_key(t, old.slots[i]))
+            while t.slots[s]:
+                s = (s + 1) & mask
+            t.slots[s] = old.slots[i]
+    t.size = old.size
+    free(old.slots)
+    return 0
+
+
+cdef void pt_prune(PackedTable *t, uint64_t min_count) noexcept nogil:
+    """Remove, in place, every key counted fewer than ``min_count`` times.
+
+    No second table is built, so pruning needs no memory. Overflow entries of
+    removed keys are left behind; nothing looks them up.
+    """
+    cdef int64_t i, start = 0, steps = 0, mask = t.cap - 1
+    if t.cap == 0:
+        return
+    # Start just after a free slot: clusters then never wrap around the scan,
+    # and an entry shifted back by a deletion lands on the slot being examined
+    # or on a later one, so each entry is examined.
+    while t.slots[start]:
+        start += 1
+    i = (start + 1) & mask
+    while steps < t.cap:
+        if t.slots[i] and pt_count_at(t, i) < min_count:
+            _pt_delete(t, i)
+            continue  # slot i may now hold a shifted entry: examine it
+        i = (i + 1) & mask
+        steps += 1
 
 
 # ----------------------------------------------------------------------------
@@ -289,7 +518,7 @@ cdef int bt_add(ByteTable *t, const unsigned char *key, int64_t n, int64_t inc) 
 
 cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
                       int order, uint64_t *total, uint64_t *unigrams,
-                      U64Table *tables, int part, int parts) noexcept nogil:
+                      PackedTable *tables, int part, int parts) noexcept nogil:
     """Add the n-grams of every chunk to the tables (only full-length keys).
 
     Only the lengths ``j`` with ``(j - 1) % parts == part`` are counted (length 1
@@ -318,10 +547,10 @@ cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t
                 key |= (<uint64_t>data[i + j - 1]) << (8 * (j - 1))
                 keys[j] = key
                 if (j - 1) % parts == part and tables[j].cap:
-                    BP_PREFETCH(&tables[j].slots[u64_slot(&tables[j], key)])
+                    BP_PREFETCH(&tables[j].slots[pt_slot(&tables[j], key)])
             j = 2 + (part + parts - 1) % parts
             while j <= limit:
-                if u64_add(&tables[j], keys[j], 1) < 0:
+                if pt_add(&tables[j], keys[j], 1) < 0:
                     return -1
                 j += parts
     return 0
@@ -352,26 +581,28 @@ cdef class NgramCounts:
 
     Table ``j`` (``0 <= j <= order``) counts every ``j``-byte string starting at
     each position of each chunk; slices cut short by the end of a chunk are not
-    stored, since §6.2 discards them anyway. ``order`` is at most 8.
+    stored, since §6.2 discards them anyway. ``order`` is at most 7.
     Instances may be filled from several shards (:meth:`add`), combined
     (:meth:`merge`, exact integer sums, so the order of merging never matters)
     and pickled as one compact blob.
     """
 
     def __cinit__(self, int order=6):
+        cdef int j
         if order < 1 or order > MAX_ORDER:
             raise ValueError(f"order must be between 1 and {MAX_ORDER}, got {order}")
         self.order = order
         self.n_bytes = 0
         memset(self.unigrams, 0, sizeof(self.unigrams))
-        memset(self.tables, 0, sizeof(self.tables))
+        for j in range(MAX_ORDER + 1):
+            pt_setup(&self.tables[j], j if j else 1)
         self._lock = threading.Lock()
         self._locks = [threading.Lock() for _ in range(MAX_ORDER + 1)]
 
     def __dealloc__(self):
         cdef int j
         for j in range(MAX_ORDER + 1):
-            u64_free(&self.tables[j])
+            pt_free(&self.tables[j])
 
     def add(self, chunks) -> None:
         """Count the n-grams of a sequence of ``bytes`` chunks."""
@@ -406,6 +637,7 @@ cdef class NgramCounts:
         """Add ``other``'s counts into this one (in place); returns ``self``."""
         cdef int j, rc = 0
         cdef int64_t i
+        cdef PackedTable *src
         if other.order != self.order:
             raise ValueError(f"cannot merge n-gram counts of order {other.order} into order {self.order}")
         if other is self:
@@ -416,10 +648,10 @@ cdef class NgramCounts:
                 for j in range(256):
                     self.unigrams[j] += other.unigrams[j]
                 for j in range(2, self.order + 1):
-                    for i in range(other.tables[j].cap):
-                        if (other.tables[j].slots[i].key != EMPTY_KEY):
-                            if u64_add(&self.tables[j], other.tables[j].slots[i].key,
-                                       other.tables[j].slots[i].val.count) < 0:
+                    src = &other.tables[j]
+                    for i in range(src.cap):
+                        if src.slots[i]:
+                            if pt_add(&self.tables[j], pt_key(src, src.slots[i]), pt_count_at(src, i)) < 0:
                                 rc = -1
                                 break
                     if rc < 0:
@@ -457,29 +689,25 @@ cdef class NgramCounts:
             return self.unigrams[g[0]]
         for j in range(n):
             key |= (<uint64_t>g[j]) << (8 * j)
-        s = u64_find(&self.tables[n], key)
-        return self.tables[n].slots[s].val.count if s >= 0 else 0
+        s = pt_find(&self.tables[n], key)
+        return pt_count_at(&self.tables[n], s) if s >= 0 else 0
 
     def to_dicts(self) -> list:
         """``[table_0, ..., table_order]`` as ``{bytes: int}`` dicts (for tests; slow)."""
-        cdef int j, b
-        cdef int64_t i
-        cdef uint64_t key
         tables = [{b"": self.n_bytes} if self.n_bytes else {}]
         tables.append({bytes([b]): self.unigrams[b] for b in range(256) if self.unigrams[b]})
         for j in range(2, self.order + 1):
-            table = {}
-            for i in range(self.tables[j].cap):
-                if (self.tables[j].slots[i].key != EMPTY_KEY):
-                    key = self.tables[j].slots[i].key
-                    table[bytes([(key >> (8 * b)) & 0xFF for b in range(j)])] = self.tables[j].slots[i].val.count
-            tables.append(table)
+            tables.append(_table_dict(&self.tables[j]))
         return tables
 
     def to_bytes(self) -> bytes:
-        """A compact binary image (used by pickling)."""
+        """A compact binary image (used by pickling).
+
+        Words of 8 bytes: magic, order, total, 256 unigram counts, then per
+        length ``j`` from 2: ``n``, ``n`` keys, ``n`` counts.
+        """
         cdef int j
-        cdef int64_t i, n, k
+        cdef int64_t k
         cdef Py_ssize_t size = 8 * (3 + 256)
         for j in range(2, self.order + 1):
             size += 8 + 16 * self.tables[j].size
@@ -492,15 +720,7 @@ cdef class NgramCounts:
             memcpy(&out[3], self.unigrams, 256 * sizeof(uint64_t))
             k = 3 + 256
             for j in range(2, self.order + 1):
-                n = self.tables[j].size
-                out[k] = <uint64_t>n
-                k += 1
-                for i in range(self.tables[j].cap):
-                    if (self.tables[j].slots[i].key != EMPTY_KEY):
-                        out[k] = self.tables[j].slots[i].key
-                        out[k + n] = self.tables[j].slots[i].val.count
-                        k += 1
-                k += n
+                k = _write_table(&self.tables[j], out, k)
         return blob
 
     @staticmethod
@@ -509,7 +729,7 @@ cdef class NgramCounts:
         cdef const unsigned char[::1] raw = blob
         cdef Py_ssize_t size = raw.shape[0]
         cdef const uint64_t *words
-        cdef int64_t i, n, k, nwords
+        cdef int64_t nwords, k
         cdef int j, order
         cdef NgramCounts counts
         if size < 8 * (3 + 256) or size % 8:
@@ -524,18 +744,7 @@ cdef class NgramCounts:
         memcpy(counts.unigrams, &words[3], 256 * sizeof(uint64_t))
         k = 3 + 256
         for j in range(2, order + 1):
-            if k >= nwords:
-                raise ValueError("truncated NgramCounts blob")
-            n = <int64_t>words[k]
-            k += 1
-            if n < 0 or k + 2 * n > nwords:
-                raise ValueError("truncated NgramCounts blob")
-            if u64_init(&counts.tables[j], n) < 0:
-                raise MemoryError()
-            for i in range(n):
-                if u64_add(&counts.tables[j], words[k + i], words[k + n + i]) < 0:
-                    raise MemoryError()
-            k += 2 * n
+            k = _read_table(&counts.tables[j], words, nwords, k, "NgramCounts")
         return counts
 
     def __reduce__(self):
@@ -545,100 +754,106 @@ cdef class NgramCounts:
         """§6.2: conditional log-probabilities of the n-grams counted at least ``min_count`` times.
 
         Every byte missing from table 1 gets count 1 (and adds 1 to the
-        total); single bytes are always kept. Logs are taken with ``np.log`` on
-        float64 counts, exactly as the reference does. These counts are not
-        modified, unless ``release=True``: then each table is freed as soon as
-        it has been pruned (lower peak memory) and the counts are left empty.
+        total); single bytes are always kept. The model keeps the pruned
+        counts themselves (see :class:`NgramModel`). These counts are not
+        modified, unless ``release=True``: then the model takes over their
+        tables and prunes them in place, so that no second copy of the
+        largest tables ever exists, and the counts are left empty.
         """
         cdef NgramModel model = NgramModel.__new__(NgramModel)
         cdef int j, b
-        cdef int64_t i, n, k, s
-        cdef uint64_t total = self.n_bytes, key, mask
-        cdef double[::1] logs_view
-        cdef double[::1] counts_view
-        cdef uint64_t[::1] keys_view
-        cdef U64Table *t
-        cdef U64Table *src
-        cdef double prefix
-        cdef int missing_prefix = 0
+        cdef uint64_t total = self.n_bytes
+        cdef uint64_t unigrams[256]
+        cdef int rc = 0
         if min_count < 1:
             raise ValueError(f"min_count must be at least 1, got {min_count}")
         model.m.order = self.order
         with self._lock:
-            unigram_counts = np.empty(256, dtype=np.float64)
-            counts_view = unigram_counts
             for b in range(256):
-                if self.unigrams[b] == 0:
-                    counts_view[b] = 1.0
+                unigrams[b] = self.unigrams[b]
+                if unigrams[b] == 0:
+                    unigrams[b] = 1
                     total += 1
-                else:
-                    counts_view[b] = <double>self.unigrams[b]
-            unigram_logs = np.log(unigram_counts)
-            log_total = float(np.log(np.asarray([float(total)], dtype=np.float64))[0])
-            for j in range(2, self.order + 1):
-                src = &self.tables[j]
-                n = 0
-                for i in range(src.cap):
-                    if (src.slots[i].key != EMPTY_KEY) and src.slots[i].val.count >= <uint64_t>min_count:
-                        n += 1
-                keys = np.empty(n, dtype=np.uint64)
-                counts = np.empty(n, dtype=np.float64)
-                keys_view = keys
-                counts_view = counts
-                k = 0
-                for i in range(src.cap):
-                    if (src.slots[i].key != EMPTY_KEY) and src.slots[i].val.count >= <uint64_t>min_count:
-                        keys_view[k] = src.slots[i].key
-                        counts_view[k] = <double>src.slots[i].val.count
-                        k += 1
-                logs = np.log(counts)
-                logs_view = logs
-                t = &model.m.tables[j]
-                if u64_init(t, n) < 0:
-                    raise MemoryError()
-                for i in range(n):
-                    # A fresh key per insertion: add sets the value to `inc`.
-                    if u64_add(t, keys_view[i], 0) < 0:
-                        raise MemoryError()
-                    s = u64_find(t, keys_view[i])
-                    t.slots[s].val.logp = logs_view[i]
-                if release:
-                    u64_free(src)
-        # Conditioning, from the longest n-grams down, so that table j-1 still
-        # holds raw log counts while table j is divided by them.
-        logs_view = unigram_logs
-        with nogil:
-            for j in range(self.order, 1, -1):
-                t = &model.m.tables[j]
-                mask = (<uint64_t>1 << (8 * (j - 1))) - 1
-                for i in range(t.cap):
-                    if (t.slots[i].key != EMPTY_KEY):
-                        key = t.slots[i].key & mask
-                        if j == 2:
-                            prefix = logs_view[key]
-                        else:
-                            s = u64_find(&model.m.tables[j - 1], key)
-                            if s < 0:
-                                missing_prefix = 1
-                                break
-                            prefix = model.m.tables[j - 1].slots[s].val.logp
-                        t.slots[i].val.logp = t.slots[i].val.logp - prefix
-                if missing_prefix:
-                    break
-            if not missing_prefix:
-                for b in range(256):
-                    model.m.unigram_logp[b] = logs_view[b] - log_total
-        if release:
-            self.n_bytes = 0
-            memset(self.unigrams, 0, sizeof(self.unigrams))
-        if missing_prefix:
-            raise ValueError("inconsistent n-gram counts: an n-gram is more frequent than its prefix")
+            with nogil:
+                for j in range(2, self.order + 1):
+                    if release:
+                        model.m.tables[j] = self.tables[j]
+                        pt_setup(&self.tables[j], j)
+                    elif pt_copy(&model.m.tables[j], &self.tables[j]) < 0:
+                        rc = -1
+                        break
+                    pt_prune(&model.m.tables[j], <uint64_t>min_count)
+                    if pt_shrink(&model.m.tables[j]) < 0:
+                        rc = -1
+                        break
+            if release:
+                self.n_bytes = 0
+                memset(self.unigrams, 0, sizeof(self.unigrams))
+        if rc < 0:
+            raise MemoryError("out of memory while pruning n-grams")
+        model._finish(unigrams, total)
         return model
+
+
+cdef dict _table_dict(const PackedTable *t):
+    """``{bytes: count}`` of one table (for tests)."""
+    cdef int length = (64 - t.cbits) // 8, b
+    cdef int64_t i
+    cdef uint64_t key
+    table = {}
+    for i in range(t.cap):
+        if t.slots[i]:
+            key = pt_key(t, t.slots[i])
+            table[bytes([(key >> (8 * b)) & 0xFF for b in range(length)])] = pt_count_at(t, i)
+    return table
+
+
+cdef int64_t _write_table(const PackedTable *t, uint64_t *out, int64_t k) noexcept:
+    """Write ``n``, the keys, then the counts of ``t`` at ``out[k:]``; the next free word."""
+    cdef int64_t i, n = t.size
+    out[k] = <uint64_t>n
+    k += 1
+    for i in range(t.cap):
+        if t.slots[i]:
+            out[k] = pt_key(t, t.slots[i])
+            out[k + n] = pt_count_at(t, i)
+            k += 1
+    return k + n
+
+
+cdef int64_t _read_table(PackedTable *t, const uint64_t *words, int64_t nwords, int64_t k,
+                         str what) except -1:
+    """Fill the empty table ``t`` from a block written by :func:`_write_table`."""
+    cdef int64_t i, n
+    cdef uint64_t limit = (<uint64_t>1 << (64 - t.cbits)) if t.cbits > 0 else 0
+    if k >= nwords:
+        raise ValueError(f"truncated {what} blob")
+    n = <int64_t>words[k]
+    k += 1
+    if n < 0 or k + 2 * n > nwords:
+        raise ValueError(f"truncated {what} blob")
+    if pt_init(t, n) < 0:
+        raise MemoryError()
+    for i in range(n):
+        if words[k + i] >= limit:
+            raise ValueError(f"corrupt {what} blob: key too long for its table")
+        if pt_add(t, words[k + i], words[k + n + i]) < 0:
+            raise MemoryError()
+    return k + 2 * n
 
 
 # ----------------------------------------------------------------------------
 # §6.3: n-gram Viterbi segmentation
 # ----------------------------------------------------------------------------
+
+cdef inline double model_log(const NgramTables *model, uint64_t count) noexcept nogil:
+    """``ln count``, as ``np.log`` computed it when the model was built."""
+    cdef int64_t s
+    if count < LOG_DENSE:
+        return model.small_log[count]
+    s = u64_find(&model.big_log, count)
+    return model.big_log.slots[s].val.logp if s >= 0 else INFINITY
+
 
 cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int64_t n,
                            bint ensure_unicode, uint8_t *back, int32_t *starts) noexcept nogil:
@@ -648,17 +863,24 @@ cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int
     formulation: the back pointer of state ``b`` is the first ``a`` maximizing
     ``v[a] + move(a, b) + node[b]`` over *all* ``a`` (a forbidden move is
     ``-inf``), so it is 0 whenever every candidate is ``-inf``.
+
+    The emission of state ``k`` is ``ln c(p[i-k:i+1]) - ln c(p[i-k:i])``; the
+    second count was looked up at byte ``i - 1`` (state ``k - 1``), so it is
+    carried over in ``prev`` instead of being looked up again.
     """
     cdef int K = model.order
     cdef double v[MAX_ORDER]
     cdef double w[MAX_ORDER]
     cdef double node[MAX_ORDER]
+    cdef double cur[MAX_ORDER]    # ln count of the (k+1)-gram ending at byte i; +inf if absent
+    cdef double prev[MAX_ORDER]   # the same at byte i - 1
     cdef double best, cand
     cdef int a, b, k, arg, state
     cdef int64_t i, s, count
     cdef uint64_t key
     cdef uint8_t byte
     cdef uint8_t *row
+    cdef const PackedTable *t
     if n <= 0:
         return 0
     for i in range(n):
@@ -667,11 +889,12 @@ cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int
         node[0] = model.unigram_logp[byte]
         if ensure_unicode and byte >= 0x80 and byte <= 0xBF:
             node[0] = -INFINITY
+        cur[0] = model.unigram_log[byte]
         key = byte
         k = 1
         while k < K and k <= i:
             key = (key << 8) | p[i - k]
-            BP_PREFETCH(&model.tables[k + 1].slots[u64_slot(&model.tables[k + 1], key)])
+            BP_PREFETCH(&model.tables[k + 1].slots[pt_slot(&model.tables[k + 1], key)])
             k += 1
         key = byte
         k = 1
@@ -679,16 +902,21 @@ cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int
             if k > i:
                 break
             key = (key << 8) | p[i - k]
-            s = u64_find(&model.tables[k + 1], key)
+            t = &model.tables[k + 1]
+            s = pt_find(t, key)
             if s < 0:
                 # A longer context contains this one, so it cannot be more
                 # frequent: it was pruned too.
                 break
-            node[k] = model.tables[k + 1].slots[s].val.logp
+            cur[k] = model_log(model, pt_count_at(t, s))
+            node[k] = cur[k] - prev[k - 1]
             k += 1
         while k < K:
             node[k] = -INFINITY
+            cur[k] = INFINITY
             k += 1
+        for k in range(K):
+            prev[k] = cur[k]
         row = back + i * K
         if i == 0:
             for b in range(K):
@@ -750,13 +978,16 @@ cdef int64_t segment_chunk(const NgramTables *model, const unsigned char *p, int
     return count
 
 
-cdef int count_pieces_packed(const NgramTables *model, const unsigned char *data,
-                             const int64_t *offsets, int64_t nchunks, bint ensure_unicode,
-                             ByteTable *out) noexcept nogil:
-    cdef int64_t c, n, maxlen = 0, m, r, start, end
+cdef int segment_packed(const NgramTables *model, const unsigned char *data,
+                        const int64_t *offsets, int64_t nchunks, bint ensure_unicode,
+                        uint8_t *is_start) noexcept nogil:
+    """§6.3 on packed chunks: ``is_start[i] = 1`` where a piece starts, else 0.
+
+    ``is_start`` holds one byte per byte of ``data`` from ``offsets[0]``.
+    """
+    cdef int64_t c, n, maxlen = 0, m, r, start, base = offsets[0]
     cdef uint8_t *back
     cdef int32_t *starts
-    cdef int rc = 0
     for c in range(nchunks):
         n = offsets[c + 1] - offsets[c]
         if n > maxlen:
@@ -770,39 +1001,119 @@ cdef int count_pieces_packed(const NgramTables *model, const unsigned char *data
     if back == NULL or starts == NULL:
         free(back); free(starts)
         return -1
+    memset(is_start, 0, <size_t>(offsets[nchunks] - base))
     for c in range(nchunks):
         start = offsets[c]
         n = offsets[c + 1] - start
         m = segment_chunk(model, data + start, n, ensure_unicode, back, starts)
-        # starts[m-1] == 0 ... starts[0]: ascending when read backwards.
-        end = n
         for r in range(m):
-            if bt_add(out, data + start + starts[r], end - starts[r], 1) < 0:
-                rc = -1
-                break
-            end = starts[r]
-        if rc < 0:
-            break
+            is_start[start - base + starts[r]] = 1
     free(back)
     free(starts)
-    return rc
+    return 0
+
+
+cdef int add_pieces(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
+                    const uint8_t *is_start, ByteTable *out) noexcept nogil:
+    """Count into ``out`` the pieces that :func:`segment_packed` marked."""
+    cdef int64_t c, i, piece, end, base = offsets[0]
+    for c in range(nchunks):
+        end = offsets[c + 1]
+        piece = offsets[c]
+        for i in range(offsets[c] + 1, end + 1):
+            if i == end or is_start[i - base]:
+                if bt_add(out, data + piece, i - piece, 1) < 0:
+                    return -1
+                piece = i
+    return 0
 
 
 cdef class NgramModel:
-    """Pruned byte n-gram model (§6.2 output): ``ln P(byte | previous bytes)`` tables.
+    """Pruned byte n-gram model (§6.2 output): ``ln P(byte | previous bytes)``.
 
     Made by :meth:`NgramCounts.prune`. :meth:`count_pieces` segments chunks
     with it (§6.3). Picklable, so it can be shipped to remote workers.
+
+    It holds the pruned *counts*, in the same packed tables as
+    :class:`NgramCounts` (8 bytes per n-gram), and ``ln`` of every count that
+    occurs, computed once with ``np.log`` like the reference. The
+    log-probability ``ln c(gram) - ln c(gram[:-1])`` is then the very
+    subtraction the reference performs, so it is bit-identical, while the
+    model needs no table of doubles beside the counts.
     """
 
     def __cinit__(self):
+        cdef int j
         self.m.order = 0
-        memset(self.m.tables, 0, sizeof(self.m.tables))
+        for j in range(MAX_ORDER + 1):
+            pt_setup(&self.m.tables[j], j if j else 1)
+        memset(&self.m.big_log, 0, sizeof(self.m.big_log))
 
     def __dealloc__(self):
         cdef int j
         for j in range(MAX_ORDER + 1):
-            u64_free(&self.m.tables[j])
+            pt_free(&self.m.tables[j])
+        u64_free(&self.m.big_log)
+
+    cdef int _finish(self, const uint64_t *unigrams, uint64_t total) except -1:
+        """Set the unigram counts (none 0) and the total; compute every log; check prefixes."""
+        cdef int j, b
+        cdef int64_t i, n = 0, s
+        cdef uint64_t c, prefix, mask
+        cdef U64Table big
+        cdef PackedTable *t
+        cdef double[::1] view
+        cdef uint64_t[::1] big_view
+        memcpy(self.m.unigram_count, unigrams, 256 * sizeof(uint64_t))
+        self.m.total = total
+        # Every n-gram's prefix must be in the model: §6.3 relies on it.
+        for j in range(3, self.m.order + 1):
+            t = &self.m.tables[j]
+            mask = (<uint64_t>1 << (8 * (j - 1))) - 1
+            for i in range(t.cap):
+                if t.slots[i] and pt_find(&self.m.tables[j - 1], pt_key(t, t.slots[i]) & mask) < 0:
+                    raise ValueError("inconsistent n-gram counts: an n-gram is more frequent than its prefix")
+        # The distinct counts too large for the dense table of logs.
+        memset(&big, 0, sizeof(big))
+        try:
+            for j in range(2, self.m.order + 1):
+                t = &self.m.tables[j]
+                for i in range(t.cap):
+                    if t.slots[i]:
+                        c = pt_count_at(t, i)
+                        if c >= LOG_DENSE and u64_find(&big, c) < 0 and u64_add(&big, c, 0) < 0:
+                            raise MemoryError()
+            big_counts = np.empty(big.size, dtype=np.uint64)
+            big_view = big_counts
+            for i in range(big.cap):
+                if big.slots[i].key != EMPTY_KEY:
+                    big_view[n] = big.slots[i].key
+                    n += 1
+        finally:
+            u64_free(&big)
+        # Logs, all with np.log on float64 counts, as the reference takes them.
+        small = np.log(np.arange(1, LOG_DENSE, dtype=np.float64))
+        view = small
+        self.m.small_log[0] = -INFINITY  # never used: stored counts are at least 1
+        for i in range(LOG_DENSE - 1):
+            self.m.small_log[i + 1] = view[i]
+        big_logs = np.log(big_counts.astype(np.float64))
+        view = big_logs
+        u64_free(&self.m.big_log)
+        if u64_init(&self.m.big_log, n) < 0:
+            raise MemoryError()
+        for i in range(n):
+            if u64_add(&self.m.big_log, big_view[i], 0) < 0:
+                raise MemoryError()
+            s = u64_find(&self.m.big_log, big_view[i])
+            self.m.big_log.slots[s].val.logp = view[i]
+        unigram_logs = np.log(np.asarray([<double>unigrams[b] for b in range(256)], dtype=np.float64))
+        log_total = float(np.log(np.asarray([float(total)], dtype=np.float64))[0])
+        view = unigram_logs
+        for b in range(256):
+            self.m.unigram_log[b] = view[b]
+            self.m.unigram_logp[b] = view[b] - log_total
+        return 0
 
     @property
     def order(self) -> int:
@@ -822,15 +1133,25 @@ cdef class NgramModel:
         cdef const unsigned char[::1] g = gram
         cdef int n = len(gram), j
         cdef uint64_t key = 0
-        cdef int64_t s
+        cdef int64_t s, sp
+        cdef double prefix
         if n < 1 or n > self.m.order:
             return None
         if n == 1:
             return self.m.unigram_logp[g[0]]
         for j in range(n):
             key |= (<uint64_t>g[j]) << (8 * j)
-        s = u64_find(&self.m.tables[n], key)
-        return self.m.tables[n].slots[s].val.logp if s >= 0 else None
+        s = pt_find(&self.m.tables[n], key)
+        if s < 0:
+            return None
+        if n == 2:
+            prefix = self.m.unigram_log[g[0]]
+        else:
+            sp = pt_find(&self.m.tables[n - 1], key & ((<uint64_t>1 << (8 * (n - 1))) - 1))
+            if sp < 0:
+                return None
+            prefix = model_log(&self.m, pt_count_at(&self.m.tables[n - 1], sp))
+        return model_log(&self.m, pt_count_at(&self.m.tables[n], s)) - prefix
 
     def segment(self, chunk: bytes, bint ensure_unicode=True) -> list:
         """§6.3 segmentation of one chunk, as a list of pieces."""
@@ -864,41 +1185,55 @@ cdef class NgramModel:
 
     def count_pieces_packed(self, const unsigned char[::1] data, const int64_t[::1] offsets,
                             PieceCounts out, bint ensure_unicode=True) -> None:
-        """Segment packed chunks with the GIL released and count their pieces into ``out``."""
+        """Segment packed chunks with the GIL released and count their pieces into ``out``.
+
+        ``out`` is locked only while the pieces are added, not while the
+        chunks are segmented, so that several threads can share one ``out``
+        (one table of pieces, no partial tables to merge) and still segment
+        in parallel.
+        """
         cdef int rc
+        cdef int64_t nchunks = offsets.shape[0] - 1
+        cdef uint8_t *is_start
         _check_packed(data, offsets)
-        if offsets.shape[0] < 2 or data.shape[0] == 0:
+        if nchunks < 1 or offsets[nchunks] == offsets[0]:
             return
-        with out._lock:
+        is_start = <uint8_t *>malloc(<size_t>(offsets[nchunks] - offsets[0]))
+        if is_start == NULL:
+            raise MemoryError()
+        try:
             with nogil:
-                rc = count_pieces_packed(&self.m, &data[0], &offsets[0], offsets.shape[0] - 1,
-                                         ensure_unicode, &out.table)
+                rc = segment_packed(&self.m, &data[0], &offsets[0], nchunks, ensure_unicode, is_start)
+            if rc == 0:
+                with out._lock:
+                    with nogil:
+                        rc = add_pieces(&data[0], &offsets[0], nchunks, is_start, &out.table)
+        finally:
+            free(is_start)
         if rc < 0:
             raise MemoryError("out of memory while counting pieces")
 
     def to_bytes(self) -> bytes:
-        """A compact binary image (used by pickling)."""
+        """A compact binary image (used by pickling): the pruned counts.
+
+        Words of 8 bytes: magic, order, total, 256 unigram counts, then per
+        length ``j`` from 2: ``n``, ``n`` keys, ``n`` counts. The logs are
+        recomputed when loading.
+        """
         cdef int j
-        cdef int64_t i, k, n
-        cdef Py_ssize_t size = 8 * (2 + 256)
+        cdef int64_t k
+        cdef Py_ssize_t size = 8 * (3 + 256)
         for j in range(2, self.m.order + 1):
             size += 8 + 16 * self.m.tables[j].size
         blob = PyBytes_FromStringAndSize(NULL, size)
         cdef uint64_t *out = <uint64_t *>PyBytes_AS_STRING(blob)
         out[0] = BLOB_MAGIC_MODEL
         out[1] = <uint64_t>self.m.order
-        memcpy(&out[2], self.m.unigram_logp, 256 * sizeof(double))
-        k = 2 + 256
+        out[2] = self.m.total
+        memcpy(&out[3], self.m.unigram_count, 256 * sizeof(uint64_t))
+        k = 3 + 256
         for j in range(2, self.m.order + 1):
-            n = self.m.tables[j].size
-            out[k] = <uint64_t>n
-            k += 1
-            for i in range(self.m.tables[j].cap):
-                if (self.m.tables[j].slots[i].key != EMPTY_KEY):
-                    out[k] = self.m.tables[j].slots[i].key
-                    out[k + n] = self.m.tables[j].slots[i].val.count
-                    k += 1
-            k += n
+            k = _write_table(&self.m.tables[j], out, k)
         return blob
 
     @staticmethod
@@ -907,38 +1242,51 @@ cdef class NgramModel:
         cdef const unsigned char[::1] raw = blob
         cdef Py_ssize_t size = raw.shape[0]
         cdef const uint64_t *words
-        cdef int64_t i, n, k, s, nwords
-        cdef int j
+        cdef int64_t nwords, k
+        cdef int j, b
         cdef NgramModel model
-        if size < 8 * (2 + 256) or size % 8:
+        if size < 8 * (3 + 256) or size % 8:
             raise ValueError("not an NgramModel blob")
         words = <const uint64_t *>&raw[0]
         nwords = size // 8
         if words[0] != BLOB_MAGIC_MODEL or words[1] < 1 or words[1] > MAX_ORDER:
             raise ValueError("not an NgramModel blob")
+        for b in range(256):
+            if words[3 + b] == 0:
+                raise ValueError("corrupt NgramModel blob: a byte has count 0")
         model = NgramModel.__new__(NgramModel)
         model.m.order = <int>words[1]
-        memcpy(model.m.unigram_logp, &words[2], 256 * sizeof(double))
-        k = 2 + 256
+        k = 3 + 256
         for j in range(2, model.m.order + 1):
-            if k >= nwords:
-                raise ValueError("truncated NgramModel blob")
-            n = <int64_t>words[k]
-            k += 1
-            if n < 0 or k + 2 * n > nwords:
-                raise ValueError("truncated NgramModel blob")
-            if u64_init(&model.m.tables[j], n) < 0:
-                raise MemoryError()
-            for i in range(n):
-                if u64_add(&model.m.tables[j], words[k + i], 0) < 0:
-                    raise MemoryError()
-                s = u64_find(&model.m.tables[j], words[k + i])
-                model.m.tables[j].slots[s].val.count = words[k + n + i]
-            k += 2 * n
+            k = _read_table(&model.m.tables[j], words, nwords, k, "NgramModel")
+        model._finish(&words[3], words[2])
         return model
 
     def __reduce__(self):
         return (NgramModel.from_bytes, (self.to_bytes(),))
+
+
+cdef void _partition_fill(const ByteTable *t, int64_t max_length, int64_t min_count, list keep,
+                         int64_t[::1] keep_counts, int64_t[::1] drop_counts,
+                         int64_t[::1] drop_offsets, unsigned char *drop_data):
+    """The filling half of :meth:`PieceCounts.partition` (arrays already sized)."""
+    cdef int64_t i, k = 0, d = 0, pos = 0
+    cdef uint32_t n
+    drop_offsets[0] = 0
+    for i in range(t.cap):
+        n = t.lens[i]
+        if n == 0:
+            continue
+        if n == 1 or (n <= max_length and t.counts[i] >= min_count):
+            keep.append(PyBytes_FromStringAndSize(<const char *>(t.arena + t.offs[i]), n))
+            keep_counts[k] = t.counts[i]
+            k += 1
+        else:
+            memcpy(drop_data + pos, t.arena + t.offs[i], n)
+            pos += n
+            drop_counts[d] = t.counts[i]
+            d += 1
+            drop_offsets[d] = pos
 
 
 cdef class PieceCounts:
@@ -1011,6 +1359,39 @@ cdef class PieceCounts:
                     cv[k] = self.table.counts[i]
                     k += 1
         return pieces, counts
+
+    def partition(self, int64_t max_length, int64_t min_count, bint release=False):
+        """§6.4 step 2's split: ``(keep, keep_counts, (drop_data, drop_offsets), drop_counts)``.
+
+        ``keep`` (a list of ``bytes``) holds the single bytes and the pieces of
+        at most ``max_length`` bytes counted at least ``min_count`` times; the
+        others are returned packed (``drop_data[drop_offsets[i]:drop_offsets[i+1]]``),
+        ready to be split, without a Python object each: they are most of the
+        pieces and most of their bytes (the long rare ones). Counts are int64
+        arrays; the order is unspecified. With ``release``, these counts are
+        emptied, and their memory freed, once the pieces are out.
+        """
+        cdef int64_t i, nkeep = 0, ndrop = 0, drop_bytes = 0
+        cdef uint32_t n
+        with self._lock:
+            for i in range(self.table.cap):
+                n = self.table.lens[i]
+                if n:
+                    if n == 1 or (n <= max_length and self.table.counts[i] >= min_count):
+                        nkeep += 1
+                    else:
+                        ndrop += 1
+                        drop_bytes += n
+            keep = []
+            keep_counts = np.empty(nkeep, dtype=np.int64)
+            drop_counts = np.empty(ndrop, dtype=np.int64)
+            drop_offsets = np.empty(ndrop + 1, dtype=np.int64)
+            drop_data = PyBytes_FromStringAndSize(NULL, drop_bytes)
+            _partition_fill(&self.table, max_length, min_count, keep, keep_counts, drop_counts,
+                            drop_offsets, <unsigned char *>PyBytes_AS_STRING(drop_data))
+            if release:
+                bt_free(&self.table)
+        return keep, keep_counts, (drop_data, drop_offsets), drop_counts
 
     def to_dict(self) -> dict:
         """``{piece: count}`` (convenient for tests)."""

@@ -2,11 +2,14 @@
 
 The two passes over the corpus (n-gram counting, n-gram segmentation) run in
 compiled code with the GIL released: the calling thread normalizes texts into
-batches of packed chunks while ``workers`` threads count them into their own
+batches of packed chunks while ``workers`` threads count them into mergeable
 partial results (:class:`~bytepiece._ngram.NgramCounts`,
-:class:`~bytepiece._ngram.PieceCounts`), which are summed at the end. Sums of
-integers do not depend on how the corpus was split, so the vocabulary is the
-same for any number of workers, and bit-exact with the reference release.
+:class:`~bytepiece._ngram.PieceCounts`). Within one process the threads
+share a single result per pass rather than summing copies at the end (each
+copy would cost memory); a distributed run would give each shard its own and
+merge them. Sums of integers do not depend on how the corpus was split, so
+the vocabulary is the same for any number of workers, and bit-exact with the
+reference release.
 The pruning of §6.4 re-segments pieces with the compiled Unigram segmenter.
 """
 from __future__ import annotations
@@ -173,20 +176,25 @@ class Trainer:
         merge: Callable[[object, object], object],
         progress: Progress,
         broadcast: bool = False,
+        shared: bool = False,
     ) -> object:
         """Feed batches to ``workers`` threads, each with its own partial result; merge them.
 
         With ``broadcast``, every batch goes to every thread instead, and each
         thread gets its index in place of a partial result (nothing to merge).
+        With ``shared``, each batch goes to one thread, which gets its index
+        in place of a partial result: ``work`` then fills a result of its own
+        that the threads share (nothing to merge either).
         """
+        indexed = broadcast or shared
         if workers == 1:
-            result = 0 if broadcast else make()
+            result = 0 if indexed else make()
             for data, offsets in self._batches(texts, batch_size):
                 work(result, data, offsets)
                 progress.update(len(data))
-            return result
+            return None if indexed else result
 
-        partials = list(range(workers)) if broadcast else [make() for _ in range(workers)]
+        partials = list(range(workers)) if indexed else [make() for _ in range(workers)]
         queues: "List[queue.Queue[Optional[Batch]]]" = (
             [queue.Queue(maxsize=4) for _ in range(workers)] if broadcast else [queue.Queue(maxsize=2 * workers)]
         )
@@ -226,7 +234,7 @@ class Trainer:
                 thread.join()
         if errors:
             raise errors[0]
-        if broadcast:
+        if indexed:
             return None
         result = partials[0]
         for partial in partials[1:]:
@@ -235,32 +243,30 @@ class Trainer:
 
     # -- §6.4 ----------------------------------------------------------------
 
-    def _prune(
-        self, pieces: List[bytes], counts: np.ndarray, threads: int
-    ) -> Dict[int, Dict[bytes, int]]:
-        """§6.4 steps 1-4 on the raw piece counts; ``{size: {piece: count}}``."""
+    def _prune(self, piece_counts: PieceCounts, threads: int) -> Dict[int, Dict[bytes, int]]:
+        """§6.4 steps 1-4 on the raw piece counts; ``{size: {piece: count}}``.
+
+        ``piece_counts`` is emptied (its memory is released as soon as the
+        pieces are out).
+        """
         with Progress("prune", unit="rounds", enabled=self.verbose) as progress:
-            # Step 1: every single byte is a piece.
-            present = {p for p in pieces if len(p) == 1}
+            # Step 2's partition first, straight from the table: the pieces to
+            # drop (most of them, long and rare) come out packed, not as one
+            # Python object each.
+            keep, keep_counts, dropped, drop_counts = piece_counts.partition(
+                self.max_piece_length, self.min_count, release=True
+            )
+            # Step 1: every single byte is a piece (single bytes are always kept).
+            present = {p for p in keep if len(p) == 1}
             missing = [bytes([b]) for b in range(256) if bytes([b]) not in present]
-            pieces = list(pieces) + missing
-            counts = np.concatenate([counts.astype(np.int64), np.ones(len(missing), dtype=np.int64)])
+            keep.extend(missing)
+            keep_counts = np.concatenate([keep_counts, np.ones(len(missing), dtype=np.int64)])
 
             # Step 2: rare or over-long pieces hand their counts to the pieces they split into.
-            lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
-            keep_mask = (lengths == 1) | ((lengths <= self.max_piece_length) & (counts >= self.min_count))
-            keep_idx = np.flatnonzero(keep_mask)
-            drop_idx = np.flatnonzero(~keep_mask)
-            keep = [pieces[i] for i in keep_idx]
-            keep_counts = counts[keep_idx]
-            if len(drop_idx):
-                dropped = [pieces[i] for i in drop_idx]
-                keep_counts = keep_counts + split_pieces(
-                    keep, keep_counts, _pack(dropped), counts[drop_idx], threads
-                )
-                del dropped
+            if len(drop_counts):
+                keep_counts = keep_counts + split_pieces(keep, keep_counts, dropped, drop_counts, threads)
+            del dropped, drop_counts
             progress.update(1)
-            del pieces, counts, lengths
 
             # Step 3.
             keep, keep_counts = remove_wasted_pieces(keep, keep_counts, threads, progress)
@@ -349,18 +355,23 @@ class Trainer:
         model: NgramModel = ngrams.prune(self.min_count, release=True)
         del ngrams
 
-        # §6.3: segment with the n-gram model, count pieces.
+        # §6.3: segment with the n-gram model, count pieces. The threads share
+        # one table of pieces (they segment in parallel and lock it only to
+        # add their pieces): per-thread tables would cost memory and a merge
+        # at the end whose transient was the peak of this pass.
+        piece_counts = PieceCounts()
         with Progress("segment", total=total_bytes, unit="B", enabled=self.verbose) as progress:
-            piece_counts: PieceCounts = self._run_pass(
+            self._run_pass(
                 texts,
                 workers,
                 batch_size,
-                PieceCounts,
-                lambda acc, data, offsets: model.count_pieces_packed(
-                    data, offsets, acc, self.ensure_unicode
+                None,
+                lambda _thread, data, offsets: model.count_pieces_packed(
+                    data, offsets, piece_counts, self.ensure_unicode
                 ),
-                lambda a, b: a.merge(b),
+                None,
                 progress,
+                shared=True,
             )
             seen_bytes = progress.done
         del model
@@ -369,13 +380,11 @@ class Trainer:
                 f"texts changed between the two passes ({total_bytes} bytes, then {seen_bytes}): "
                 "the corpus must yield the same texts every time it is iterated"
             )
-        pieces, counts = piece_counts.items()
-        del piece_counts
-        if not pieces:
+        if not len(piece_counts):
             raise ValueError("the corpus produced no pieces to build a vocabulary from")
 
         # §6.4: prune to the requested sizes.
-        self.vocabularies = self._prune(pieces, counts, workers)
+        self.vocabularies = self._prune(piece_counts, workers)
         return self.vocabularies
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> List[str]:

@@ -108,6 +108,42 @@ def test_phases_match_educational(poem_lines, order, min_count, ensure_unicode):
         assert model.segment(chunk, ensure_unicode) == edu.ngram_segment(chunk, logs, order, ensure_unicode)
 
 
+@pytest.mark.parametrize("order", [6, 7])
+def test_counts_past_the_packed_count_field(order):
+    # A j-gram slot keeps its count in 64 - 8j bits (65,535 for 6-grams, 255
+    # for 7-grams); larger counts move to an overflow table. Counts, merges,
+    # pickles, the model and its segmentation must not notice.
+    chunks = [b"a" * 70000 + b"ba" * 300, b"ab" * 200]
+    counts = NgramCounts(order)
+    counts.add(chunks)
+    expected = edu.count_ngrams(chunks, order)
+    assert counts.to_dicts() == [{k: v for k, v in t.items() if len(k) == j} for j, t in enumerate(expected)]
+    assert counts.count(b"a" * order) == 70001 - order
+    half = NgramCounts(order)
+    half.add(chunks)
+    half.merge(pickle.loads(pickle.dumps(half)))
+    assert half.count(b"a" * order) == 2 * (70001 - order)
+    logs = edu.prune_ngrams(expected, 2)
+    model = pickle.loads(pickle.dumps(counts.prune(2, release=True)))
+    assert len(counts) == 0
+    for j in range(1, order + 1):
+        for gram, value in logs[j].items():
+            assert model.log_prob(gram) == value  # bit for bit
+    for chunk in chunks:
+        assert model.segment(chunk) == edu.ngram_segment(chunk, logs, order, True)
+
+
+def test_piece_partition():
+    pieces = PieceCounts()
+    for piece, count in [(b"a", 1), (b"bc", 5), (b"de", 1), (b"fghij", 9), (b"k", 7)]:
+        pieces.add(piece, count)
+    keep, keep_counts, (data, offsets), drop_counts = pieces.partition(4, 2, release=True)
+    assert dict(zip(keep, keep_counts.tolist())) == {b"a": 1, b"bc": 5, b"k": 7}
+    dropped = [data[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+    assert dict(zip(dropped, drop_counts.tolist())) == {b"de": 1, b"fghij": 9}
+    assert len(pieces) == 0
+
+
 def test_all_minus_infinity_edge_case():
     # A rare two-byte character whose bigram is pruned: under ensure_unicode its
     # second byte has every state at -inf; the reference then cuts the rest of
