@@ -40,6 +40,11 @@ class Segmenter:
                       ) -> Tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         """Segment ``data[offsets[i]:offsets[i+1]]`` for every i on native threads;
         returns flat ids and bounds."""
+    def encode_lists(self, data: _Buffer, offsets: npt.ArrayLike, table: List[int],
+                     alpha: float = -1.0, seed: int = 0, num_threads: int = 1,
+                     add_bos: bool = False, add_eos: bool = False, first_index: int = 0
+                     ) -> List[List[int]]:
+        """Like ``encode_concat`` but one list of ints (from ``table``) per text."""
     def split_counts(self, data: _Buffer, offsets: npt.ArrayLike, weights: npt.ArrayLike,
                      num_threads: int = 1) -> npt.NDArray[np.int64]:
         """Viterbi each item whole; add its weight to every piece used (trainer §6.4)."""

@@ -743,6 +743,34 @@ cdef class _BatchRunner:
     cdef Weights weights
     cdef bint sampling
     cdef object keep    # buffers the job points into
+    cdef object out
+    cdef object counts
+
+    cdef list lists(self, int64_t lo, int64_t hi, list table):
+        """The ids of texts lo..hi-1 as lists of ints from ``table``."""
+        cdef list result = PyList_New(hi - lo)
+        self.fill_lists(result, lo, hi, table, lo)
+        return result
+
+    cdef fill_lists(self, list result, int64_t lo, int64_t hi, list table, int64_t shift=0):
+        """Set ``result[i - shift]`` to the id list of text ``i`` for lo <= i < hi."""
+        cdef int64_t i, extra = self.job.add_bos + self.job.add_eos
+        cdef object item
+        # Every new list is a GC-tracked object, so building tens of
+        # thousands of them sets off collection after collection over lists
+        # that hold nothing but ints (half the time of this loop, measured).
+        # No Python code runs in the loop: pausing the collector is invisible.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for i in range(lo, hi):
+                item = ids_to_list(self.job.out + self.job.offsets[i] + i * extra,
+                                   self.job.counts[i], table)
+                Py_INCREF(item)
+                PyList_SET_ITEM(result, i - shift, item)
+        finally:
+            if was_enabled:
+                gc.enable()
 
     cdef use_weights(self, Segmenter segmenter, double alpha):
         """Point the job at ``segmenter`` and the sampling weights of ``alpha``."""
@@ -770,6 +798,15 @@ def _cpu_count():
         return os.cpu_count() or 1
 
 
+cdef int _thread_count(int num_threads, int64_t n_texts, int64_t total_bytes,
+                      int64_t bytes_per_thread):
+    """Threads worth starting: a thread costs ~50 us, so each gets at least
+    ``bytes_per_thread`` of text; 0 asks for all cores."""
+    if num_threads <= 0:
+        num_threads = _cpu_count()
+    return max(1, min(num_threads, n_texts, 1 + total_bytes // bytes_per_thread))
+
+
 cdef _run_threads(_BatchRunner runner, int num_threads, int64_t total_bytes,
                   int64_t bytes_per_thread=65536):
     """Run the job on ``num_threads`` native threads (the caller's included).
@@ -777,9 +814,7 @@ cdef _run_threads(_BatchRunner runner, int num_threads, int64_t total_bytes,
     A thread costs ~50 us to start, so each gets at least ``bytes_per_thread``.
     """
     cdef int t
-    if num_threads <= 0:
-        num_threads = _cpu_count()
-    num_threads = max(1, min(num_threads, runner.job.n_texts, 1 + total_bytes // bytes_per_thread))
+    num_threads = _thread_count(num_threads, runner.job.n_texts, total_bytes, bytes_per_thread)
     threads = [threading.Thread(target=runner.run, daemon=True) for t in range(num_threads - 1)]
     for thread in threads:
         thread.start()
@@ -890,6 +925,39 @@ def split_lists(ids, bounds, list table):
         if was_enabled:
             gc.enable()
     return result
+
+
+cdef _BatchRunner _batch_job(Segmenter segmenter, data, offsets, double alpha, uint64_t seed,
+                             bint chunked, bint add_bos, bint add_eos, int64_t first_index):
+    """A job over ``data[offsets[i]:offsets[i+1]]``: text ``i`` writes its
+    ids at ``out + offsets[i] + i * extra`` and their number at ``counts[i]``."""
+    cdef const unsigned char[::1] view = data
+    cdef const int64_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int64)
+    cdef int64_t n = off.shape[0] - 1, extra = add_bos + add_eos
+    if n < 0:
+        raise ValueError("offsets must hold at least one value")
+    check_offsets(off, view.shape[0])
+    out = np.empty(max(1, off[n] + n * extra), dtype=np.int32)
+    counts = np.zeros(max(1, n), dtype=np.int64)
+    cdef int32_t[::1] out_view = out
+    cdef int64_t[::1] count_view = counts
+    cdef _BatchRunner runner = _BatchRunner()
+    runner.keep = [data, off, out, counts]
+    runner.out = out
+    runner.counts = counts
+    memset(&runner.job, 0, sizeof(BatchJob))
+    runner.job.data = &view[0] if view.shape[0] else <const unsigned char *> ""
+    runner.job.offsets = &off[0]
+    runner.job.n_texts = n
+    runner.job.out = &out_view[0]
+    runner.job.counts = &count_view[0]
+    runner.job.add_bos = add_bos
+    runner.job.add_eos = add_eos
+    runner.job.chunked = chunked
+    runner.job.seed = seed
+    runner.job.first_index = first_index
+    runner.use_weights(segmenter, alpha)
+    return runner
 
 
 cdef class Segmenter:
@@ -1098,44 +1166,42 @@ cdef class Segmenter:
         so the result does not depend on the number of threads or on how a
         stream of texts is cut into batches.
         """
-        cdef const unsigned char[::1] view = data
-        cdef const int64_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int64)
-        cdef int64_t n = off.shape[0] - 1, i, extra = add_bos + add_eos, total
-        if n < 0:
-            raise ValueError("offsets must hold at least one value")
-        check_offsets(off, view.shape[0])
-        out = np.empty(max(1, off[n] + n * extra), dtype=np.int32)
-        counts = np.zeros(max(1, n), dtype=np.int64)
-        cdef int32_t[::1] out_view = out
-        cdef int64_t[::1] count_view = counts
-        cdef _BatchRunner runner = _BatchRunner()
-        runner.keep = [data, off, out, counts]
-        memset(&runner.job, 0, sizeof(BatchJob))
-        runner.job.data = &view[0] if view.shape[0] else <const unsigned char *> "" 
-        runner.job.offsets = &off[0]
-        runner.job.n_texts = n
-        runner.job.out = &out_view[0]
-        runner.job.counts = &count_view[0]
-        runner.job.add_bos = add_bos
-        runner.job.add_eos = add_eos
-        runner.job.chunked = chunked
-        runner.job.seed = seed
-        runner.job.first_index = first_index
-        runner.use_weights(self, alpha)
+        cdef _BatchRunner runner = _batch_job(self, data, offsets, alpha, seed, chunked, add_bos,
+                                                   add_eos, first_index)
+        cdef int64_t n = runner.job.n_texts, i, extra = add_bos + add_eos, total
+        cdef const int64_t *off = runner.job.offsets
         if n:
             _run_threads(runner, num_threads, off[n] - off[0])
+        counts = runner.counts
         bounds = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts[:n], out=bounds[1:])
         total = bounds[n]
         result = np.empty(total, dtype=np.int32)
         cdef int32_t[::1] res_view = result
         cdef int64_t[::1] b_view = bounds
+        cdef const int32_t *out = runner.job.out
+        cdef const int64_t *count = runner.job.counts
         with nogil:
             for i in range(n):
-                if count_view[i]:
-                    memcpy(&res_view[b_view[i]], &out_view[off[i] + i * extra],
-                           count_view[i] * sizeof(int32_t))
+                if count[i]:
+                    memcpy(&res_view[b_view[i]], &out[off[i] + i * extra], count[i] * sizeof(int32_t))
         return result, bounds
+
+    def encode_lists(self, data, offsets, list table, double alpha=-1.0, uint64_t seed=0,
+                     int num_threads=1, bint add_bos=False, bint add_eos=False,
+                     int64_t first_index=0):
+        """Like :meth:`encode_concat`, but returns one list of ints (taken from
+        ``table``) per text, built straight from the workers' output (no flat
+        copy in between)."""
+        if len(table) < self.n_pieces + 3:
+            raise ValueError(f"table must hold an entry for each of the {self.n_pieces + 3} ids")
+        cdef _BatchRunner runner = _batch_job(self, data, offsets, alpha, seed, True, add_bos,
+                                                   add_eos, first_index)
+        cdef int64_t n = runner.job.n_texts, i, extra = add_bos + add_eos
+        cdef const int64_t *off = runner.job.offsets
+        if n:
+            _run_threads(runner, num_threads, off[n] - off[0])
+        return runner.lists(0, n, table)
 
     def split_counts(self, data, offsets, weights, int num_threads=1):
         """Trainer helper (§6.4 ``split``): segment each item whole, weight its pieces.

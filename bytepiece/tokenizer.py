@@ -207,25 +207,33 @@ class Tokenizer:
         alpha = _check_alpha(alpha)
         kind = self._out_kind(out_type)
         data, offsets = _core.pack_texts(texts, nfc_utf8)
-        flat, bounds = self._encode_packed(data, offsets, bool(add_bos), bool(add_eos), alpha,
-                                           seed, num_threads, first_index)
+        num_threads, first_index = self._check_batch_args(num_threads, first_index)
+        call_seed = self._call_seed(seed) if alpha >= 0 else 0
         if kind == 2:
+            flat, bounds = self._segmenter.encode_concat(data, offsets, alpha, call_seed, num_threads,
+                                                         True, bool(add_bos), bool(add_eos), first_index)
             edges = bounds.tolist()
             return [flat[start:end] for start, end in zip(edges, edges[1:])]
-        return _core.split_lists(flat, bounds, self._ids)
+        return self._segmenter.encode_lists(data, offsets, self._ids, alpha, call_seed, num_threads,
+                                            bool(add_bos), bool(add_eos), first_index)
 
-    def _encode_packed(self, data, offsets: np.ndarray, add_bos: bool, add_eos: bool,
-                       alpha: float, seed: Optional[int], num_threads: int, first_index: int = 0):
-        """Segment the texts ``data[offsets[i]:offsets[i+1]]`` on native threads."""
+    @staticmethod
+    def _check_batch_args(num_threads, first_index) -> tuple:
         if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
             raise TypeError(f"num_threads must be an int, got {type(num_threads).__name__}")
         if num_threads < 0:
             raise ValueError(f"num_threads must be >= 0 (0: all cores), got {num_threads}")
         if isinstance(first_index, bool) or not isinstance(first_index, (int, np.integer)) or first_index < 0:
             raise ValueError(f"first_index must be a non-negative int, got {first_index!r}")
+        return int(num_threads), int(first_index)
+
+    def _encode_packed(self, data, offsets: np.ndarray, add_bos: bool, add_eos: bool,
+                       alpha: float, seed: Optional[int], num_threads: int, first_index: int = 0):
+        """Segment the texts ``data[offsets[i]:offsets[i+1]]`` on native threads."""
+        num_threads, first_index = self._check_batch_args(num_threads, first_index)
         call_seed = self._call_seed(seed) if alpha >= 0 else 0
-        return self._segmenter.encode_concat(data, offsets, alpha, call_seed, int(num_threads),
-                                             True, add_bos, add_eos, int(first_index))
+        return self._segmenter.encode_concat(data, offsets, alpha, call_seed, num_threads,
+                                             True, add_bos, add_eos, first_index)
 
     def encode_batch_flat(self, texts: Sequence[TextLike], add_bos: bool = False,
                           add_eos: bool = False, alpha: float = -1, seed: Optional[int] = None,
