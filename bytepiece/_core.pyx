@@ -756,12 +756,7 @@ cdef class _BatchRunner:
         """Set ``result[i - shift]`` to the id list of text ``i`` for lo <= i < hi."""
         cdef int64_t i, extra = self.job.add_bos + self.job.add_eos
         cdef object item
-        # Every new list is a GC-tracked object, so building tens of
-        # thousands of them sets off collection after collection over lists
-        # that hold nothing but ints (half the time of this loop, measured).
-        # No Python code runs in the loop: pausing the collector is invisible.
-        was_enabled = gc.isenabled()
-        gc.disable()
+        was_enabled = pause_gc()
         try:
             for i in range(lo, hi):
                 item = ids_to_list(self.job.out + self.job.offsets[i] + i * extra,
@@ -769,8 +764,7 @@ cdef class _BatchRunner:
                 Py_INCREF(item)
                 PyList_SET_ITEM(result, i - shift, item)
         finally:
-            if was_enabled:
-                gc.enable()
+            resume_gc(was_enabled)
 
     cdef use_weights(self, Segmenter segmenter, double alpha):
         """Point the job at ``segmenter`` and the sampling weights of ``alpha``."""
@@ -910,21 +904,32 @@ def split_lists(ids, bounds, list table):
     if flat.shape[0] and (np.min(ids) < 0 or np.max(ids) >= len(table)):
         raise ValueError("ids must lie within the table")
     result = PyList_New(max(n, 0))
-    # Every new list is a GC-tracked object, so building tens of thousands of
-    # them sets off collection after collection over lists that hold nothing
-    # but ints (measured: half the time of this function). No Python code
-    # runs in the loop, so pausing the collector here is invisible to users.
-    was_enabled = gc.isenabled()
-    gc.disable()
+    was_enabled = pause_gc()
     try:
         for i in range(n):
             item = ids_to_list(&flat[b[i]] if b[i + 1] > b[i] else NULL, b[i + 1] - b[i], table)
             Py_INCREF(item)
             PyList_SET_ITEM(result, i, item)
     finally:
-        if was_enabled:
-            gc.enable()
+        resume_gc(was_enabled)
     return result
+
+
+cdef bint pause_gc():
+    """Stop the cyclic collector while many id lists are built; returns
+    whether it was running. Every new list is a GC-tracked object, so
+    building tens of thousands of them sets off collection after collection
+    over lists that hold nothing but ints (half the time of building them,
+    measured). No Python code runs while the lists are built, so the pause
+    is invisible to users."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    return was_enabled
+
+
+cdef void resume_gc(bint was_enabled):
+    if was_enabled:
+        gc.enable()
 
 
 cdef _BatchRunner _batch_job(Segmenter segmenter, data, offsets, double alpha, uint64_t seed,
