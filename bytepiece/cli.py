@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import mmap
 import os
 import re
 import sys
 import unicodedata
-from typing import BinaryIO, Iterator, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import click
 
@@ -234,7 +235,8 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
 @click.option("--alpha", default=-1.0, show_default=True,
               help="Sampling sharpness; negative: deterministic (Viterbi).")
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
-@click.option("--workers", default=0, show_default=True, help="Encoding threads (0: one per CPU).")
+@click.option("--workers", default=0, show_default=True,
+              help="Encoding threads; with -o, worker processes (0: one per CPU).")
 @click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--format", "fmt", type=click.Choice(["ids", "pieces"]), default="ids", show_default=True,
               help="Text output: ids, or pieces (spaces shown as \u2581).")
@@ -284,7 +286,7 @@ def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> N
 
 
 def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, errors, quiet) -> None:
-    from .pipelines import encode_batches_to_token_file, token_dtype
+    from .pipelines import token_dtype
     from .progress import Progress
 
     paths = list(files) or ["-"]
@@ -300,20 +302,34 @@ def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, err
     progress = Progress("encoding", total=total, unit="B", enabled=not quiet)
     counts = {"tokens": 0}
 
-    def on_batch(input_bytes: int, tokens: int, documents: int) -> None:
+    def on_block(input_bytes: int, tokens: int, documents: int) -> None:
         counts["tokens"] += tokens
         progress.description = f"encoding [{_count(counts['tokens'])} tokens]"
         progress.update(input_bytes)
 
     try:
-        tokens, documents = encode_batches_to_token_file(
-            tokenizer, _document_batches(paths, field, errors), output, dtype=dtype,
-            alpha=alpha, seed=seed, num_threads=workers, on_batch=on_batch)
+        tokens, documents = _encode_files(tokenizer, paths, output, dtype=dtype, alpha=alpha, seed=seed,
+                                          workers=workers, field=field, errors=errors, on_block=on_block)
     finally:
         progress.close()
     if not quiet:
         click.echo(f"wrote {output}: {tokens} tokens, {documents} documents "
                    f"({token_dtype(tokenizer.vocab_size, dtype).name})", err=True)
+
+
+def _encode_files(tokenizer, paths: Sequence[str], output: str, dtype: str = "auto", alpha: float = -1.0,
+                  seed: Optional[int] = None, workers: int = 0, field: str = "text",
+                  errors: str = "strict", on_block=None, stats: Optional[Dict[str, float]] = None):
+    """Encode the documents of ``paths`` into the token file ``output``:
+    ``workers`` processes (0: one per CPU) each read, decode, normalize and
+    encode blocks of the input; with one, all of it runs in this thread."""
+    from .pipelines import cpu_count, encode_blocks_to_token_file
+
+    workers = workers or cpu_count()
+    # First indices of sampled blocks are needed before they are dispatched.
+    blocks = _blocks(paths, field, errors, count=alpha >= 0 and workers > 1)
+    return encode_blocks_to_token_file(tokenizer, blocks, output, dtype=dtype, alpha=alpha, seed=seed,
+                                       workers=workers, on_block=on_block, stats=stats)
 
 
 def _count(n: int) -> str:
@@ -342,8 +358,13 @@ def _input_texts(files: Sequence[str], field: str, errors: str) -> Iterator[str]
 
 
 # -- streaming documents for token files ---------------------------------------
+#
+# The input is cut into blocks of about _BLOCK bytes ending at a newline. The
+# parent process only finds the cuts (and counts lines, so that an error can
+# name its line); a worker reads, decodes, normalizes and splits its blocks.
 
 _BLOCK = 1 << 20
+_PRINTABLE = re.compile(rb"[\x21-\x7e]")
 
 
 def _read_blocks(path: str, block_size: Optional[int] = None) -> Iterator[Tuple[int, bytes]]:
@@ -381,8 +402,8 @@ def _decode_block(block: bytes, path: str, number: int, errors: str) -> str:
         ) from None
 
 
-def _text_documents(block: bytes, path: str, number: int, errors: str) -> List[bytes]:
-    """The lines of a block as NFC UTF-8, newline kept (``\\r\\n``, ``\\r`` become ``\\n``).
+def _text_block(block: bytes, path: str, number: int, errors: str) -> bytes:
+    """A block of lines as NFC UTF-8 with ``\\n`` line ends (``\\r\\n``, ``\\r`` become ``\\n``).
 
     A newline never takes part in NFC composition or reordering, so
     normalizing the whole block equals normalizing each line. When the block
@@ -390,7 +411,7 @@ def _text_documents(block: bytes, path: str, number: int, errors: str) -> List[b
     bytes are used without re-encoding.
     """
     if block.isascii() and b"\r" not in block:
-        return block.splitlines(keepends=True)  # valid UTF-8 and NFC as it is
+        return block  # valid UTF-8 and NFC as it is
     text = _decode_block(block, path, number, errors)
     changed = errors != "strict"
     if "\r" in text:
@@ -399,40 +420,164 @@ def _text_documents(block: bytes, path: str, number: int, errors: str) -> List[b
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
         changed = True
-    data = text.encode("utf-8") if changed else block
-    return data.splitlines(keepends=True)
+    return text.encode("utf-8") if changed else block
+
+
+def _text_documents(block: bytes, path: str, number: int, errors: str) -> List[bytes]:
+    """The lines of a block as NFC UTF-8, newline kept (``\\r\\n``, ``\\r`` become ``\\n``)."""
+    return _text_block(block, path, number, errors).splitlines(keepends=True)
+
+
+def _count_text_documents(newlines: int, returns: int, crlf: int, last: bytes) -> int:
+    """Lines of a block once ``\\r\\n`` and ``\\r`` are ``\\n``, a last line without one included."""
+    return newlines + returns - crlf + (1 if last and last not in b"\r\n" else 0)
+
+
+def _jsonl_lines(text: str) -> Iterator[Tuple[int, str]]:
+    """``(offset of the physical line, line)`` of the non-blank lines of JSON Lines text."""
+    for offset, physical in enumerate(text.split("\n")):
+        if physical.endswith("\r"):
+            physical = physical[:-1]
+        for line in physical.split("\r") if "\r" in physical else (physical,):
+            if line.strip():
+                yield offset, line
+
+
+def _count_jsonl_records(block: bytes) -> int:
+    """How many records :func:`_jsonl_documents` finds in ``block`` (its non-blank
+    lines), without decoding the lines that hold printable ASCII."""
+    count = 0
+    for physical in block.split(b"\n"):
+        if physical.endswith(b"\r"):
+            physical = physical[:-1]
+        for line in physical.split(b"\r") if b"\r" in physical else (physical,):
+            if _PRINTABLE.search(line) or line.decode("utf-8", "replace").strip():
+                count += 1
+    return count
 
 
 def _jsonl_documents(block: bytes, path: str, number: int, errors: str, field: str) -> List[bytes]:
     """``record[field]`` of each JSON line of a block, as NFC UTF-8."""
     text = _decode_block(block, path, number, errors)
     documents = []
-    for offset, physical in enumerate(text.split("\n")):
-        if physical.endswith("\r"):
-            physical = physical[:-1]
-        for line in physical.split("\r") if "\r" in physical else (physical,):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number + offset}"
-            value = record_text(line, field, where)
-            try:
-                documents.append(nfc_utf8(value))
-            except ValueError as exc:
-                if errors == "strict":
-                    raise CorpusError(f"{where}: {exc}") from None
-                documents.append(unicodedata.normalize("NFC", value).encode("utf-8", "replace"))
+    for offset, line in _jsonl_lines(text):
+        where = f"{path}, line {number + offset}"
+        value = record_text(line, field, where)
+        try:
+            documents.append(nfc_utf8(value))
+        except ValueError as exc:
+            if errors == "strict":
+                raise CorpusError(f"{where}: {exc}") from None
+            documents.append(unicodedata.normalize("NFC", value).encode("utf-8", "replace"))
     return documents
 
 
-def _document_batches(paths: Sequence[str], field: str, errors: str) -> Iterator[Tuple[List[bytes], int]]:
-    """``(documents, input bytes)`` for each block of each file, in order."""
+class _Block(NamedTuple):
+    """Lines ``number``... of ``path``: the bytes ``[offset, offset + size)`` of the
+    file, or ``data`` when the parent had to read them (stdin, .gz). Picklable:
+    :meth:`prepare` runs in a worker process."""
+
+    path: str
+    number: int
+    offset: int
+    size: int
+    data: Optional[bytes]
+    jsonl: bool
+    field: str
+    errors: str
+    count: Optional[int]  # documents, when counted before dispatch
+
+    def raw(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(self.size)
+        except OSError as exc:
+            raise CorpusError(f"{self.path}: read error ({exc.strerror or exc})") from None
+        if len(data) != self.size:
+            raise CorpusError(f"{self.path}: file changed while it was being read")
+        return data
+
+    def prepare(self):
+        """``(data, offsets)`` of the block's documents, NFC UTF-8."""
+        from .pipelines import line_offsets, pack_documents
+
+        raw = self.raw()
+        if self.jsonl:
+            return pack_documents(_jsonl_documents(raw, self.path, self.number, self.errors, self.field))
+        data = _text_block(raw, self.path, self.number, self.errors)
+        return data, line_offsets(data)
+
+
+def _count_block(raw: bytes, jsonl: bool) -> int:
+    if jsonl:
+        return _count_jsonl_records(raw)
+    returns = raw.count(b"\r")
+    crlf = raw.count(b"\r\n") if returns else 0
+    return _count_text_documents(raw.count(b"\n"), returns, crlf, raw[-1:])
+
+
+def _mapped_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool) -> Iterator[_Block]:
+    """Blocks of a regular file, found through a memory map without copying the file."""
+    import numpy as np
+
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot open ({exc.strerror})") from None
+    with handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    size = len(mapped)
+    view = np.frombuffer(mapped, dtype=np.uint8)
+    segment = None
+    try:
+        start, number = 0, 1
+        while start < size:
+            cut = mapped.find(b"\n", start + _BLOCK - 1)
+            end = size if cut < 0 else cut + 1
+            segment = view[start:end]
+            lines = int(np.count_nonzero(segment == 10))
+            documents = None
+            if count and jsonl:
+                documents = _count_jsonl_records(mapped[start:end])
+            elif count:
+                returns = int(np.count_nonzero(segment == 13))
+                crlf = int(np.count_nonzero((segment[:-1] == 13) & (segment[1:] == 10))) if returns else 0
+                documents = _count_text_documents(lines, returns, crlf, mapped[end - 1:end])
+            segment = None
+            yield _Block(path, number, start, end - start, None, jsonl, field, errors, documents)
+            number += lines
+            start = end
+    finally:
+        del segment, view
+        try:
+            mapped.close()
+        except BufferError:  # a view still alive in a traceback: the GC closes it
+            pass
+
+
+def _blocks(paths: Sequence[str], field: str, errors: str, count: bool = False) -> Iterator[_Block]:
+    """The blocks of each file, in order; ``count``: with their number of documents."""
     for path in paths:
         jsonl = _is_jsonl(path)
-        for number, block in _read_blocks(path):
-            if jsonl:
-                yield _jsonl_documents(block, path, number, errors, field), len(block)
-            else:
-                yield _text_documents(block, path, number, errors), len(block)
+        if path != "-" and not path.endswith(".gz") and os.path.isfile(path):
+            yield from _mapped_blocks(path, jsonl, field, errors, count)
+            continue
+        for number, raw in _read_blocks(path):
+            yield _Block(path, number, 0, len(raw), raw, jsonl, field, errors,
+                         _count_block(raw, jsonl) if count else None)
+
+
+def _document_batches(paths: Sequence[str], field: str, errors: str) -> Iterator[Tuple[List[bytes], int]]:
+    """``(documents, input bytes)`` for each block of each file, in order, read in this thread."""
+    for block in _blocks(paths, field, errors):
+        data, offsets = block.prepare()
+        bounds = offsets.tolist()
+        yield [data[a:b] for a, b in zip(bounds, bounds[1:])], block.size
 
 
 @main.command("import-words")

@@ -9,16 +9,27 @@
 * :func:`encode_to_token_file` encodes an iterable of documents into such a
   file, ``<eos>`` after each, reading ahead in a background thread while the
   compiled core encodes on native threads.
+* :func:`encode_blocks_to_token_file` encodes independent blocks of input
+  (e.g. byte ranges of a file) in worker processes, each doing the whole job
+  for its blocks (read, decode, normalize, encode); the calling process only
+  cuts the input and writes the results in order.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
+import multiprocessing
 import os
 import queue
+import signal
 import struct
+import sys
 import tempfile
 import threading
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Union
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -30,6 +41,8 @@ __all__ = [
     "TokenFileWriter",
     "encode_to_token_file",
     "encode_batches_to_token_file",
+    "encode_blocks_to_token_file",
+    "cpu_count",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -351,3 +364,196 @@ def encode_to_token_file(
     return encode_batches_to_token_file(tokenizer, _batched(documents, batch_bytes), path,
                                         dtype=dtype, alpha=alpha, seed=seed,
                                         num_threads=num_threads)
+
+
+# -- blocks encoded in worker processes ------------------------------------------
+
+Packed = Tuple[Any, np.ndarray]
+
+
+def pack_documents(documents: Sequence[bytes]) -> Packed:
+    """``(data, offsets)``: the documents back to back, document ``i`` being
+    ``data[offsets[i]:offsets[i+1]]``."""
+    offsets = np.zeros(len(documents) + 1, dtype=np.int64)
+    if documents:
+        np.cumsum(np.fromiter(map(len, documents), dtype=np.int64, count=len(documents)),
+                  out=offsets[1:])
+    return b"".join(documents), offsets
+
+
+def line_offsets(data: bytes) -> np.ndarray:
+    """Offsets of the lines of ``data`` (split after each ``\\n``, a last line
+    without one included): the ``offsets`` of ``data.splitlines(keepends=True)``
+    when ``data`` holds no ``\\r``."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    last = 1 if data and data[-1:] != b"\n" else 0
+    offsets = np.empty(len(ends) + 1 + last, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:len(ends) + 1] = ends + 1
+    if last:
+        offsets[-1] = len(data)
+    return offsets
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _encode_block(tokenizer: Any, block: Any, first_index: int, alpha: float, seed: Optional[int],
+                  dtype: np.dtype) -> Tuple[np.ndarray, int, float, float]:
+    """``(ids with <eos> after each document, documents, prepare s, encode s)`` of one block."""
+    start = time.perf_counter()
+    data, offsets = block.prepare()
+    prepared = time.perf_counter()
+    documents = len(offsets) - 1
+    if documents:
+        ids, _bounds = tokenizer._encode_packed(data, offsets, False, True, alpha, seed, 1, first_index)
+        ids = ids.astype(dtype, copy=False)
+    else:
+        ids = np.empty(0, dtype=dtype)
+    return ids, documents, prepared - start, time.perf_counter() - prepared
+
+
+_WORKER: Dict[str, Any] = {}
+
+
+def _init_worker(tokenizer: Any) -> None:
+    # Ctrl-C reaches the whole process group: the parent alone handles it
+    # (it stops the pool and discards the temporary file).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER["tokenizer"] = tokenizer
+
+
+def _encode_block_in_worker(block: Any, first_index: int, alpha: float, seed: Optional[int],
+                            dtype: np.dtype) -> Tuple[np.ndarray, int, float, float]:
+    return _encode_block(_WORKER["tokenizer"], block, first_index, alpha, seed, dtype)
+
+
+def _pool_context():
+    # fork shares the loaded model with the workers at no cost; elsewhere the
+    # tokenizer is pickled to each worker (its trie is copied, not rebuilt).
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
+def encode_blocks_to_token_file(
+    tokenizer: Any,
+    blocks: Iterable[Any],
+    path: PathLike,
+    dtype: str = "auto",
+    alpha: float = -1.0,
+    seed: Optional[int] = None,
+    workers: int = 1,
+    on_block: Optional[Callable[[int, int, int], None]] = None,
+    in_flight: Optional[int] = None,
+    stats: Optional[Dict[str, float]] = None,
+) -> Tuple[int, int]:
+    """Encode independent blocks of input into a ``.npy`` token file.
+
+    A block is a picklable object with ``size`` (input bytes, for
+    ``on_block``), ``count`` (its number of documents, or ``None`` if not
+    known in advance) and ``prepare()``, which reads, decodes and normalizes
+    it into ``(data, offsets)``: document ``i`` is the NFC UTF-8
+    ``data[offsets[i]:offsets[i+1]]``.
+
+    With ``workers == 1`` everything runs in the calling thread. Otherwise
+    ``workers`` processes each prepare and encode whole blocks (one core
+    each), at most ``in_flight`` blocks (default ``2 * workers``) are out at
+    a time, and the calling process writes their ids in input order. With
+    sampling, document ``k`` of the stream uses the random stream
+    ``(seed, k)``, so every block's ``count`` must then be known for
+    ``workers > 1``; the file is the same whatever ``workers``.
+    ``on_block(input_bytes, tokens, documents)`` is called after each block
+    is written. ``stats``, if given, receives the seconds spent in each phase.
+    Returns ``(tokens, documents)``.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    file_dtype = token_dtype(tokenizer.vocab_size, dtype)
+    sampling = alpha >= 0
+    if sampling and seed is None:
+        seed = tokenizer.next_seed()  # one draw: the whole file is one stream
+    times = {"read": 0.0, "prepare": 0.0, "encode": 0.0, "wait": 0.0, "write": 0.0}
+    started = time.perf_counter()
+    documents = 0
+    with TokenFileWriter(path, file_dtype) as writer:
+
+        def write(ids: np.ndarray, count: int, size: int, prepare_s: float, encode_s: float) -> None:
+            nonlocal documents
+            tick = time.perf_counter()
+            writer.write(ids)
+            documents += count
+            if on_block is not None:
+                on_block(size, len(ids), count)
+            times["write"] += time.perf_counter() - tick
+            times["prepare"] += prepare_s
+            times["encode"] += encode_s
+
+        source = iter(blocks)
+        if workers == 1:
+            while True:
+                tick = time.perf_counter()
+                block = next(source, None)
+                times["read"] += time.perf_counter() - tick
+                if block is None:
+                    break
+                ids, count, prepare_s, encode_s = _encode_block(tokenizer, block, documents, alpha,
+                                                                seed, file_dtype)
+                write(ids, count, block.size, prepare_s, encode_s)
+        else:
+            limit = max(1, in_flight or 2 * workers)
+            pool = ProcessPoolExecutor(int(workers), mp_context=_pool_context(),
+                                       initializer=_init_worker, initargs=(tokenizer,))
+            pending: "collections.deque" = collections.deque()
+
+            def drain_one() -> None:
+                future, block = pending.popleft()
+                tick = time.perf_counter()
+                try:
+                    ids, count, prepare_s, encode_s = future.result()
+                except BrokenProcessPool as exc:
+                    raise ChildProcessError(f"a worker process died unexpectedly ({exc})") from None
+                times["wait"] += time.perf_counter() - tick
+                if block.count is not None and count != block.count:
+                    raise RuntimeError(f"block of {block.size} bytes: counted {block.count} "
+                                       f"documents before encoding, {count} after")
+                write(ids, count, block.size, prepare_s, encode_s)
+
+            try:
+                first_index = 0
+                while True:
+                    tick = time.perf_counter()
+                    try:
+                        block = next(source, None)
+                        if sampling and block is not None and block.count is None:
+                            raise ValueError("sampling with several workers needs the document "
+                                             "count of every block")
+                    except Exception:
+                        while pending:  # an error in an earlier block comes first
+                            drain_one()
+                        raise
+                    times["read"] += time.perf_counter() - tick
+                    if block is None:
+                        break
+                    pending.append((pool.submit(_encode_block_in_worker, block, first_index, alpha,
+                                                seed, file_dtype), block))
+                    if sampling:
+                        first_index += block.count
+                    while len(pending) >= limit:
+                        drain_one()
+                while pending:
+                    drain_one()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        tokens = writer.count
+        tick = time.perf_counter()
+    times["commit"] = time.perf_counter() - tick
+    times["total"] = time.perf_counter() - started
+    if stats is not None:
+        stats.update(times)
+    return tokens, documents

@@ -304,7 +304,7 @@ def test_encode_npy_errors_leave_no_partial_file(model, tmp_path, monkeypatch):
 def test_encode_npy_interrupted_leaves_no_partial_file(model, tmp_path, monkeypatch):
     out = tmp_path / "tokens.npy"
     calls = []
-    original = Tokenizer.encode_batch_flat
+    original = Tokenizer._encode_packed
 
     def interrupted(self, *args, **kwargs):
         calls.append(1)
@@ -312,12 +312,145 @@ def test_encode_npy_interrupted_leaves_no_partial_file(model, tmp_path, monkeypa
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Tokenizer, "encode_batch_flat", interrupted)
+    monkeypatch.setattr(Tokenizer, "_encode_packed", interrupted)
     monkeypatch.setattr(cli_module, "_BLOCK", 512)
-    result = run("encode", "-m", model, *POEMS, "-o", str(out), "-q")
+    result = run("encode", "-m", model, *POEMS, "-o", str(out), "-q", "--workers", "1")
     assert result.exit_code != 0 and len(calls) == 3
     assert not out.exists()
     assert leftovers(tmp_path) == []
+
+
+def test_encode_npy_interrupted_with_workers_leaves_no_partial_file(model, tmp_path, monkeypatch):
+    # Ctrl-C reaches the parent (the workers ignore it) while it writes.
+    from bytepiece.pipelines import TokenFileWriter
+
+    out = tmp_path / "tokens.npy"
+    calls = []
+    original = TokenFileWriter.write
+
+    def interrupted(self, ids):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, ids)
+
+    monkeypatch.setattr(TokenFileWriter, "write", interrupted)
+    monkeypatch.setattr(cli_module, "_BLOCK", 512)
+    result = run("encode", "-m", model, *POEMS, "-o", str(out), "-q", "--workers", "2")
+    assert result.exit_code != 0 and len(calls) == 3
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+
+
+def mixed_inputs(tmp_path):
+    """A .txt with CRLF, NFD and blank lines, a .jsonl with blank and whitespace-only
+    lines, and a .gz: every reader and every way of counting documents."""
+    lines = ["Cafe\u0301 au lait\r\n", "\r\n", "床前明月光\r", "plain ascii\n"] * 40 + ["no newline"]
+    txt = tmp_path / "mixed.txt"
+    txt.write_bytes("".join(lines).encode("utf-8"))
+    jsonl = tmp_path / "mixed.jsonl"
+    records = []
+    for i, line in enumerate(lines):
+        records.append(json.dumps({"text": line, "i": i}, ensure_ascii=i % 2 == 0))
+        records.append(["", "   ", "\u3000", "\x1c"][i % 4])  # blank lines, skipped
+    jsonl.write_bytes(("\n".join(records) + "\r\n").encode("utf-8"))
+    gz = tmp_path / "mixed.txt.gz"
+    with gzip.open(gz, "wb") as handle:
+        handle.write("".join(reversed(lines)).encode("utf-8"))
+    return [str(txt), str(jsonl), str(gz)]
+
+
+@pytest.mark.parametrize("sampling", [False, True])
+def test_encode_npy_same_file_for_one_and_two_workers(model, tmp_path, monkeypatch, sampling):
+    inputs = mixed_inputs(tmp_path)
+    args = ["encode", "-m", model, *inputs, *POEMS, "-q"]
+    if sampling:
+        args += ["--alpha", "0.1", "--seed", "7"]
+    outputs = {}
+    for workers, block in [(1, None), (2, None), (2, 200), (3, 64)]:
+        if block:
+            monkeypatch.setattr(cli_module, "_BLOCK", block)
+        out = tmp_path / f"w{workers}-{block}.npy"
+        result = run(*args, "--workers", str(workers), "-o", str(out))
+        assert result.exit_code == 0, result.output
+        outputs[workers, block] = np.load(out)
+    reference = outputs[1, None]
+    for key, other in outputs.items():
+        assert np.array_equal(reference, other), key
+    tok = Tokenizer(model)
+    texts = []
+    for path in inputs[:1] + inputs[2:] + POEMS:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as handle:  # universal newlines
+            texts.append(handle.read().splitlines(keepends=True))
+    jsonl = [json.loads(line)["text"] for line in Path(inputs[1]).read_text(encoding="utf-8").split("\n")
+             if line.strip()]
+    documents = texts[0] + jsonl + texts[1] + texts[2] + texts[3]
+    expected = tok.encode_batch(documents, add_eos=True, out_type=np.ndarray,
+                                **({"alpha": 0.1, "seed": 7} if sampling else {}))
+    assert np.array_equal(reference, np.concatenate(expected))
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_encode_npy_worker_errors_name_file_and_line(model, tmp_path, monkeypatch, workers):
+    out = tmp_path / "tokens.npy"
+    out.write_bytes(b"previous content")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("good line\n".encode() * 500 + b"broken \xff here\n" + "good\n".encode() * 300
+                    + b"\xfe second error\n")
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text('{"text": "fine"}\n' * 300 + '{"text": 3}\n')
+    gz = tmp_path / "bad.txt.gz"
+    with gzip.open(gz, "wb") as handle:
+        handle.write(bad.read_bytes())
+    monkeypatch.setattr(cli_module, "_BLOCK", 256)  # the errors come after several blocks
+    for inputs, fragment in [([bad], "bad.txt, line 501: not valid UTF-8"),
+                             ([POEMS[1], gz], "bad.txt.gz, line 501: not valid UTF-8"),
+                             ([jsonl, bad], "bad.jsonl, line 301: field 'text' is int")]:
+        result = run("encode", "-m", model, *map(str, inputs), "-o", str(out), "-q",
+                     "--workers", str(workers), "--alpha", "0.1")
+        assert result.exit_code == 1, result.output
+        assert fragment in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+        assert out.read_bytes() == b"previous content"
+        assert leftovers(tmp_path) == []
+
+
+def test_encode_npy_worker_that_dies_is_a_clean_error(model, tmp_path, monkeypatch):
+    import signal
+
+    def killed(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(Tokenizer, "_encode_packed", killed)  # inherited by the forked workers
+    out = tmp_path / "tokens.npy"
+    result = run("encode", "-m", model, *POEMS, "-o", str(out), "-q", "--workers", "2")
+    assert result.exit_code == 1, result.output
+    assert "worker process died" in result.output and "Traceback" not in result.output
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_block_document_counts_match_the_documents(tmp_path, monkeypatch):
+    inputs = mixed_inputs(tmp_path)
+    monkeypatch.setattr(cli_module, "_BLOCK", 100)
+    blocks = list(cli_module._blocks(inputs, "text", "strict", count=True))
+    assert len(blocks) > 30
+    for block in blocks:
+        data, offsets = block.prepare()
+        assert block.count == len(offsets) - 1
+        if not block.jsonl:
+            raw = block.raw()
+            assert data.splitlines(keepends=True) == cli_module._text_documents(raw, block.path,
+                                                                                block.number, "strict")
+            assert [data[a:b] for a, b in zip(offsets, offsets[1:])] == data.splitlines(keepends=True)
+    by_path = {}
+    for block in blocks:  # line numbers follow each other within a file
+        by_path.setdefault(block.path, []).append(block)
+    for path, parts in by_path.items():
+        assert parts[0].number == 1
+        for before, after in zip(parts, parts[1:]):
+            assert after.number == before.number + before.raw().count(b"\n")
 
 
 def test_encode_npy_user_errors(model, tmp_path):
