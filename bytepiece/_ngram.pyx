@@ -71,12 +71,18 @@ cdef int _u64_alloc(U64Table *t, int64_t cap) noexcept nogil:
     return 0
 
 
-cdef int u64_init(U64Table *t, int64_t min_keys) noexcept nogil:
-    """Allocate room for ``min_keys`` keys below the maximum load factor."""
+cdef int64_t capacity_for(int64_t min_keys) noexcept nogil:
+    """Slots (a power of two, at least 16) that hold ``min_keys`` keys below
+    the maximum load factor of 0.7."""
     cdef int64_t cap = 16
     while cap * 7 < min_keys * 10 + 10:
         cap *= 2
-    return _u64_alloc(t, cap)
+    return cap
+
+
+cdef int u64_init(U64Table *t, int64_t min_keys) noexcept nogil:
+    """Allocate room for ``min_keys`` keys below the maximum load factor."""
+    return _u64_alloc(t, capacity_for(min_keys))
 
 
 cdef void u64_free(U64Table *t) noexcept nogil:
@@ -179,10 +185,7 @@ cdef int _pt_alloc(PackedTable *t, int64_t cap) noexcept nogil:
 
 cdef int pt_init(PackedTable *t, int64_t min_keys) noexcept nogil:
     """Allocate room for ``min_keys`` keys below the maximum load factor."""
-    cdef int64_t cap = 16
-    while cap * 7 < min_keys * 10 + 10:
-        cap *= 2
-    return _pt_alloc(t, cap)
+    return _pt_alloc(t, capacity_for(min_keys))
 
 
 cdef void pt_free(PackedTable *t) noexcept nogil:
