@@ -327,9 +327,7 @@ cdef int pt_shrink(PackedTable *t) noexcept nogil:
     returns that memory before the segmentation pass needs its own.
     """
     cdef PackedTable old = t[0]
-    cdef int64_t i, s, mask, cap = 16
-    while cap * 7 < old.size * 10 + 10:
-        cap *= 2
+    cdef int64_t i, s, mask, cap = capacity_for(old.size)
     if cap >= old.cap:
         return 0
     if _pt_alloc(t, cap) < 0:
@@ -413,9 +411,7 @@ cdef int _bt_alloc(ByteTable *t, int64_t cap) noexcept nogil:
 
 cdef int bt_init(ByteTable *t, int64_t min_keys) noexcept nogil:
     """An empty table with room for ``min_keys`` keys."""
-    cdef int64_t cap = 16
-    while cap * 7 < min_keys * 10 + 10:
-        cap *= 2
+    cdef int64_t cap = capacity_for(min_keys)
     t.arena = NULL
     t.arena_len = 0
     t.arena_cap = 0
