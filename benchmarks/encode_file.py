@@ -6,13 +6,20 @@ then encodes it to a token file with ``--workers 1`` and ``--workers 2``,
 
 Three timings per run:
 
-* ``core``: ``Tokenizer.encode_batch_flat`` alone on the same batches already
-  in memory (no reading, decoding, normalizing nor writing): the ceiling the
-  command can reach, and the scaling of the compiled core itself on this machine;
-* ``stream``: the streaming part of the command (read, decode, NFC, encode,
-  write), measured in-process around the same function the CLI calls;
+* ``core``: ``Tokenizer.encode_batch_flat`` alone on the same blocks already
+  read, decoded and split in memory (no reading, decoding, normalizing nor
+  writing), on ``workers`` native threads: the ceiling of the compiled core
+  and its scaling on this machine;
+* ``stream``: the whole pipeline of the command (cut the input into blocks;
+  ``workers`` processes read, decode, NFC-normalize and encode them; the
+  parent writes the ids), measured in-process around the function the CLI
+  calls, with the seconds of each phase (summed over the workers for
+  ``prepare`` and ``encode``);
 * ``cli``: the whole command in a fresh process (Python start-up and model
   loading included), as a user would time it.
+
+With 1 worker everything runs in one thread, so ``stream`` with 1 worker
+uses one core and the 2-worker ratio is the real scaling.
 
 Usage::
 
@@ -35,8 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bytepiece.cli import _document_batches  # noqa: E402
-from bytepiece.pipelines import encode_batches_to_token_file  # noqa: E402
+from bytepiece.cli import _document_batches, _encode_files  # noqa: E402
 from bytepiece.tokenizer import Tokenizer  # noqa: E402
 
 REFERENCE_MODEL = ROOT.parent / "shared" / "reference" / "bytepiece.eu.plus.40k.model"
@@ -72,11 +78,15 @@ def train_small_model(directory: Path) -> Path:
     return path
 
 
-def time_stream(tokenizer: Tokenizer, corpus: Path, output: Path, workers: int) -> float:
+def time_stream(tokenizer: Tokenizer, corpus: Path, output: Path, workers: int, phases: dict) -> float:
+    stats: dict = {}
     start = time.perf_counter()
-    encode_batches_to_token_file(tokenizer, _document_batches([str(corpus)], "text", "strict"),
-                                 output, num_threads=workers)
-    return time.perf_counter() - start
+    _encode_files(tokenizer, [str(corpus)], str(output), workers=workers, stats=stats)
+    elapsed = time.perf_counter() - start
+    if elapsed < phases.get("elapsed", float("inf")):
+        phases.clear()
+        phases.update(stats, elapsed=elapsed)
+    return elapsed
 
 
 def time_core(tokenizer: Tokenizer, batches, workers: int) -> float:
@@ -116,10 +126,12 @@ def main() -> None:
         core = {1: [], 2: []}
         stream = {1: [], 2: []}
         cli = {1: [], 2: []}
+        phases = {1: {}, 2: {}}
         for _ in range(args.repeat):
             for workers in (1, 2):
                 core[workers].append(size_mb / time_core(tokenizer, batches, workers))
-                stream[workers].append(size_mb / time_stream(tokenizer, corpus, output, workers))
+                stream[workers].append(size_mb / time_stream(tokenizer, corpus, output, workers,
+                                                             phases[workers]))
                 if not args.no_cli:
                     cli[workers].append(size_mb / time_cli(model, corpus, output, workers))
         print()
@@ -134,6 +146,14 @@ def main() -> None:
             best = max(table[2]) / max(table[1])
             median = statistics.median(table[2]) / statistics.median(table[1])
             print(f"{name}: 2 workers / 1 worker = {best:.2f}x (best), {median:.2f}x (median)")
+        print()
+        names = ["start", "read", "prepare", "encode", "wait", "write", "commit", "total"]
+        print("phases of the best stream run, seconds (prepare, encode: summed over workers;")
+        print("start: forking the workers; read: cutting the input; wait: parent idle)")
+        print(f"{'workers':>7} " + " ".join(f"{name:>8}" for name in names))
+        for workers in (1, 2):
+            print(f"{workers:>7} " + " ".join(f"{phases[workers].get(name, 0.0):>8.3f}" for name in names))
+        print()
         for workers in (1, 2):
             print(f"stream / core with {workers} worker(s): "
                   f"{max(stream[workers]) / max(core[workers]):.2f} (best)")

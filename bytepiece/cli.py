@@ -327,7 +327,7 @@ def _encode_files(tokenizer, paths: Sequence[str], output: str, dtype: str = "au
 
     workers = workers or cpu_count()
     # First indices of sampled blocks are needed before they are dispatched.
-    blocks = _blocks(paths, field, errors, count=alpha >= 0 and workers > 1)
+    blocks = _blocks(paths, field, errors, count=alpha >= 0 and workers > 1, workers=workers)
     return encode_blocks_to_token_file(tokenizer, blocks, output, dtype=dtype, alpha=alpha, seed=seed,
                                        workers=workers, on_block=on_block, stats=stats)
 
@@ -519,8 +519,14 @@ def _count_block(raw: bytes, jsonl: bool) -> int:
     return _count_text_documents(raw.count(b"\n"), returns, crlf, raw[-1:])
 
 
-def _mapped_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool) -> Iterator[_Block]:
-    """Blocks of a regular file, found through a memory map without copying the file."""
+def _mapped_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool,
+                   later: Optional[int] = None, workers: int = 1) -> Iterator[_Block]:
+    """Blocks of a regular file, found through a memory map without copying the file.
+
+    ``later``: bytes of the regular files that follow (``None``: unknown). With
+    several workers, the last blocks of the input get smaller, so that the
+    workers finish together instead of one of them encoding the last block alone.
+    """
     import numpy as np
 
     try:
@@ -537,7 +543,10 @@ def _mapped_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool)
     try:
         start, number = 0, 1
         while start < size:
-            cut = mapped.find(b"\n", start + _BLOCK - 1)
+            block = _BLOCK
+            if workers > 1 and later is not None:
+                block = max(1, _BLOCK // 16, min(_BLOCK, (size - start + later) // (2 * workers)))
+            cut = mapped.find(b"\n", start + block - 1)
             end = size if cut < 0 else cut + 1
             segment = view[start:end]
             lines = int(np.count_nonzero(segment == 10))
@@ -560,12 +569,20 @@ def _mapped_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool)
             pass
 
 
-def _blocks(paths: Sequence[str], field: str, errors: str, count: bool = False) -> Iterator[_Block]:
-    """The blocks of each file, in order; ``count``: with their number of documents."""
-    for path in paths:
+def _mappable(path: str) -> bool:
+    return path != "-" and not path.endswith(".gz") and os.path.isfile(path)
+
+
+def _blocks(paths: Sequence[str], field: str, errors: str, count: bool = False,
+            workers: int = 1) -> Iterator[_Block]:
+    """The blocks of each file, in order; ``count``: with their number of documents;
+    ``workers``: how many will encode them (it sets the size of the last blocks)."""
+    sizes = [os.path.getsize(path) if _mappable(path) else None for path in paths]
+    for i, path in enumerate(paths):
         jsonl = _is_jsonl(path)
-        if path != "-" and not path.endswith(".gz") and os.path.isfile(path):
-            yield from _mapped_blocks(path, jsonl, field, errors, count)
+        if sizes[i] is not None:
+            later = None if None in sizes[i + 1:] else sum(sizes[i + 1:])
+            yield from _mapped_blocks(path, jsonl, field, errors, count, later, workers)
             continue
         for number, raw in _read_blocks(path):
             yield _Block(path, number, 0, len(raw), raw, jsonl, field, errors,
