@@ -219,10 +219,12 @@ cdef int pt_copy(PackedTable *dst, const PackedTable *src) noexcept nogil:
     return 0
 
 
-cdef int _pt_grow(PackedTable *t) noexcept nogil:
+cdef int _pt_rehash(PackedTable *t, int64_t cap) noexcept nogil:
+    """Move every entry into fresh slots of capacity ``cap``; on OOM the
+    table is left as it was. 0 or -1."""
     cdef PackedTable old = t[0]
     cdef int64_t i, s, mask
-    if _pt_alloc(t, old.cap * 2) < 0:
+    if _pt_alloc(t, cap) < 0:
         t[0] = old
         return -1
     mask = t.cap - 1
@@ -235,6 +237,10 @@ cdef int _pt_grow(PackedTable *t) noexcept nogil:
     t.size = old.size
     free(old.slots)
     return 0
+
+
+cdef int _pt_grow(PackedTable *t) noexcept nogil:
+    return _pt_rehash(t, t.cap * 2)
 
 
 cdef int64_t pt_find(const PackedTable *t, uint64_t key) noexcept nogil:
@@ -326,23 +332,10 @@ cdef int pt_shrink(PackedTable *t) noexcept nogil:
     Pruning usually removes about half of the longest n-grams; shrinking
     returns that memory before the segmentation pass needs its own.
     """
-    cdef PackedTable old = t[0]
-    cdef int64_t i, s, mask, cap = capacity_for(old.size)
-    if cap >= old.cap:
+    cdef int64_t cap = capacity_for(t.size)
+    if cap >= t.cap:
         return 0
-    if _pt_alloc(t, cap) < 0:
-        t[0] = old
-        return -1
-    mask = t.cap - 1
-    for i in range(old.cap):
-        if old.slots[i]:
-            s = pt_slot(t, pt_key(t, old.slots[i]))
-            while t.slots[s]:
-                s = (s + 1) & mask
-            t.slots[s] = old.slots[i]
-    t.size = old.size
-    free(old.slots)
-    return 0
+    return _pt_rehash(t, cap)
 
 
 cdef void pt_prune(PackedTable *t, uint64_t min_count) noexcept nogil:
