@@ -29,7 +29,7 @@ cimport cython
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF
 from libc.math cimport INFINITY, NAN, exp, frexp, ldexp, log1p
-from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint64_t
+from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
@@ -844,19 +844,103 @@ cdef inline list ids_to_list(const int32_t *ids, int64_t n, list table):
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object o)
     void *PyUnicode_DATA(object o)
+    int PyUnicode_KIND(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     char *PyBytes_AS_STRING(object o)
     Py_ssize_t PyBytes_GET_SIZE(object o)
 
 
+cdef extern from "_nfc_table.h":
+    int BP_NFC_SAFE_RANGES
+    const unsigned short bp_nfc_safe_ranges[][2]
+
+
+cdef extern from *:
+    """
+    /* One bit per BMP code point: set when the code point is NFC on its own
+       (see _nfc_table.h). A string of such code points is NFC already. */
+    static uint64_t bp_nfc_safe[1024];
+
+    static inline int bp_is_nfc_safe(uint32_t cp) {
+        return cp < 0x10000 && ((bp_nfc_safe[cp >> 6] >> (cp & 63)) & 1);
+    }
+
+    /* UTF-8 size of a non-ASCII str's code points (kind 1, 2 or 4 bytes
+       each), or -1 when one of them is not NFC on its own (the caller then
+       takes the exact, slow path, which also reports lone surrogates). */
+    static Py_ssize_t bp_nfc_utf8_size(int kind, const void *data, Py_ssize_t n) {
+        Py_ssize_t i, size = n;
+        uint32_t cp;
+        if (kind == 1) {
+            const uint8_t *d = (const uint8_t *) data;
+            for (i = 0; i < n; i++) size += d[i] >> 7;
+            return size;   /* Latin-1 is NFC on its own */
+        }
+        for (i = 0; i < n; i++) {
+            cp = kind == 2 ? ((const uint16_t *) data)[i] : ((const uint32_t *) data)[i];
+            if (cp < 0x80) continue;
+            if (cp < 0x300) { size += 1; continue; }
+            if (!bp_is_nfc_safe(cp)) return -1;
+            size += cp < 0x800 ? 1 : 2;
+        }
+        return size;
+    }
+
+    /* Write the UTF-8 of n BMP code points; returns the end of the output. */
+    static char *bp_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) {
+        Py_ssize_t i;
+        uint32_t cp;
+        unsigned char *o = (unsigned char *) out;
+        for (i = 0; i < n; i++) {
+            cp = kind == 1 ? ((const uint8_t *) data)[i]
+               : kind == 2 ? ((const uint16_t *) data)[i] : ((const uint32_t *) data)[i];
+            if (cp < 0x80) {
+                *o++ = (unsigned char) cp;
+            } else if (cp < 0x800) {
+                *o++ = (unsigned char) (0xC0 | (cp >> 6));
+                *o++ = (unsigned char) (0x80 | (cp & 0x3F));
+            } else {
+                *o++ = (unsigned char) (0xE0 | (cp >> 12));
+                *o++ = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (unsigned char) (0x80 | (cp & 0x3F));
+            }
+        }
+        return (char *) o;
+    }
+    """
+    uint64_t bp_nfc_safe[1024]
+    bint bp_is_nfc_safe(uint32_t cp) noexcept nogil
+    Py_ssize_t bp_nfc_utf8_size(int kind, const void *data, Py_ssize_t n) noexcept nogil
+    char *bp_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) noexcept nogil
+
+
+cdef void _init_nfc_table() noexcept:
+    cdef int r
+    cdef uint32_t cp
+    memset(bp_nfc_safe, 0, sizeof(bp_nfc_safe))
+    for r in range(BP_NFC_SAFE_RANGES):
+        for cp in range(bp_nfc_safe_ranges[r][0], bp_nfc_safe_ranges[r][1] + 1):
+            bp_nfc_safe[cp >> 6] |= (<uint64_t> 1) << (cp & 63)
+
+_init_nfc_table()
+
+
+def nfc_safe_ranges():
+    """The inclusive BMP ranges the fast NFC path takes as NFC on their own
+    (for tests: they must agree with ``unicodedata``)."""
+    return [(bp_nfc_safe_ranges[r][0], bp_nfc_safe_ranges[r][1]) for r in range(BP_NFC_SAFE_RANGES)]
+
+
 def pack_texts(texts, nfc_utf8):
     """Lay the UTF-8 of every text back to back: ``(data, offsets)``.
 
-    ``str`` items are NFC-normalized (pure-ASCII strings are NFC already and
-    their storage is their UTF-8, copied as is); ``bytes`` items are taken as
-    they are. ``nfc_utf8`` converts the other strings (it raises the
-    descriptive errors). One pass over the list in C instead of a Python
-    call per text.
+    ``str`` items are NFC-normalized and ``bytes`` items taken as they are.
+    Most strings are provably NFC already and are encoded here in C: pure
+    ASCII (its storage is its UTF-8) and strings whose code points are all
+    NFC on their own (``_nfc_table.h``: Latin-1, most of the BMP's scripts,
+    CJK, Hangul syllables). The rest go through ``nfc_utf8``, which also
+    raises the descriptive errors. One pass over the list in C instead of a
+    Python call per text.
     """
     cdef Py_ssize_t n = len(texts), i, total = 0, size
     cdef list encoded = [None] * n
@@ -866,17 +950,24 @@ def pack_texts(texts, nfc_utf8):
     for i in range(n):
         t = texts[i]
         if type(t) is str:
-            if not PyUnicode_IS_ASCII(t):
-                t = nfc_utf8(t)
-        elif type(t) is not bytes:
+            if PyUnicode_IS_ASCII(t):
+                size = PyUnicode_GET_LENGTH(t)
+            else:
+                size = bp_nfc_utf8_size(PyUnicode_KIND(t), PyUnicode_DATA(t), PyUnicode_GET_LENGTH(t))
+                if size < 0:
+                    t = nfc_utf8(t)
+                    size = PyBytes_GET_SIZE(t)
+        elif type(t) is bytes:
+            size = PyBytes_GET_SIZE(t)
+        else:
             if isinstance(t, (bytearray, memoryview)):
                 t = bytes(t)
             elif isinstance(t, str):
                 t = nfc_utf8(str(t))
             else:
                 raise TypeError(f"text {i} must be str or bytes, got {type(t).__name__}")
+            size = PyBytes_GET_SIZE(t)
         encoded[i] = t
-        size = PyUnicode_GET_LENGTH(t) if type(t) is str else PyBytes_GET_SIZE(t)
         total += size
         off[i + 1] = total
     data = bytearray(total)
@@ -886,10 +977,13 @@ def pack_texts(texts, nfc_utf8):
         t = encoded[i]
         size = off[i + 1] - off[i]
         if size:
-            if type(t) is str:
+            if type(t) is bytes:
+                memcpy(dst + off[i], PyBytes_AS_STRING(t), size)
+            elif PyUnicode_IS_ASCII(t):
                 memcpy(dst + off[i], PyUnicode_DATA(t), size)
             else:
-                memcpy(dst + off[i], PyBytes_AS_STRING(t), size)
+                bp_utf8_write(PyUnicode_KIND(t), PyUnicode_DATA(t), PyUnicode_GET_LENGTH(t),
+                              dst + off[i])
     return data, offsets
 
 

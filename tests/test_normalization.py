@@ -1,0 +1,102 @@
+"""The C fast path of NFC normalization against ``unicodedata``.
+
+``pack_texts`` (behind ``encode_batch``) encodes a non-ASCII string in C
+when every code point is listed in ``_nfc_table.h`` as NFC on its own; the
+table must therefore never list a code point that can change under NFC or
+combine with its neighbour, in the Unicode database of the running Python.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bytepiece import _core
+from bytepiece.normalization import nfc_utf8
+
+
+def _composition_seconds():
+    seconds = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))  # Hangul V, T jamo
+    for cp in range(0x110000):
+        mapping = unicodedata.decomposition(chr(cp))
+        if mapping and not mapping.startswith("<"):
+            parts = mapping.split()
+            if len(parts) == 2:
+                seconds.add(int(parts[1], 16))
+    return seconds
+
+
+def test_every_listed_code_point_is_nfc_on_its_own():
+    ranges = _core.nfc_safe_ranges()
+    assert ranges and ranges[0] == (0, 0x2FF)
+    seconds = _composition_seconds()
+    bad = []
+    for lo, hi in ranges:
+        assert 0 <= lo <= hi <= 0xFFFF
+        for cp in range(lo, hi + 1):
+            char = chr(cp)
+            if unicodedata.category(char) == "Cn":
+                continue  # assigned after this Python's Unicode: it leaves them as they are
+            if (0xD800 <= cp <= 0xDFFF or unicodedata.combining(char)
+                    or unicodedata.normalize("NFC", char) != char or cp in seconds):
+                bad.append(hex(cp))
+    assert not bad, f"code points that NFC may change or combine: {bad[:20]}"
+
+
+def test_ranges_are_sorted_and_disjoint():
+    ranges = _core.nfc_safe_ranges()
+    assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+def _packed(texts):
+    data, offsets = _core.pack_texts(texts, nfc_utf8)
+    return [bytes(data[offsets[i]:offsets[i + 1]]) for i in range(len(texts))]
+
+
+SAMPLES = [
+    "", "plain ascii\n", "Café ñ ÿ\n", "e\u0301 combining acute", "\u0301 leading mark",
+    "床前明月光，疑是地上霜。\n", "한국어 텍스트", "\u1100\u1161\u11a8 jamo", "Ω \u2126 ohm sign",
+    "가\u11a8 syllable and trailing jamo", "emoji 😀 outside the BMP", "Ελληνικά ά \u0387",
+    "\u0958 deva nukta", "fullwidth ＡＢＣ", "か\u3099 kana voicing", "\ufb01 ligature",
+    "\u00c5\u212b angstrom", "mixed é\u0300 order \u0323\u0307",
+]
+
+
+def test_pack_texts_matches_unicodedata_on_tricky_strings():
+    expected = [unicodedata.normalize("NFC", t).encode("utf-8") for t in SAMPLES]
+    assert _packed(SAMPLES) == expected
+
+
+def test_pack_texts_reports_lone_surrogates():
+    with pytest.raises(ValueError, match="surrogate"):
+        _core.pack_texts(["fine", "bad \ud800 here"], nfc_utf8)
+
+
+class _Str(str):
+    pass
+
+
+def test_pack_texts_str_subclass_and_latin1():
+    texts = [_Str("e\u0301"), "\xe9\xff\x80", _Str("abc")]
+    assert _packed(texts) == [unicodedata.normalize("NFC", t).encode("utf-8") for t in texts]
+
+
+# Characters from the scripts the fast path covers, plus combining marks,
+# jamo, kana voicing marks, singletons and astral code points around them.
+_chars = st.one_of(
+    st.characters(min_codepoint=0, max_codepoint=0x52F, blacklist_categories=("Cs",)),
+    st.characters(min_codepoint=0x1100, max_codepoint=0x11FF),
+    st.characters(min_codepoint=0x3000, max_codepoint=0x30FF),
+    st.characters(min_codepoint=0xAC00, max_codepoint=0xD7A3),
+    st.characters(min_codepoint=0x4E00, max_codepoint=0x4E40),
+    st.characters(min_codepoint=0xF900, max_codepoint=0xFB4F),
+    st.characters(blacklist_categories=("Cs",)),
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.text(_chars, max_size=12), max_size=8))
+def test_pack_texts_equals_nfc_utf8(texts):
+    assert _packed(texts) == [unicodedata.normalize("NFC", t).encode("utf-8") for t in texts]
