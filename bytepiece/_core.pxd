@@ -50,8 +50,9 @@ cdef struct Trie:
 
 
 cdef struct Weights:
-    # Sampling weights for one alpha: weight = exp(alpha * score) = p ** alpha.
-    double *weight
+    # Sampling weights for one alpha, per trie node: exp(alpha * score) = p ** alpha
+    # of the piece ending at the node, 0 where none does.
+    double *node_weight
     double alpha
     int log_domain      # 0 linear, 1 log domain (range too wide), 2 point mass (Viterbi)
 
@@ -78,4 +79,5 @@ cdef class Segmenter:
     cdef object _scores
     cdef object _weights_cache
     cdef object _weights_lock
+    cdef object _node_weights(self, double alpha)
     cdef object _weights_for(self, double alpha)

@@ -401,28 +401,30 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
     return backtrack_packed(trie, scratch, n)
 
 
-cdef inline double mass_into(const Trie *trie, const double *weight, const unsigned char *text,
-                             int64_t e, const double *mass, const int64_t *scale,
-                             int64_t *ref_out) noexcept nogil:
+cdef inline double mass_into(const Trie *trie, const double *node_weight,
+                             const unsigned char *text, int64_t e, const double *mass,
+                             const int64_t *scale, int64_t *ref_out) noexcept nogil:
     """Sum of ``mass[k] * weight(text[k:e])`` over the pieces ending at ``e``.
 
-    Terms carry power-of-two scales; the sum is expressed at the largest
-    scale among them, returned through ``ref_out``.
+    ``node_weight`` holds ``p ** alpha`` of the piece ending at each trie
+    node and 0 where none does (a real piece's weight is never 0 on the
+    linear path). Terms carry power-of-two scales; the sum is expressed at
+    the largest scale among them, returned through ``ref_out``.
     """
     cdef const DACell *cells = trie.cells
     cdef int64_t k = e - 1
-    cdef int32_t node = 0, nxt, v
+    cdef int32_t node = 0, nxt
     cdef int64_t c, ref = INT64_MIN
-    cdef double acc = 0.0, term
+    cdef double acc = 0.0, term, w
     while k >= 0:
         nxt = cells[node].base + text[k]
         if cells[nxt].check != node:
             break
         node = nxt
-        v = trie.value[node]
-        if v != trie.none:
+        w = node_weight[node]
+        if w != 0.0:
             c = scale[k]
-            term = mass[k] * weight[v]
+            term = mass[k] * w
             if c == ref:
                 acc += term
             elif c > ref:
@@ -437,35 +439,38 @@ cdef inline double mass_into(const Trie *trie, const double *weight, const unsig
     return acc
 
 
-cdef int64_t sample_linear(const Trie *trie, const double *weight, const unsigned char *text,
+cdef int64_t sample_linear(const Trie *trie, const double *node_weight, const unsigned char *text,
                            int64_t n, Scratch *scratch, Rng *rng) noexcept nogil:
     cdef const DACell *cells = trie.cells
     cdef double *mass = scratch.best
     cdef int64_t *scale = scratch.scale
     cdef int64_t e, k, count = 0, chosen_k, last_k, ref
-    cdef int32_t node, nxt, v, chosen_v, last_v
+    cdef int32_t node, nxt, chosen_node, last_node
     cdef int x
-    cdef double acc, target, cum, term
+    cdef double acc, target, cum, term, w
     mass[0] = 1.0
     scale[0] = 0
     # Forward filtering: mass[e] * 2**scale[e] = sum over segmentations of text[:e].
     for e in range(1, n + 1):
-        acc = mass_into(trie, weight, text, e, mass, scale, &ref)
+        acc = mass_into(trie, node_weight, text, e, mass, scale, &ref)
         if acc > SCALE_HI or acc < SCALE_LO:
             acc = frexp(acc, &x)
             ref += x
         mass[e] = acc
         scale[e] = ref
     # Backward sampling: draw the last piece of text[:e] from its exact conditional.
+    # The forward pass left the total mass of text[:e] in mass[e] * 2**scale[e]
+    # (frexp rescales exactly), so the terms are put on that scale instead of
+    # being summed again: the same draw, one walk fewer per piece.
     e = n
     while e > 0:
-        acc = mass_into(trie, weight, text, e, mass, scale, &ref)
-        target = rng_uniform(rng) * acc
+        ref = scale[e]
+        target = rng_uniform(rng) * mass[e]
         cum = 0.0
         chosen_k = -1
-        chosen_v = -1
+        chosen_node = -1
         last_k = e - 1
-        last_v = -1
+        last_node = cells[0].base + text[e - 1]
         node = 0
         k = e - 1
         while k >= 0:
@@ -473,24 +478,24 @@ cdef int64_t sample_linear(const Trie *trie, const double *weight, const unsigne
             if cells[nxt].check != node:
                 break
             node = nxt
-            v = trie.value[node]
-            if v != trie.none:
-                term = mass[k] * weight[v]
+            w = node_weight[node]
+            if w != 0.0:
+                term = mass[k] * w
                 if scale[k] != ref:
                     term = ldexp(term, scale[k] - ref)
                 if term > 0.0:
                     last_k = k
-                    last_v = v
+                    last_node = node
                 cum += term
                 if cum > target:
                     chosen_k = k
-                    chosen_v = v
+                    chosen_node = node
                     break
             k -= 1
-        if chosen_v < 0:        # rounding left the target just past the end
+        if chosen_node < 0:        # rounding left the target just past the end
             chosen_k = last_k
-            chosen_v = last_v
-        scratch.path[count] = chosen_v
+            chosen_node = last_node
+        scratch.path[count] = trie.value[chosen_node]
         count += 1
         e = chosen_k
     return count
@@ -539,7 +544,7 @@ cdef int64_t sample(const Trie *trie, const double *score, const Weights *weight
         return -1
     if weights.log_domain:
         return sample_log(trie, score, weights.alpha, text, n, scratch, rng)
-    return sample_linear(trie, weights.weight, text, n, scratch, rng)
+    return sample_linear(trie, weights.node_weight, text, n, scratch, rng)
 
 
 cdef int64_t edges_ending_at(const Trie *trie, const unsigned char *text, int64_t lo, int64_t e,
@@ -774,10 +779,10 @@ cdef class _BatchRunner:
             weights, log_domain, address = segmenter._weights_for(alpha)
             self.weights.alpha = alpha
             self.weights.log_domain = log_domain
-            self.weights.weight = NULL
+            self.weights.node_weight = NULL
             if not log_domain:
                 self.keep.append(weights)
-                self.weights.weight = <double *> (<size_t> address)
+                self.weights.node_weight = <double *> (<size_t> address)
 
     def run(self):
         cdef const Weights *weights = &self.weights if self.sampling else NULL
@@ -1167,6 +1172,20 @@ cdef class Segmenter:
 
     # -- sampling weights ---------------------------------------------------
 
+    cdef object _node_weights(self, double alpha):
+        """``p ** alpha`` of the piece ending at each trie node, 0 where none
+        does: one load per lattice edge instead of node -> piece -> weight.
+        The value for a piece is exactly ``exp(alpha * score)``."""
+        cdef int64_t i, size = self.trie.size
+        cdef const double *node_score = self.trie.node_score
+        weights = np.zeros(size, dtype=np.float64)
+        cdef double[::1] w = weights
+        with nogil:
+            for i in range(size):
+                if node_score[i] != -INFINITY:
+                    w[i] = exp(alpha * node_score[i])
+        return weights
+
     cdef object _weights_for(self, double alpha):
         """(weights array, log_domain, address of the weights) for ``alpha``,
         cached for the few last alphas (the address is cached too: asking
@@ -1186,10 +1205,10 @@ cdef class Segmenter:
             log_domain = 2
         else:
             log_domain = int(spread > LINEAR_RANGE)
-        weights = None if log_domain else np.exp(alpha * self._scores)
+        weights = None if log_domain else self._node_weights(alpha)
         hit = (weights, log_domain, 0 if weights is None else weights.ctypes.data)
         with self._weights_lock:
-            if len(self._weights_cache) >= 16:
+            if len(self._weights_cache) >= 4:
                 self._weights_cache.pop(next(iter(self._weights_cache)))
             self._weights_cache[alpha] = hit
         return hit
@@ -1224,7 +1243,7 @@ cdef class Segmenter:
             keep, log_domain, address = self._weights_for(alpha)
             weights.alpha = alpha
             weights.log_domain = log_domain
-            weights.weight = NULL if log_domain else <double *> (<size_t> address)
+            weights.node_weight = NULL if log_domain else <double *> (<size_t> address)
             task.weights = &weights
             rng_seed(&task.rng, text_seed(seed, 0))
         ids = <int32_t *> malloc((n + 2) * sizeof(int32_t))
