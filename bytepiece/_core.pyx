@@ -834,16 +834,32 @@ cdef check_offsets(const int64_t[::1] off, int64_t size):
         raise ValueError(f"offsets must lie within the data (0..{size})")
 
 
+cdef extern from *:
+    """
+    /* A new list of the cached int objects table[ids[0..n-1]]: one reference
+       count update per item (Cython's item-by-item code does three). The
+       caller has checked that every id indexes the table. */
+    static PyObject *bp_ids_to_list(const int32_t *ids, Py_ssize_t n, PyObject *table) {
+        PyObject *list = PyList_New(n);
+        PyObject **items, **dst;
+        Py_ssize_t j;
+        if (list == NULL) return NULL;
+        items = PySequence_Fast_ITEMS(table);
+        dst = PySequence_Fast_ITEMS(list);
+        for (j = 0; j < n; j++) {
+            PyObject *o = items[ids[j]];
+            Py_INCREF(o);
+            dst[j] = o;
+        }
+        return list;
+    }
+    """
+    list bp_ids_to_list(const int32_t *ids, Py_ssize_t n, list table)
+
+
 cdef inline list ids_to_list(const int32_t *ids, int64_t n, list table):
     """A Python list of cached int objects (no new int per id)."""
-    cdef list result = PyList_New(n)
-    cdef int64_t j
-    cdef object item
-    for j in range(n):
-        item = table[ids[j]]
-        Py_INCREF(item)
-        PyList_SET_ITEM(result, j, item)
-    return result
+    return bp_ids_to_list(ids, n, table)
 
 
 cdef extern from "Python.h":
