@@ -7,7 +7,7 @@ that ends at ``e``, shortest first. That one walk serves Viterbi (§4), the
 forward pass of sampling (§5) and the backward draw of sampling.
 """
 from libc.math cimport INFINITY, exp, log1p
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport uint32_t, int32_t, int64_t, uint64_t
 
 
 cdef inline double logaddexp(double a, double b) noexcept nogil:
@@ -41,6 +41,8 @@ cdef struct Scratch:
 
 cdef struct Trie:
     DACell *cells
+    uint32_t *unit      # per cell: base << 9 | 0x100 (a child) | its byte; see trie_units
+    unsigned char *base_taken   # while building: 1 where some node's base is
     int32_t *value      # per cell: index of the piece ending at this node, or none
     double *node_score  # per cell: score of that piece, -inf for none
     int32_t none        # the "no piece here" index: n_pieces, scored -inf

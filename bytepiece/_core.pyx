@@ -143,21 +143,32 @@ cdef struct BuildItem:
     int64_t hi
 
 
+# A unit keeps a node's base in its top 23 bits (see trie_units).
+cdef int64_t TRIE_MAX_CELLS = 1 << 23
+
+
 cdef int trie_reserve(Trie *trie, int64_t need) noexcept nogil:
-    """Grow the cell arrays so that indexes below ``need`` exist."""
+    """Grow the cell arrays so that indexes below ``need`` exist: 0, -1 when
+    out of memory, -2 past ``TRIE_MAX_CELLS``."""
     cdef int64_t size, i
     cdef DACell *cells
     cdef int32_t *value
     cdef double *node_score
+    cdef unsigned char *taken
     if need <= trie.size:
         return 0
-    if need > 0x7FFFFF00:
-        return -1
+    if need > TRIE_MAX_CELLS:
+        return -2
     size = trie.size * 2 if trie.size else 1024
     while size < need:
         size *= 2
-    if size > 0x7FFFFFFF:
-        size = 0x7FFFFFFF
+    if size > TRIE_MAX_CELLS:
+        size = TRIE_MAX_CELLS
+    taken = <unsigned char *> realloc(trie.base_taken, size)
+    if taken == NULL:
+        return -1
+    trie.base_taken = taken
+    memset(taken + trie.size, 0, size - trie.size)
     cells = <DACell *> realloc(trie.cells, size * sizeof(DACell))
     if cells == NULL:
         return -1
@@ -191,7 +202,7 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
     cdef BuildItem item
     cdef int64_t i, j, lo, first_free = 1, p, b
     cdef int32_t depth, node, nchild, c
-    cdef int ok
+    cdef int ok, rc
     cdef unsigned char child_byte[256]
     cdef int64_t child_lo[257]
     cdef BuildItem *grown
@@ -238,17 +249,19 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
         # Find a base where every child cell is free.
         p = first_free
         while True:
-            if trie_reserve(trie, p + 257) < 0:
+            rc = trie_reserve(trie, p + 257)
+            if rc < 0:
                 free(stack)
-                return -1
+                return rc
             if trie.cells[p].check != -1:
                 p += 1
                 continue
             b = p - child_byte[0]
-            if b >= 1:
-                if trie_reserve(trie, b + 257) < 0:
+            if b >= 1 and not trie.base_taken[b]:
+                rc = trie_reserve(trie, b + 257)
+                if rc < 0:
                     free(stack)
-                    return -1
+                    return rc
                 ok = 1
                 for j in range(1, nchild):
                     if trie.cells[b + child_byte[j]].check != -1:
@@ -258,6 +271,7 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
                     break
             p += 1
         trie.cells[node].base = <int32_t> b
+        trie.base_taken[b] = 1
         for j in range(nchild):
             trie.cells[b + child_byte[j]].check = node
         while trie.cells[first_free].check != -1:
@@ -276,6 +290,43 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
             stack[stack_len].hi = child_lo[j + 1]
             stack_len += 1
     free(stack)
+    free(trie.base_taken)
+    trie.base_taken = NULL
+    return trie_units(trie)
+
+
+cdef inline int32_t trie_step(const uint32_t *unit, int32_t node, unsigned char c) noexcept nogil:
+    """The child of ``node`` by byte ``c``, or -1 when there is none."""
+    cdef int32_t nxt = (unit[node] >> 9) + c
+    return nxt if (unit[nxt] & 0x1FF) == (0x100 | <uint32_t> c) else -1
+
+
+cdef int trie_units(Trie *trie) noexcept nogil:
+    """Pack each cell into the 4-byte unit the hot loops walk.
+
+    A unit holds the node's base (where its children start) and, for a
+    child cell, the byte that leads to it plus a "child" bit. Walking from
+    ``node`` by byte ``c`` lands on ``cell = base(node) + c``; the step
+    exists when that unit's low 9 bits are ``0x100 | c``. That identifies
+    the parent because no two nodes share a base (``trie_build`` takes each
+    base once, and leaves keep base 0, which no node has): a cell holding
+    byte ``c`` is owned by the node whose base is ``cell - c``. Half the
+    size of (base, check) pairs, so more of the trie stays in cache.
+    """
+    cdef int64_t c
+    cdef int32_t parent
+    cdef uint32_t u
+    trie.unit = <uint32_t *> malloc(trie.size * sizeof(uint32_t))
+    if trie.unit == NULL:
+        return -1
+    for c in range(trie.size):
+        u = (<uint32_t> trie.cells[c].base) << 9
+        parent = trie.cells[c].check
+        if parent >= 0:
+            u |= 0x100 | <uint32_t> (c - trie.cells[parent].base)
+        trie.unit[c] = u
+    free(trie.cells)        # only building needs the (base, check) pairs
+    trie.cells = NULL
     return 0
 
 
@@ -284,6 +335,10 @@ cdef void trie_free(Trie *trie) noexcept nogil:
     free(trie.value)
     free(trie.node_score)
     free(trie.length)
+    free(trie.unit)
+    free(trie.base_taken)
+    trie.unit = NULL
+    trie.base_taken = NULL
     trie.cells = NULL
     trie.value = NULL
     trie.node_score = NULL
@@ -365,7 +420,6 @@ cdef inline int64_t backtrack_packed(const Trie *trie, Scratch *scratch, int64_t
 cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char *text,
                      int64_t n, Scratch *scratch) noexcept nogil:
     """Deterministic segmentation (§4): the most probable one, ties to the longest last piece."""
-    cdef const DACell *cells = trie.cells
     cdef const double *node_score = trie.node_score
     cdef double *best
     cdef int32_t *piece
@@ -374,7 +428,9 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
     cdef int64_t best_at
     cdef int64_t *back
     cdef double best_value
-    cdef int32_t root_base = cells[0].base
+    cdef const uint32_t *unit = trie.unit
+    cdef int32_t root_base = unit[0] >> 9
+    cdef uint32_t u, c
     if scratch_reserve(scratch, n) < 0:
         return -1
     best = scratch.best
@@ -385,10 +441,13 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
         node = root_base + text[e - 1]
         best_value = best[e - 1] + node_score[node]
         best_at = ((<int64_t> node) << 32) | (e - 1)
+        u = unit[node]
         k = e - 2
         while k >= 0:
-            nxt = cells[node].base + text[k]
-            if cells[nxt].check != node:
+            c = text[k]
+            nxt = (u >> 9) + c
+            u = unit[nxt]
+            if (u & 0x1FF) != (0x100 | c):
                 break
             node = nxt
             # Each node carries the score of the piece ending there, -inf when
@@ -411,14 +470,14 @@ cdef inline double mass_into(const Trie *trie, const double *node_weight,
     linear path). Terms carry power-of-two scales; the sum is expressed at
     the largest scale among them, returned through ``ref_out``.
     """
-    cdef const DACell *cells = trie.cells
+    cdef const uint32_t *unit = trie.unit
     cdef int64_t k = e - 1
     cdef int32_t node = 0, nxt
     cdef int64_t c, ref = INT64_MIN
     cdef double acc = 0.0, term, w
     while k >= 0:
-        nxt = cells[node].base + text[k]
-        if cells[nxt].check != node:
+        nxt = trie_step(unit, node, text[k])
+        if nxt < 0:
             break
         node = nxt
         w = node_weight[node]
@@ -441,7 +500,7 @@ cdef inline double mass_into(const Trie *trie, const double *node_weight,
 
 cdef int64_t sample_linear(const Trie *trie, const double *node_weight, const unsigned char *text,
                            int64_t n, Scratch *scratch, Rng *rng) noexcept nogil:
-    cdef const DACell *cells = trie.cells
+    cdef const uint32_t *unit = trie.unit
     cdef double *mass = scratch.best
     cdef int64_t *scale = scratch.scale
     cdef int64_t e, k, count = 0, chosen_k, last_k, ref
@@ -470,12 +529,12 @@ cdef int64_t sample_linear(const Trie *trie, const double *node_weight, const un
         chosen_k = -1
         chosen_node = -1
         last_k = e - 1
-        last_node = cells[0].base + text[e - 1]
+        last_node = (unit[0] >> 9) + text[e - 1]
         node = 0
         k = e - 1
         while k >= 0:
-            nxt = cells[node].base + text[k]
-            if cells[nxt].check != node:
+            nxt = trie_step(unit, node, text[k])
+            if nxt < 0:
                 break
             node = nxt
             w = node_weight[node]
@@ -505,7 +564,7 @@ cdef int64_t sample_log(const Trie *trie, const double *score, double alpha,
                         const unsigned char *text, int64_t n, Scratch *scratch,
                         Rng *rng) noexcept nogil:
     """§5 exactly as the spec writes it (log domain, one draw per edge)."""
-    cdef const DACell *cells = trie.cells
+    cdef const uint32_t *unit = trie.unit
     cdef double *best = scratch.best
     cdef int64_t e, k
     cdef int32_t node, nxt, v
@@ -515,12 +574,12 @@ cdef int64_t sample_log(const Trie *trie, const double *score, double alpha,
         total = -INFINITY
         # The single byte text[e-1] is always a piece: a valid default even if
         # every weight underflows.
-        scratch.piece[e] = cells[0].base + text[e - 1]
+        scratch.piece[e] = (unit[0] >> 9) + text[e - 1]
         node = 0
         k = e - 1
         while k >= 0:
-            nxt = cells[node].base + text[k]
-            if cells[nxt].check != node:
+            nxt = trie_step(unit, node, text[k])
+            if nxt < 0:
                 break
             node = nxt
             v = trie.value[node]
@@ -551,12 +610,12 @@ cdef int64_t edges_ending_at(const Trie *trie, const unsigned char *text, int64_
                              int64_t *starts, int64_t *ends, int32_t *ids) noexcept nogil:
     """Number of pieces text[k:e] with k >= lo; when ``starts`` is given, also
     write them (start ascending) with their ends and ids (index + 3)."""
-    cdef const DACell *cells = trie.cells
+    cdef const uint32_t *unit = trie.unit
     cdef int64_t k = e - 1, m = 0, j
     cdef int32_t node = 0, nxt, v
     while k >= lo:
-        nxt = cells[node].base + text[k]
-        if cells[nxt].check != node:
+        nxt = trie_step(unit, node, text[k])
+        if nxt < 0:
             break
         node = nxt
         if trie.value[node] != trie.none:
@@ -568,7 +627,7 @@ cdef int64_t edges_ending_at(const Trie *trie, const unsigned char *text, int64_
     node = 0
     k = e - 1
     while j > 0:
-        node = cells[node].base + text[k]
+        node = (unit[node] >> 9) + text[k]
         v = trie.value[node]
         if v != trie.none:
             j -= 1
@@ -587,7 +646,7 @@ cdef double chunk_entropy(const Trie *trie, const double *score, double alpha,
     avg[e] = the expected sum of scores under that prefix distribution;
     H = log Z - alpha * E[sum of scores]. NaN when memory runs out.
     """
-    cdef const DACell *cells = trie.cells
+    cdef const uint32_t *unit = trie.unit
     cdef double *logz
     cdef double *avg
     cdef double total, w, acc
@@ -605,8 +664,8 @@ cdef double chunk_entropy(const Trie *trie, const double *score, double alpha,
         node = 0
         k = e - 1
         while k >= 0:
-            nxt = cells[node].base + text[k]
-            if cells[nxt].check != node:
+            nxt = trie_step(unit, node, text[k])
+            if nxt < 0:
                 break
             node = nxt
             v = trie.value[node]
@@ -618,8 +677,8 @@ cdef double chunk_entropy(const Trie *trie, const double *score, double alpha,
         node = 0
         k = e - 1
         while k >= 0:
-            nxt = cells[node].base + text[k]
-            if cells[nxt].check != node:
+            nxt = trie_step(unit, node, text[k])
+            if nxt < 0:
                 break
             node = nxt
             v = trie.value[node]
@@ -1143,6 +1202,8 @@ cdef class Segmenter:
             rc = trie_build(&self.trie, &keys_view[0], &off_view[0], &id_view[0], n)
         if rc < 0:
             trie_free(&self.trie)
+            if rc == -2:
+                raise ValueError(f"vocabulary too large: its trie needs more than {TRIE_MAX_CELLS} cells")
             raise MemoryError("out of memory while building the vocabulary trie")
         self.score = <double *> malloc((n + 1) * sizeof(double))
         self.trie.length = <int32_t *> malloc(n * sizeof(int32_t))
@@ -1165,11 +1226,11 @@ cdef class Segmenter:
         free(self.score)
 
     def __reduce__(self):
-        # The trie cells travel as raw bytes: unpickling is a memcpy, no rebuild.
-        cells = (<char *> self.trie.cells)[:self.trie.size * sizeof(DACell)]
+        # The trie units travel as raw bytes: unpickling is a memcpy, no rebuild.
+        units = (<char *> self.trie.unit)[:self.trie.size * sizeof(uint32_t)]
         values = (<char *> self.trie.value)[:self.trie.size * sizeof(int32_t)]
         return (_segmenter_from_state,
-                (self._pieces, self._scores, cells, values, self.trie.max_depth, TRIE_LAYOUT))
+                (self._pieces, self._scores, units, values, self.trie.max_depth, TRIE_LAYOUT))
 
     @property
     def n_pieces(self):
@@ -1183,7 +1244,8 @@ cdef class Segmenter:
 
     @property
     def trie_cells(self):
-        """Number of double-array cells (memory use is 12 bytes per cell)."""
+        """Number of double-array cells (memory use is 16 bytes per cell:
+        a 4-byte unit, a piece index and a score)."""
         return self.trie.size
 
     # -- sampling weights ---------------------------------------------------
@@ -1445,8 +1507,8 @@ cdef class Segmenter:
             node = 0
             k = e - 1
             while k >= 0:
-                nxt = self.trie.cells[node].base + view[k]
-                if self.trie.cells[nxt].check != node:
+                nxt = trie_step(self.trie.unit, node, view[k])
+                if nxt < 0:
                     break
                 node = nxt
                 v = self.trie.value[node]
@@ -1459,33 +1521,33 @@ cdef class Segmenter:
 
 # Bumped whenever DACell changes, so that a pickle from another layout is
 # rebuilt instead of misread.
-TRIE_LAYOUT = 2
+TRIE_LAYOUT = 3
 
 
-def _segmenter_from_state(pieces, scores, bytes cells, bytes values, int32_t max_depth, int layout):
+def _segmenter_from_state(pieces, scores, bytes units, bytes values, int32_t max_depth, int layout):
     """Unpickle a Segmenter: copy the trie arrays instead of rebuilding them."""
     cdef Segmenter seg
     cdef int64_t n = len(pieces), i, size
-    if (layout != TRIE_LAYOUT or len(cells) % sizeof(DACell) != 0
-            or len(values) != (len(cells) // sizeof(DACell)) * sizeof(int32_t)):
+    if (layout != TRIE_LAYOUT or len(units) % sizeof(uint32_t) != 0
+            or len(values) != len(units) or len(units) < 257 * sizeof(uint32_t)):
         return Segmenter(pieces, scores)
-    size = len(cells) // sizeof(DACell)
+    size = len(units) // sizeof(uint32_t)
     scores_arr = np.ascontiguousarray(scores, dtype=np.float64)
     if scores_arr.shape[0] != n:
         raise ValueError("corrupt Segmenter pickle: pieces and scores differ in length")
     seg = Segmenter.__new__(Segmenter)
     seg.trie.none = <int32_t> n
     seg.trie.max_depth = max_depth
-    seg.trie.cells = <DACell *> malloc(len(cells))
+    seg.trie.unit = <uint32_t *> malloc(len(units))
     seg.trie.value = <int32_t *> malloc(len(values))
     seg.trie.node_score = <double *> malloc(size * sizeof(double))
     seg.trie.length = <int32_t *> malloc(n * sizeof(int32_t))
     seg.score = <double *> malloc((n + 1) * sizeof(double))
     seg.trie.size = size
-    if (seg.trie.cells == NULL or seg.trie.value == NULL or seg.trie.node_score == NULL
+    if (seg.trie.unit == NULL or seg.trie.value == NULL or seg.trie.node_score == NULL
             or seg.trie.length == NULL or seg.score == NULL):
         raise MemoryError()
-    memcpy(seg.trie.cells, <const char *> cells, len(cells))
+    memcpy(seg.trie.unit, <const char *> units, len(units))
     memcpy(seg.trie.value, <const char *> values, len(values))
     for i in range(n):
         seg.trie.length[i] = <int32_t> len(pieces[i])
@@ -1494,6 +1556,8 @@ def _segmenter_from_state(pieces, scores, bytes cells, bytes values, int32_t max
     for i in range(size):
         if seg.trie.value[i] < 0 or seg.trie.value[i] > n:
             raise ValueError("corrupt Segmenter pickle: piece index out of range")
+        if (seg.trie.unit[i] >> 9) + 256 > size:
+            raise ValueError("corrupt Segmenter pickle: trie base out of range")
         seg.trie.node_score[i] = seg.score[seg.trie.value[i]]
     seg.n_pieces = <int32_t> n
     seg._pieces = list(pieces)
