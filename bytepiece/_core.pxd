@@ -43,6 +43,7 @@ cdef struct Trie:
     DACell *cells
     uint32_t *unit      # per cell: base << 9 | 0x100 (a child) | its byte; see trie_units
     unsigned char *base_taken   # while building: 1 where some node's base is
+    unsigned char *cell_used    # while building: 1 where a cell is taken
     int32_t *value      # per cell: index of the piece ending at this node, or none
     double *node_score  # per cell: score of that piece, -inf for none
     int32_t none        # the "no piece here" index: n_pieces, scored -inf

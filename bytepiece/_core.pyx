@@ -31,7 +31,7 @@ from cpython.ref cimport Py_INCREF
 from libc.math cimport INFINITY, NAN, exp, frexp, ldexp, log1p
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memchr, memcpy, memset
 
 cdef extern from *:
     """
@@ -187,6 +187,11 @@ cdef int trie_reserve(Trie *trie, int64_t need) noexcept nogil:
         return -1
     trie.base_taken = taken
     memset(taken + trie.size, 0, size - trie.size)
+    taken = <unsigned char *> realloc(trie.cell_used, size)
+    if taken == NULL:
+        return -1
+    trie.cell_used = taken
+    memset(taken + trie.size, 0, size - trie.size)
     cells = <DACell *> realloc(trie.cells, size * sizeof(DACell))
     if cells == NULL:
         return -1
@@ -218,7 +223,9 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
     cdef BuildItem *stack = NULL
     cdef int64_t stack_len = 0, stack_cap = 1024
     cdef BuildItem item
-    cdef int64_t i, j, lo, first_free = 1, p, b
+    cdef int64_t i, j, lo, first_free = 1, b
+    cdef unsigned char *hit
+    cdef int64_t hint[256]
     cdef int32_t depth, node, nchild, c
     cdef int ok, rc
     cdef unsigned char child_byte[256]
@@ -229,7 +236,10 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
     trie.max_depth = 0
     if trie_reserve(trie, 1024) < 0:
         return -1
+    for i in range(256):
+        hint[i] = 1
     trie.cells[0].check = -2    # the root cell is taken and is nobody's child
+    trie.cell_used[0] = 1
     stack = <BuildItem *> malloc(stack_cap * sizeof(BuildItem))
     if stack == NULL:
         return -1
@@ -264,35 +274,49 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
             while i < item.hi and keys[offsets[i] + depth] == c:
                 i += 1
         child_lo[nchild] = item.hi
-        # Find a base where every child cell is free.
-        p = first_free
+        # Find a base nobody has (see trie_units) where every child cell is
+        # free. The scan jumps with memchr over runs of used cells and taken
+        # bases, and starts where the last search for the same first byte
+        # ended (hint): rescanning the dense front for every node made
+        # building quadratic in the number of nodes.
+        b = max(hint[child_byte[0]], first_free - child_byte[0])
         while True:
-            rc = trie_reserve(trie, p + 257)
+            rc = trie_reserve(trie, b + 257)
             if rc < 0:
                 free(stack)
                 return rc
-            if trie.cells[p].check != -1:
-                p += 1
+            hit = <unsigned char *> memchr(trie.cell_used + b + child_byte[0], 0,
+                                           trie.size - b - child_byte[0])
+            if hit == NULL:
+                b = trie.size - child_byte[0]
                 continue
-            b = p - child_byte[0]
-            if b >= 1 and not trie.base_taken[b]:
-                rc = trie_reserve(trie, b + 257)
-                if rc < 0:
-                    free(stack)
-                    return rc
-                ok = 1
-                for j in range(1, nchild):
-                    if trie.cells[b + child_byte[j]].check != -1:
-                        ok = 0
-                        break
-                if ok:
+            b = (hit - trie.cell_used) - child_byte[0]
+            hit = <unsigned char *> memchr(trie.base_taken + b, 0, trie.size - b)
+            if hit == NULL:
+                b = trie.size
+                continue
+            if hit - trie.base_taken != b:
+                b = hit - trie.base_taken
+                continue
+            rc = trie_reserve(trie, b + 257)
+            if rc < 0:
+                free(stack)
+                return rc
+            ok = 1
+            for j in range(1, nchild):
+                if trie.cell_used[b + child_byte[j]]:
+                    ok = 0
                     break
-            p += 1
+            if ok:
+                break
+            b += 1
         trie.cells[node].base = <int32_t> b
         trie.base_taken[b] = 1
+        hint[child_byte[0]] = b + 1
         for j in range(nchild):
             trie.cells[b + child_byte[j]].check = node
-        while trie.cells[first_free].check != -1:
+            trie.cell_used[b + child_byte[j]] = 1
+        while trie.cell_used[first_free]:
             first_free += 1
         if stack_len + nchild > stack_cap:
             stack_cap = (stack_len + nchild) * 2
@@ -309,7 +333,9 @@ cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offset
             stack_len += 1
     free(stack)
     free(trie.base_taken)
+    free(trie.cell_used)
     trie.base_taken = NULL
+    trie.cell_used = NULL
     return trie_units(trie)
 
 
@@ -355,8 +381,10 @@ cdef void trie_free(Trie *trie) noexcept nogil:
     free(trie.length)
     free(trie.unit)
     free(trie.base_taken)
+    free(trie.cell_used)
     trie.unit = NULL
     trie.base_taken = NULL
+    trie.cell_used = NULL
     trie.cells = NULL
     trie.value = NULL
     trie.node_score = NULL

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import gc
 import json
 import os
 import sys
@@ -94,8 +96,28 @@ def _reject_duplicate_keys(pairs):
     return result
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic collector while a model is parsed: JSON parsing makes
+    hundreds of thousands of container objects, and the collections they set
+    off (each traversing every young object, none of them garbage) were a
+    sixth of the loading time of an 80k-piece model."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_vocabulary(model: Union[PathLike, Mapping[str, Any]]) -> Vocabulary:
     """Load and validate a model given as a file path or an already-parsed dict."""
+    with _gc_paused():
+        return _load_vocabulary(model)
+
+
+def _load_vocabulary(model: Union[PathLike, Mapping[str, Any]]) -> Vocabulary:
     if isinstance(model, (str, os.PathLike)):
         source = os.fspath(model)
         try:
