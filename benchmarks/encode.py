@@ -62,6 +62,9 @@ def main() -> None:
     add("bytepiece", f"encode_batch {cores} threads", lambda: tok.encode_batch(lines, num_threads=cores))
     add("bytepiece", "encode_batch numpy 1 thread",
         lambda: tok.encode_batch(lines, num_threads=1, out_type="numpy"))
+    add("bytepiece", "encode_batch_flat 1 thread", lambda: tok.encode_batch_flat(lines, num_threads=1))
+    add("bytepiece", f"encode_batch_flat {cores} threads",
+        lambda: tok.encode_batch_flat(lines, num_threads=cores))
     add("bytepiece", "sampling a=0.1 per line", lambda: [tok.encode(line, alpha=0.1) for line in lines])
     add("bytepiece", "sampling a=0.1 batch 1 thr",
         lambda: tok.encode_batch(lines, alpha=0.1, seed=1, num_threads=1))
@@ -101,6 +104,25 @@ def main() -> None:
     add("pure python", "encode per line (5% of text)", lambda: [twin.encode(line) for line in subset],
         repeat=1, scale=share)
 
+    speed = {(name, mode): value for name, mode, value in rows}
+
+    def ratio(a, b):
+        return f"{speed[a] / speed[b]:.2f}x" if a in speed and b in speed else "n/a"
+
+    bp = "bytepiece"
+    print()
+    print("targets (issue 2):")
+    print(f"  batch, 1 thread:                  {speed[(bp, 'encode_batch 1 thread')]:.2f} MB/s (>= 50)")
+    print(f"  batch 1 thread vs SentencePiece:  "
+          f"{ratio((bp, 'encode_batch 1 thread'), ('sentencepiece', 'encode batch 1 thread'))} (>= 3x)")
+    print(f"  per call vs SentencePiece:        "
+          f"{ratio((bp, 'encode per line'), ('sentencepiece', 'encode per line'))} (>= 1x)")
+    print(f"  sampling vs deterministic:        per line "
+          f"{ratio((bp, 'sampling a=0.1 per line'), (bp, 'encode per line'))}, batch "
+          f"{ratio((bp, 'sampling a=0.1 batch 1 thr'), (bp, 'encode_batch 1 thread'))} (>= 0.5x)")
+    print(f"  {cores} threads vs 1:                  lists "
+          f"{ratio((bp, f'encode_batch {cores} threads'), (bp, 'encode_batch 1 thread'))}, flat "
+          f"{ratio((bp, f'encode_batch_flat {cores} threads'), (bp, 'encode_batch_flat 1 thread'))} (>= 1.8x)")
     print()
     print(f"| tokenizer | mode | MB/s |")
     print(f"|---|---|---:|")

@@ -22,6 +22,7 @@ cdef inline double logaddexp(double a, double b) noexcept nogil:
 
 
 cdef struct DACell:
+    # Used while building only; the walks use the 4-byte ``Trie.unit`` array.
     int32_t base    # children of this node live at base + byte
     int32_t check   # parent node of this cell, -1 when the cell is free
 

@@ -1,5 +1,5 @@
 """Type stub for the compiled tokenizer core (bytepiece/_core.pyx)."""
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -15,11 +15,20 @@ def split_lists(ids: npt.NDArray[np.int32], bounds: npt.NDArray[np.int64],
                 table: List[int]) -> List[List[int]]:
     """Split flat ids at ``bounds`` into lists of ints taken from ``table``."""
 
+def pack_texts(texts: Sequence[Union[str, bytes, bytearray, memoryview]],
+               nfc_utf8: Callable[[str], bytes]) -> Tuple[bytearray, npt.NDArray[np.int64]]:
+    """The UTF-8 of every text back to back and the ``n + 1`` offsets; ``str``
+    items NFC-normalized (provably-NFC ones encoded in C, the rest through
+    ``nfc_utf8``), bytes-like items taken as they are."""
+
+def nfc_safe_ranges() -> List[Tuple[int, int]]:
+    """Inclusive BMP code point ranges that are NFC on their own (the C fast path's table)."""
+
 class Segmenter:
     """The compiled vocabulary: a reversed-piece double-array trie plus scores.
 
     ``pieces[i]`` has id ``i + 3``; all 256 single bytes must be present.
-    Immutable and safe to share between threads; pickles as raw trie cells.
+    Immutable and safe to share between threads; pickles as raw trie units.
     """
 
     def __init__(self, pieces: Sequence[bytes], scores: npt.ArrayLike, check: bool = True) -> None: ...
