@@ -1063,7 +1063,9 @@ cdef extern from "Python.h":
 
 cdef extern from "_nfc_table.h":
     int BP_NFC_SAFE_RANGES
+    int BP_NFC_SAFE_ASTRAL
     const unsigned short bp_nfc_safe_ranges[][2]
+    const unsigned int bp_nfc_safe_astral[][2]
 
 
 cdef extern from *:
@@ -1073,12 +1075,21 @@ cdef extern from *:
     static uint64_t bp_nfc_safe[1024];
 
     static inline int bp_is_nfc_safe(uint32_t cp) {
-        return cp < 0x10000 && ((bp_nfc_safe[cp >> 6] >> (cp & 63)) & 1);
+        int lo = 0, hi = BP_NFC_SAFE_ASTRAL - 1, mid;
+        if (cp < 0x10000) return (bp_nfc_safe[cp >> 6] >> (cp & 63)) & 1;
+        while (lo <= hi) {   /* above the BMP (rarer): binary search of the ranges */
+            mid = (lo + hi) >> 1;
+            if (cp < bp_nfc_safe_astral[mid][0]) hi = mid - 1;
+            else if (cp > bp_nfc_safe_astral[mid][1]) lo = mid + 1;
+            else return 1;
+        }
+        return 0;
     }
 
     /* UTF-8 size of a non-ASCII str's code points (kind 1, 2 or 4 bytes
        each), or -1 when one of them is not NFC on its own (the caller then
-       takes the exact, slow path, which also reports lone surrogates). */
+       takes the exact, slow path, which also reports lone surrogates: they
+       are not in the table). */
     static Py_ssize_t bp_nfc_utf8_size(int kind, const void *data, Py_ssize_t n) {
         Py_ssize_t i, size = n;
         uint32_t cp;
@@ -1092,12 +1103,57 @@ cdef extern from *:
             if (cp < 0x80) continue;
             if (cp < 0x300) { size += 1; continue; }
             if (!bp_is_nfc_safe(cp)) return -1;
-            size += cp < 0x800 ? 1 : 2;
+            size += cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3;
         }
         return size;
     }
 
-    /* Write the UTF-8 of n BMP code points; returns the end of the output. */
+    /* 1 when s[0..n) is valid UTF-8 of code points that are each NFC on
+       their own, with no carriage return: such bytes are NFC text with \n
+       line ends as they are. 0 means "not shown": the caller decodes and
+       normalizes (and reports invalid UTF-8) the exact way. */
+    static int bp_utf8_is_plain_nfc(const unsigned char *s, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+        uint32_t cp;
+        while (i < n) {
+            unsigned char b = s[i];
+            if (b < 0x80) {
+                if (b == 13) return 0;   /* carriage return */
+                i++;
+                continue;
+            }
+            if (b >= 0xC2 && b <= 0xDF) {
+                if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return 0;
+                cp = ((uint32_t) (b & 0x1F) << 6) | (s[i + 1] & 0x3F);
+                i += 2;
+                if (cp >= 0x300 && !bp_is_nfc_safe(cp)) return 0;
+                continue;
+            }
+            if (b >= 0xE0 && b <= 0xEF) {
+                if (i + 2 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return 0;
+                cp = ((uint32_t) (b & 0x0F) << 12) | ((uint32_t) (s[i + 1] & 0x3F) << 6)
+                     | (s[i + 2] & 0x3F);
+                /* overlong forms and surrogates are not in the table either */
+                if (cp < 0x800 || !bp_is_nfc_safe(cp)) return 0;
+                i += 3;
+                continue;
+            }
+            if (b >= 0xF0 && b <= 0xF4) {
+                if (i + 3 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80
+                        || (s[i + 3] & 0xC0) != 0x80) return 0;
+                cp = ((uint32_t) (b & 0x07) << 18) | ((uint32_t) (s[i + 1] & 0x3F) << 12)
+                     | ((uint32_t) (s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F);
+                /* overlong forms and values past U+10FFFF are not in the table */
+                if (cp < 0x10000 || !bp_is_nfc_safe(cp)) return 0;
+                i += 4;
+                continue;
+            }
+            return 0;            /* invalid bytes */
+        }
+        return 1;
+    }
+
+    /* Write the UTF-8 of n code points (no surrogates); returns the end of the output. */
     static char *bp_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) {
         Py_ssize_t i;
         uint32_t cp;
@@ -1110,8 +1166,13 @@ cdef extern from *:
             } else if (cp < 0x800) {
                 *o++ = (unsigned char) (0xC0 | (cp >> 6));
                 *o++ = (unsigned char) (0x80 | (cp & 0x3F));
-            } else {
+            } else if (cp < 0x10000) {
                 *o++ = (unsigned char) (0xE0 | (cp >> 12));
+                *o++ = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (unsigned char) (0x80 | (cp & 0x3F));
+            } else {
+                *o++ = (unsigned char) (0xF0 | (cp >> 18));
+                *o++ = (unsigned char) (0x80 | ((cp >> 12) & 0x3F));
                 *o++ = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
                 *o++ = (unsigned char) (0x80 | (cp & 0x3F));
             }
@@ -1121,6 +1182,7 @@ cdef extern from *:
     """
     uint64_t bp_nfc_safe[1024]
     bint bp_is_nfc_safe(uint32_t cp) noexcept nogil
+    bint bp_utf8_is_plain_nfc(const unsigned char *s, Py_ssize_t n) noexcept nogil
     Py_ssize_t bp_nfc_utf8_size(int kind, const void *data, Py_ssize_t n) noexcept nogil
     char *bp_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) noexcept nogil
 
@@ -1136,10 +1198,24 @@ cdef void _init_nfc_table() noexcept:
 _init_nfc_table()
 
 
+def is_plain_nfc_utf8(data):
+    """True when ``data`` is valid UTF-8, has no ``\\r`` and is NFC as it is,
+    shown with the table of code points that are NFC on their own; False
+    means only "not shown" (decode and normalize it the exact way)."""
+    cdef const unsigned char[::1] view = data
+    cdef bint ok
+    if view.shape[0] == 0:
+        return True
+    with nogil:
+        ok = bp_utf8_is_plain_nfc(&view[0], view.shape[0])
+    return ok
+
+
 def nfc_safe_ranges():
-    """The inclusive BMP ranges the fast NFC path takes as NFC on their own
-    (for tests: they must agree with ``unicodedata``)."""
-    return [(bp_nfc_safe_ranges[r][0], bp_nfc_safe_ranges[r][1]) for r in range(BP_NFC_SAFE_RANGES)]
+    """The inclusive code point ranges the fast NFC path takes as NFC on
+    their own (for tests: they must agree with ``unicodedata``)."""
+    return ([(bp_nfc_safe_ranges[r][0], bp_nfc_safe_ranges[r][1]) for r in range(BP_NFC_SAFE_RANGES)]
+            + [(bp_nfc_safe_astral[r][0], bp_nfc_safe_astral[r][1]) for r in range(BP_NFC_SAFE_ASTRAL)])
 
 
 def pack_texts(texts, nfc_utf8):
@@ -1148,8 +1224,8 @@ def pack_texts(texts, nfc_utf8):
     ``str`` items are NFC-normalized and ``bytes`` items taken as they are.
     Most strings are provably NFC already and are encoded here in C: pure
     ASCII (its storage is its UTF-8) and strings whose code points are all
-    NFC on their own (``_nfc_table.h``: Latin-1, most of the BMP's scripts,
-    CJK, Hangul syllables). The rest go through ``nfc_utf8``, which also
+    NFC on their own (``_nfc_table.h``: Latin-1, most scripts, CJK with its
+    extensions, Hangul syllables, emoji). The rest go through ``nfc_utf8``, which also
     raises the descriptive errors. One pass over the list in C instead of a
     Python call per text.
     """

@@ -410,8 +410,10 @@ def _text_block(block: bytes, path: str, number: int, errors: str) -> bytes:
     is valid UTF-8, already NFC and free of ``\\r`` (the usual case), its own
     bytes are used without re-encoding.
     """
-    if block.isascii() and b"\r" not in block:
-        return block  # valid UTF-8 and NFC as it is
+    from . import _core
+
+    if _core.is_plain_nfc_utf8(block):
+        return block  # valid UTF-8, NFC and \n-only as it is: no decoding needed
     text = _decode_block(block, path, number, errors)
     changed = errors != "strict"
     if "\r" in text:

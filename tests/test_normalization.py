@@ -1,4 +1,4 @@
-"""The C fast path of NFC normalization against ``unicodedata``.
+"""The C fast paths of NFC normalization against ``unicodedata``.
 
 ``pack_texts`` (behind ``encode_batch``) encodes a non-ASCII string in C
 when every code point is listed in ``_nfc_table.h`` as NFC on its own; the
@@ -34,7 +34,7 @@ def test_every_listed_code_point_is_nfc_on_its_own():
     seconds = _composition_seconds()
     bad = []
     for lo, hi in ranges:
-        assert 0 <= lo <= hi <= 0xFFFF
+        assert 0 <= lo <= hi <= 0x10FFFF
         for cp in range(lo, hi + 1):
             char = chr(cp)
             if unicodedata.category(char) == "Cn":
@@ -58,7 +58,9 @@ def _packed(texts):
 SAMPLES = [
     "", "plain ascii\n", "Café ñ ÿ\n", "e\u0301 combining acute", "\u0301 leading mark",
     "床前明月光，疑是地上霜。\n", "한국어 텍스트", "\u1100\u1161\u11a8 jamo", "Ω \u2126 ohm sign",
-    "가\u11a8 syllable and trailing jamo", "emoji 😀 outside the BMP", "Ελληνικά ά \u0387",
+    "가\u11a8 syllable and trailing jamo", "emoji 😀 outside the BMP",
+    "CJK ext B \U00020000\U00021D53 and \U0002F800 compatibility", "\U0001D15E musical",
+    "\U000110BA kaithi \U00011099\U000110BA", "Ελληνικά ά \u0387",
     "\u0958 deva nukta", "fullwidth ＡＢＣ", "か\u3099 kana voicing", "\ufb01 ligature",
     "\u00c5\u212b angstrom", "mixed é\u0300 order \u0323\u0307",
 ]
@@ -92,6 +94,10 @@ _chars = st.one_of(
     st.characters(min_codepoint=0xAC00, max_codepoint=0xD7A3),
     st.characters(min_codepoint=0x4E00, max_codepoint=0x4E40),
     st.characters(min_codepoint=0xF900, max_codepoint=0xFB4F),
+    st.characters(min_codepoint=0x1D150, max_codepoint=0x1D1C0),
+    st.characters(min_codepoint=0x1F600, max_codepoint=0x1F64F),
+    st.characters(min_codepoint=0x2F800, max_codepoint=0x2F810),
+    st.characters(min_codepoint=0x11080, max_codepoint=0x110C0),
     st.characters(blacklist_categories=("Cs",)),
 )
 
@@ -100,3 +106,41 @@ _chars = st.one_of(
 @given(st.lists(st.text(_chars, max_size=12), max_size=8))
 def test_pack_texts_equals_nfc_utf8(texts):
     assert _packed(texts) == [unicodedata.normalize("NFC", t).encode("utf-8") for t in texts]
+
+
+def _plain_nfc_exact(data: bytes) -> bool:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return "\r" not in text and unicodedata.is_normalized("NFC", text)
+
+
+TRICKY_BYTES = [
+    b"", b"ascii\n", b"a\r\nb", "Café\n".encode(), "e\u0301".encode(), "床前明月光".encode(),
+    "😀".encode(), "\U0002F800".encode(), "\U0001D15E".encode(), b"\xf4\x90\x80\x80", b"\xf0\x8f\xbf\xbf",
+    b"\xf0\x9f\x98", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xff", b"\xe4\xb8",
+    b"\xc3", "한국어".encode(), "か\u3099".encode(), "\u212b".encode(),
+]
+
+
+def test_is_plain_nfc_utf8_never_claims_too_much():
+    for data in TRICKY_BYTES:
+        if _core.is_plain_nfc_utf8(data):
+            assert _plain_nfc_exact(data), data
+    assert _core.is_plain_nfc_utf8("床前明月光，疑是地上霜。\nCafé 😀 𡵓\n".encode())
+    assert not _core.is_plain_nfc_utf8("e\u0301".encode())
+    assert not _core.is_plain_nfc_utf8(b"line\r\n")
+    assert not _core.is_plain_nfc_utf8(b"\xed\xa0\x80")   # an encoded surrogate
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.one_of(st.binary(max_size=24), st.text(_chars, max_size=16).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+def test_is_plain_nfc_utf8_implies_exact_check(data):
+    if _core.is_plain_nfc_utf8(data):
+        assert _plain_nfc_exact(data)
+    elif _plain_nfc_exact(data):
+        # Not shown only when some code point is outside the fast table.
+        text = data.decode()
+        safe = _core.nfc_safe_ranges()
+        assert any(not any(lo <= ord(c) <= hi for lo, hi in safe) for c in text)
