@@ -21,6 +21,12 @@ def pack_texts(texts: Sequence[Union[str, bytes, bytearray, memoryview]],
     items NFC-normalized (provably-NFC ones encoded in C, the rest through
     ``nfc_utf8``), bytes-like items taken as they are."""
 
+def str_nfc_utf8(text: str, nfc_utf8: Callable[[str], bytes]) -> bytes:
+    """The NFC UTF-8 of ``text``, in C when it is provably NFC, else ``nfc_utf8(text)``."""
+
+def is_plain_nfc_utf8(data: _Buffer) -> bool:
+    """True when ``data`` is valid UTF-8 without ``\\r`` and shown NFC by the table."""
+
 def nfc_safe_ranges() -> List[Tuple[int, int]]:
     """Inclusive BMP code point ranges that are NFC on their own (the C fast path's table)."""
 

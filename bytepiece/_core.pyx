@@ -1059,6 +1059,7 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     char *PyBytes_AS_STRING(object o)
     Py_ssize_t PyBytes_GET_SIZE(object o)
+    bytes PyBytes_FromStringAndSize(const char *v, Py_ssize_t n)
 
 
 cdef extern from "_nfc_table.h":
@@ -1196,6 +1197,21 @@ cdef void _init_nfc_table() noexcept:
             bp_nfc_safe[cp >> 6] |= (<uint64_t> 1) << (cp & 63)
 
 _init_nfc_table()
+
+
+def str_nfc_utf8(str text, nfc_utf8):
+    """The NFC UTF-8 of ``text``: in C when ``text`` is provably NFC (see
+    :func:`pack_texts`), else ``nfc_utf8(text)``."""
+    cdef Py_ssize_t size
+    if PyUnicode_IS_ASCII(text):
+        return PyBytes_FromStringAndSize(<const char *> PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
+    size = bp_nfc_utf8_size(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
+    if size < 0:
+        return nfc_utf8(text)
+    out = PyBytes_FromStringAndSize(NULL, size)
+    bp_utf8_write(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text),
+                  PyBytes_AS_STRING(out))
+    return out
 
 
 def is_plain_nfc_utf8(data):

@@ -27,6 +27,8 @@ _UINT64 = (1 << 64) - 1
 
 def _as_bytes(text: TextLike) -> bytes:
     """UTF-8 of the NFC form of ``text``; bytes are taken as they are."""
+    if type(text) is str:
+        return _core.str_nfc_utf8(text, nfc_utf8)
     if isinstance(text, str):
         return nfc_utf8(text)
     if isinstance(text, bytes):

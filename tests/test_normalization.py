@@ -69,6 +69,9 @@ SAMPLES = [
 def test_pack_texts_matches_unicodedata_on_tricky_strings():
     expected = [unicodedata.normalize("NFC", t).encode("utf-8") for t in SAMPLES]
     assert _packed(SAMPLES) == expected
+    assert [_core.str_nfc_utf8(t, nfc_utf8) for t in SAMPLES] == expected
+    with pytest.raises(ValueError, match="surrogate"):
+        _core.str_nfc_utf8("bad \ud800", nfc_utf8)
 
 
 def test_pack_texts_reports_lone_surrogates():
@@ -105,7 +108,9 @@ _chars = st.one_of(
 @settings(max_examples=300, deadline=None, database=None)
 @given(st.lists(st.text(_chars, max_size=12), max_size=8))
 def test_pack_texts_equals_nfc_utf8(texts):
-    assert _packed(texts) == [unicodedata.normalize("NFC", t).encode("utf-8") for t in texts]
+    expected = [unicodedata.normalize("NFC", t).encode("utf-8") for t in texts]
+    assert _packed(texts) == expected
+    assert [_core.str_nfc_utf8(t, nfc_utf8) for t in texts] == expected
 
 
 def _plain_nfc_exact(data: bytes) -> bool:
