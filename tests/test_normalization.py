@@ -7,7 +7,9 @@ combine with its neighbour, in the Unicode database of the running Python.
 """
 from __future__ import annotations
 
+import importlib.util
 import unicodedata
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,30 +19,28 @@ from bytepiece import _core
 from bytepiece.normalization import nfc_utf8
 
 
-def _composition_seconds():
-    seconds = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))  # Hangul V, T jamo
-    for cp in range(0x110000):
-        mapping = unicodedata.decomposition(chr(cp))
-        if mapping and not mapping.startswith("<"):
-            parts = mapping.split()
-            if len(parts) == 2:
-                seconds.add(int(parts[1], 16))
-    return seconds
+def _table_script():
+    """scripts/make_nfc_table.py: its rule for "NFC on its own", applied here
+    to the Unicode database of the Python running the tests."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_nfc_table.py"
+    spec = importlib.util.spec_from_file_location("make_nfc_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_every_listed_code_point_is_nfc_on_its_own():
     ranges = _core.nfc_safe_ranges()
     assert ranges and ranges[0] == (0, 0x2FF)
-    seconds = _composition_seconds()
+    script = _table_script()
+    seconds = script.composition_seconds()
     bad = []
     for lo, hi in ranges:
         assert 0 <= lo <= hi <= 0x10FFFF
         for cp in range(lo, hi + 1):
-            char = chr(cp)
-            if unicodedata.category(char) == "Cn":
+            if unicodedata.category(chr(cp)) == "Cn":
                 continue  # assigned after this Python's Unicode: it leaves them as they are
-            if (0xD800 <= cp <= 0xDFFF or unicodedata.combining(char)
-                    or unicodedata.normalize("NFC", char) != char or cp in seconds):
+            if not script.nfc_on_its_own(cp, seconds):
                 bad.append(hex(cp))
     assert not bad, f"code points that NFC may change or combine: {bad[:20]}"
 
