@@ -490,6 +490,8 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
         u = unit[node]
         k = e - 2
         while k >= 0:
+            # trie_step, written out so that the unit loaded for the check is
+            # kept in u and serves as the base of the next step.
             c = text[k]
             nxt = (u >> 9) + c
             u = unit[nxt]
@@ -898,38 +900,21 @@ cdef class _BatchRunner:
     cdef list lists(self, int num_threads, list table):
         """Segment on ``num_threads`` threads and return the id lists.
 
-        With helper threads the calling thread segments too; once no block
-        is left to claim it builds the lists (that needs the GIL) of the
-        blocks finished so far, in text order, while the helpers end theirs.
-        Converting earlier, while the helpers still segment, was measured
-        slower (by 3 ms on a 2.4 MB batch, even in four large steps), so
-        only this tail overlaps.
+        The calling thread segments too; once no block is left to claim it
+        builds the lists (that needs the GIL) of the blocks finished so far,
+        in text order, while the helpers end theirs. Converting earlier,
+        while the helpers still segment, was measured slower (by 3-7 ms on a
+        2.4 MB batch, even in four large steps), so only this tail overlaps.
         """
         cdef BatchJob *job = &self.job
-        cdef EncodeTask task
-        cdef const Weights *weights = &self.weights if self.sampling else NULL
-        cdef int64_t b, ready = 0, upto
+        cdef int64_t ready = 0, upto
         cdef list result = PyList_New(job.n_texts)
-        if num_threads <= 1:
-            self.run()
-            if job.failed:
-                raise MemoryError("out of memory while segmenting")
-            self.fill_lists(result, 0, job.n_texts, table)
-            return result
         done = np.zeros(job.n_blocks, dtype=np.uint8)
         cdef unsigned char[::1] done_view = done
         job.done = &done_view[0]
-        task_init(&task, &self.segmenter.trie, self.segmenter.score, weights)
-        threads = [threading.Thread(target=self.run, daemon=True) for _ in range(num_threads - 1)]
-        for thread in threads:
-            thread.start()
+        threads = _start_helpers(self, num_threads)
         try:
-            with nogil:
-                while True:
-                    b = bp_fetch_add(&job.next_block, 1)
-                    if b >= job.n_blocks or run_block(job, &task, NULL, b) < 0:
-                        break
-                scratch_free(&task.scratch)
+            self.run()
             while ready < job.n_blocks and not job.failed:
                 with nogil:
                     # Wait for the next block in order, then take every finished one.
@@ -1000,13 +985,20 @@ cdef int _plan_threads(_BatchRunner runner, int num_threads, int64_t total_bytes
     return num_threads
 
 
+cdef list _start_helpers(_BatchRunner runner, int num_threads):
+    """Start the ``num_threads - 1`` helper threads of a job (the caller is
+    the last worker); the caller joins them."""
+    threads = [threading.Thread(target=runner.run, daemon=True) for _ in range(num_threads - 1)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 cdef _run_threads(_BatchRunner runner, int num_threads, int64_t total_bytes,
                   int64_t bytes_per_thread=65536):
     """Run the job on ``num_threads`` native threads (the caller's included)."""
     num_threads = _plan_threads(runner, num_threads, total_bytes, bytes_per_thread)
-    threads = [threading.Thread(target=runner.run, daemon=True) for _ in range(num_threads - 1)]
-    for thread in threads:
-        thread.start()
+    threads = _start_helpers(runner, num_threads)
     runner.run()
     for thread in threads:
         thread.join()
@@ -1742,8 +1734,8 @@ cdef class Segmenter:
         return result
 
 
-# Bumped whenever DACell changes, so that a pickle from another layout is
-# rebuilt instead of misread.
+# Bumped whenever the pickled trie arrays change (3: 4-byte units), so that
+# a pickle from another layout is rebuilt instead of misread.
 TRIE_LAYOUT = 3
 
 
