@@ -1191,7 +1191,7 @@ cdef void _init_nfc_table() noexcept:
 _init_nfc_table()
 
 
-def str_nfc_utf8(str text, nfc_utf8):
+def str_nfc_utf8(str text not None, nfc_utf8):
     """The NFC UTF-8 of ``text``: in C when ``text`` is provably NFC (see
     :func:`pack_texts`), else ``nfc_utf8(text)``."""
     cdef Py_ssize_t size
@@ -1206,11 +1206,10 @@ def str_nfc_utf8(str text, nfc_utf8):
     return out
 
 
-def is_plain_nfc_utf8(data):
-    """True when ``data`` is valid UTF-8, has no ``\\r`` and is NFC as it is,
-    shown with the table of code points that are NFC on their own; False
-    means only "not shown" (decode and normalize it the exact way)."""
-    cdef const unsigned char[::1] view = data
+def is_plain_nfc_utf8(const unsigned char[::1] view not None):
+    """True when ``view`` (bytes-like) is valid UTF-8, has no ``\\r`` and is
+    NFC as it is, shown with the table of code points that are NFC on their
+    own; False means only "not shown" (decode and normalize it the exact way)."""
     cdef bint ok
     if view.shape[0] == 0:
         return True

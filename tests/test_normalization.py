@@ -149,3 +149,12 @@ def test_is_plain_nfc_utf8_implies_exact_check(data):
         text = data.decode()
         safe = _core.nfc_safe_ranges()
         assert any(not any(lo <= ord(c) <= hi for lo, hi in safe) for c in text)
+
+
+def test_fast_paths_reject_wrong_types():
+    for bad in (None, "text", 123):
+        with pytest.raises(TypeError):
+            _core.is_plain_nfc_utf8(bad)
+    for bad in (None, b"bytes", 123):
+        with pytest.raises(TypeError):
+            _core.str_nfc_utf8(bad, nfc_utf8)
