@@ -1,5 +1,5 @@
 """Type stub for the compiled tokenizer core (bytepiece/_core.pyx)."""
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +12,7 @@ def mix_seed(seed: int, index: int) -> int:
     """The per-text seed of text ``index`` of a batch seeded with ``seed``."""
 
 def split_lists(ids: npt.NDArray[np.int32], bounds: npt.NDArray[np.int64],
-                table: List[int]) -> List[List[int]]:
+                table: Sequence[int]) -> List[List[int]]:
     """Split flat ids at ``bounds`` into lists of ints taken from ``table``."""
 
 def pack_texts(texts: Sequence[Union[str, bytes, bytearray, memoryview]],
@@ -46,7 +46,7 @@ class Segmenter:
     def trie_cells(self) -> int: ...
     def encode_bytes(self, data: _Buffer, alpha: float = -1.0, seed: int = 0,
                      add_bos: bool = False, add_eos: bool = False, out_type: int = 0,
-                     table: Optional[list] = None) -> Union[list, npt.NDArray[np.int32]]:
+                     table: Optional[Sequence[Any]] = None) -> Union[list, npt.NDArray[np.int32]]:
         """Segment one text (chunked at newline runs). out_type 0: ids from
         ``table``; 1: pieces from ``table``; 2: int32 array."""
     def encode_concat(self, data: _Buffer, offsets: npt.ArrayLike, alpha: float = -1.0,
@@ -55,7 +55,7 @@ class Segmenter:
                       ) -> Tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         """Segment ``data[offsets[i]:offsets[i+1]]`` for every i on native threads;
         returns flat ids and bounds."""
-    def encode_lists(self, data: _Buffer, offsets: npt.ArrayLike, table: List[int],
+    def encode_lists(self, data: _Buffer, offsets: npt.ArrayLike, table: Sequence[int],
                      alpha: float = -1.0, seed: int = 0, num_threads: int = 1,
                      add_bos: bool = False, add_eos: bool = False, first_index: int = 0
                      ) -> List[List[int]]:

@@ -27,7 +27,8 @@ import numpy as np
 
 cimport cython
 from cpython.list cimport PyList_New, PyList_SET_ITEM
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.object cimport PyObject
 from libc.math cimport INFINITY, NAN, exp, frexp, ldexp, log1p
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -46,12 +47,39 @@ cdef extern from *:
     static inline unsigned char bp_load_acquire(const unsigned char *p) {
         return __atomic_load_n(p, __ATOMIC_ACQUIRE);
     }
+    /* Native helper threads: they run C only and never take the GIL, so
+       starting and joining one costs no GIL hand-over (a Python thread's
+       start and join cost ~0.3 and up to ~1 ms of it per batch). */
+    typedef void (*bp_thread_fn)(void *);
+    typedef struct { bp_thread_fn fn; void *arg; } bp_thread_start_arg;
     #if defined(_WIN32)
     #include <windows.h>
     static inline void bp_yield(void) { SwitchToThread(); }
+    typedef HANDLE bp_thread;
+    static DWORD WINAPI bp_thread_main(LPVOID p) {
+        bp_thread_start_arg *a = (bp_thread_start_arg *) p;
+        a->fn(a->arg);
+        return 0;
+    }
+    static int bp_thread_start(bp_thread *t, bp_thread_start_arg *a) {
+        *t = CreateThread(NULL, 0, bp_thread_main, a, 0, NULL);
+        return *t ? 0 : -1;
+    }
+    static void bp_thread_join(bp_thread t) { WaitForSingleObject(t, INFINITE); CloseHandle(t); }
     #else
     #include <sched.h>
+    #include <pthread.h>
     static inline void bp_yield(void) { sched_yield(); }
+    typedef pthread_t bp_thread;
+    static void *bp_thread_main(void *p) {
+        bp_thread_start_arg *a = (bp_thread_start_arg *) p;
+        a->fn(a->arg);
+        return NULL;
+    }
+    static int bp_thread_start(bp_thread *t, bp_thread_start_arg *a) {
+        return pthread_create(t, NULL, bp_thread_main, a) ? -1 : 0;
+    }
+    static void bp_thread_join(bp_thread t) { pthread_join(t, NULL); }
     #endif
     #if defined(__SSE2__)
     #include <emmintrin.h>
@@ -83,7 +111,21 @@ cdef extern from *:
     void bp_store_release(unsigned char *p, unsigned char v) noexcept nogil
     unsigned char bp_load_acquire(const unsigned char *p) noexcept nogil
     void bp_yield() noexcept nogil
+    ctypedef void (*bp_thread_fn)(void *) noexcept nogil
+    ctypedef struct bp_thread_start_arg:
+        bp_thread_fn fn
+        void *arg
+    ctypedef struct bp_thread:
+        pass
+    int bp_thread_start(bp_thread *t, bp_thread_start_arg *a) noexcept nogil
+    void bp_thread_join(bp_thread t) noexcept nogil
     void bp_keep_best(double cand, int node, double *best, int *best_node) noexcept nogil
+
+cdef extern from "Python.h":
+    void **PySequence_Fast_ITEMS(object o)
+    void PyObject_GC_UnTrack(object o)
+    void PyObject_GC_Track(object o)
+
 
 # Sampling runs in linear space while every piece weight p ** alpha stays above
 # 2**-600: alpha * -min_score <= LINEAR_RANGE (< 600 ln 2). Forward masses
@@ -803,6 +845,15 @@ cdef struct BatchJob:
     long long next_block
     long long next_worker
     int failed
+    # List mode (see _BatchRunner.lists): after segmenting, the workers point
+    # the items of the new lists at the cached ints and count the references.
+    void **lists               # the new, untracked list of each text
+    void **table               # the cached int object of each id
+    int64_t *refs              # one row of n_ids per worker: references to add
+    int64_t n_ids
+    long long next_fill
+    long long next_fill_worker
+    unsigned char go           # 0 wait, 1 fill, 2 give up (set once the lists exist)
 
 
 cdef void task_init(EncodeTask *task, const Trie *trie, const double *score,
@@ -872,8 +923,77 @@ cdef void run_batch(BatchJob *job, const Trie *trie, const double *score,
     scratch_free(&task.scratch)
 
 
+cdef extern from *:
+    """
+    /* Point the items of the fresh list lst at table[ids[j]] and count each
+       id in refs. No reference count is touched: the lists are untracked
+       and known to no one else yet, and the caller adds the counted
+       references under the GIL before anyone can see them. */
+    static inline void bp_point_items(void *lst, const int32_t *ids, Py_ssize_t n,
+                                      void *const *table, int64_t *refs) {
+        PyObject **dst = ((PyListObject *) lst)->ob_item;
+        Py_ssize_t j;
+        for (j = 0; j < n; j++) {
+            int32_t id = ids[j];
+            dst[j] = (PyObject *) table[id];
+            refs[id]++;
+        }
+    }
+    /* Take refs[id] more references to each table[id] (under the GIL). */
+    static void bp_add_refs(void *const *table, const int64_t *refs, Py_ssize_t n_ids, int rows) {
+        Py_ssize_t i, k;
+        int r;
+        for (i = 0; i < n_ids; i++) {
+            int64_t c = 0;
+            for (r = 0; r < rows; r++) c += refs[(Py_ssize_t) r * n_ids + i];
+            for (k = 0; k < c; k++) Py_INCREF((PyObject *) table[i]);
+        }
+    }
+    """
+    void bp_point_items(void *lst, const int32_t *ids, Py_ssize_t n, void **table,
+                        int64_t *refs) noexcept nogil
+    void bp_add_refs(void **table, const int64_t *refs, Py_ssize_t n_ids, int rows) noexcept
+
+
+cdef void fill_lists_phase(BatchJob *job) noexcept nogil:
+    """List mode, after segmenting: wait until the lists exist, then claim
+    blocks and point their items at the cached ints."""
+    cdef int64_t b, i, hi, extra = job.add_bos + job.add_eos
+    cdef int64_t *refs
+    while bp_load_acquire(&job.go) == 0:
+        bp_yield()
+    if bp_load_acquire(&job.go) != 1:
+        return
+    refs = job.refs + bp_fetch_add(&job.next_fill_worker, 1) * job.n_ids
+    while True:
+        b = bp_fetch_add(&job.next_fill, 1)
+        if b >= job.n_blocks:
+            break
+        hi = min(job.n_texts, (b + 1) * job.block)
+        for i in range(b * job.block, hi):
+            bp_point_items(job.lists[i], job.out + job.offsets[i] + i * extra, job.counts[i],
+                           job.table, refs)
+
+
+cdef struct Worker:
+    # What every worker thread of a job reads.
+    BatchJob *job
+    const Trie *trie
+    const double *score
+    const Weights *weights     # NULL: deterministic
+
+
+cdef void worker_main(void *arg) noexcept nogil:
+    """Body of every worker thread: segment, then (list mode) fill lists."""
+    cdef Worker *w = <Worker *> arg
+    run_batch(w.job, w.trie, w.score, w.weights)
+    if w.job.lists != NULL:
+        fill_lists_phase(w.job)
+
+
 cdef class _BatchRunner:
-    """Owns one batch job; ``run`` is the body of each helper thread."""
+    """Owns one batch job and its native helper threads; the calling thread
+    is a worker too."""
     cdef BatchJob job
     cdef Segmenter segmenter
     cdef Weights weights
@@ -881,56 +1001,158 @@ cdef class _BatchRunner:
     cdef object keep    # buffers the job points into
     cdef object out
     cdef object counts
+    cdef Worker worker
+    cdef bp_thread_start_arg start
+    cdef bp_thread *threads
+    cdef int n_threads
 
-    cdef int fill_lists(self, list result, int64_t lo, int64_t hi, list table) except -1:
-        """Set ``result[i]`` to the id list of text ``i`` for lo <= i < hi."""
-        cdef int64_t i, extra = self.job.add_bos + self.job.add_eos
-        cdef object item
-        was_enabled = pause_gc()
-        try:
-            for i in range(lo, hi):
-                item = ids_to_list(self.job.out + self.job.offsets[i] + i * extra,
-                                   self.job.counts[i], table)
-                Py_INCREF(item)
-                PyList_SET_ITEM(result, i, item)
-        finally:
-            resume_gc(was_enabled)
+    cdef void prepare(self):
+        self.worker.job = &self.job
+        self.worker.trie = &self.segmenter.trie
+        self.worker.score = self.segmenter.score
+        self.worker.weights = &self.weights if self.sampling else NULL
+        self.start.fn = worker_main
+        self.start.arg = &self.worker
+
+    cdef int start_helpers(self, int num_threads) except -1:
+        """Start up to ``num_threads - 1`` helpers (fewer if the system
+        refuses: the work is claimed, so the others do it)."""
+        self.prepare()
+        self.n_threads = 0
+        if num_threads <= 1:
+            return 0
+        self.threads = <bp_thread *> malloc((num_threads - 1) * sizeof(bp_thread))
+        if self.threads == NULL:
+            raise MemoryError()
+        with nogil:
+            while self.n_threads < num_threads - 1:
+                if bp_thread_start(&self.threads[self.n_threads], &self.start) != 0:
+                    break
+                self.n_threads += 1
         return 0
 
-    cdef list lists(self, int num_threads, list table):
+    cdef void join_helpers(self) noexcept nogil:
+        cdef int t
+        for t in range(self.n_threads):
+            bp_thread_join(self.threads[t])
+        free(self.threads)
+        self.threads = NULL
+        self.n_threads = 0
+
+    def __dealloc__(self):
+        self.join_helpers()
+
+    cdef int alloc_lists(self, int64_t lo, int64_t hi) except -1:
+        """List mode: allocate the (untracked, unfilled) lists of texts lo..hi-1."""
+        cdef int64_t i
+        cdef object lst
+        for i in range(lo, hi):
+            lst = PyList_New(self.job.counts[i])
+            PyObject_GC_UnTrack(lst)
+            Py_INCREF(lst)               # owned by job.lists until handed over
+            self.job.lists[i] = <void *> lst
+        return 0
+
+    cdef list lists(self, int num_threads, tuple table):
         """Segment on ``num_threads`` threads and return the id lists.
 
-        The calling thread segments too; once no block is left to claim it
-        builds the lists (that needs the GIL) of the blocks finished so far,
-        in text order, while the helpers end theirs. Converting earlier,
-        while the helpers still segment, was measured slower (by 3-7 ms on a
-        2.4 MB batch, even in four large steps), so only this tail overlaps.
+        One thread segments everything, then builds each list straight from
+        its ids. With more threads, building the lists under the GIL would
+        be a long serial tail, so it is split: only allocating a list needs
+        the GIL. The calling thread segments blocks like the helpers and,
+        between its blocks, allocates the lists (untracked, items unset) of
+        every block finished so far. Then all threads point the items at the
+        cached ints of ``table`` and count, per id, the references taken; at
+        last the calling thread adds those counts to the ints' reference
+        counts (one update per distinct id instead of one per id) and tracks
+        the lists. Until then no one else can reach them, and ``table``, a
+        tuple, keeps its ints alive.
         """
         cdef BatchJob *job = &self.job
-        cdef int64_t ready = 0, upto
-        cdef list result = PyList_New(job.n_texts)
+        cdef EncodeTask task
+        cdef int64_t ready = 0, upto, b = 0, i, n = job.n_texts
+        cdef int rc = 0
+        cdef object lst
+        cdef list result = PyList_New(n)
+        if num_threads <= 1:
+            self.prepare()
+            with nogil:
+                run_batch(job, self.worker.trie, self.worker.score, self.worker.weights)
+            if job.failed:
+                raise MemoryError("out of memory while segmenting")
+            was_enabled = pause_gc()
+            try:
+                for i in range(n):
+                    lst = ids_to_list(job.out + job.offsets[i] + i * (job.add_bos + job.add_eos),
+                                      job.counts[i], table)
+                    Py_INCREF(lst)
+                    PyList_SET_ITEM(result, i, lst)
+            finally:
+                resume_gc(was_enabled)
+            return result
         done = np.zeros(job.n_blocks, dtype=np.uint8)
+        handles = np.zeros(n, dtype=np.uintp)
+        refs = np.zeros((num_threads, len(table)), dtype=np.int64)
         cdef unsigned char[::1] done_view = done
+        cdef size_t[::1] handle_view = handles
+        cdef int64_t[:, ::1] refs_view = refs
         job.done = &done_view[0]
-        threads = _start_helpers(self, num_threads)
+        job.lists = <void **> &handle_view[0]
+        job.table = PySequence_Fast_ITEMS(table)
+        job.refs = &refs_view[0, 0]
+        job.n_ids = len(table)
+        self.start_helpers(num_threads)
+        task_init(&task, self.worker.trie, self.worker.score, self.worker.weights)
+        was_enabled = pause_gc()
         try:
-            self.run()
+            while True:
+                with nogil:
+                    b = bp_fetch_add(&job.next_block, 1)
+                    if b < job.n_blocks:
+                        rc = run_block(job, &task, NULL, b)
+                    upto = ready
+                    while upto < job.n_blocks and bp_load_acquire(&job.done[upto]):
+                        upto += 1
+                if job.failed:
+                    break
+                self.alloc_lists(ready * job.block, min(n, upto * job.block))
+                ready = upto
+                if b >= job.n_blocks:
+                    break
             while ready < job.n_blocks and not job.failed:
                 with nogil:
-                    # Wait for the next block in order, then take every finished one.
+                    # The helpers' last blocks: wait for the next one in order.
                     while not bp_load_acquire(&job.done[ready]):
                         bp_yield()
                     upto = ready + 1
                     while upto < job.n_blocks and bp_load_acquire(&job.done[upto]):
                         upto += 1
                 if not job.failed:
-                    self.fill_lists(result, ready * job.block,
-                                    min(job.n_texts, upto * job.block), table)
+                    self.alloc_lists(ready * job.block, min(n, upto * job.block))
                 ready = upto
+            if not job.failed:
+                bp_store_release(&job.go, 1)
+                with nogil:
+                    fill_lists_phase(job)
         finally:
-            for thread in threads:
-                thread.join()
+            resume_gc(was_enabled)
+            scratch_free(&task.scratch)
+            if job.go == 0:
+                bp_store_release(&job.go, 2)    # release the helpers waiting to fill
+            with nogil:
+                self.join_helpers()
             job.done = NULL
+            if job.go == 1:
+                bp_add_refs(job.table, job.refs, job.n_ids, num_threads)
+            for i in range(n):
+                if job.lists[i] != NULL:
+                    lst = <object> job.lists[i]
+                    Py_DECREF(lst)          # the reference job.lists held
+                    if job.go == 1:
+                        PyObject_GC_Track(lst)
+                        Py_INCREF(lst)
+                        PyList_SET_ITEM(result, i, lst)
+                    job.lists[i] = NULL
         if job.failed:
             raise MemoryError("out of memory while segmenting")
         return result
@@ -948,10 +1170,6 @@ cdef class _BatchRunner:
                 self.keep.append(weights)
                 self.weights.node_weight = <double *> (<size_t> address)
 
-    def run(self):
-        cdef const Weights *weights = &self.weights if self.sampling else NULL
-        with nogil:
-            run_batch(&self.job, &self.segmenter.trie, self.segmenter.score, weights)
 
 
 def _cpu_count():
@@ -985,23 +1203,14 @@ cdef int _plan_threads(_BatchRunner runner, int num_threads, int64_t total_bytes
     return num_threads
 
 
-cdef list _start_helpers(_BatchRunner runner, int num_threads):
-    """Start the ``num_threads - 1`` helper threads of a job (the caller is
-    the last worker); the caller joins them."""
-    threads = [threading.Thread(target=runner.run, daemon=True) for _ in range(num_threads - 1)]
-    for thread in threads:
-        thread.start()
-    return threads
-
-
 cdef _run_threads(_BatchRunner runner, int num_threads, int64_t total_bytes,
                   int64_t bytes_per_thread=65536):
     """Run the job on ``num_threads`` native threads (the caller's included)."""
     num_threads = _plan_threads(runner, num_threads, total_bytes, bytes_per_thread)
-    threads = _start_helpers(runner, num_threads)
-    runner.run()
-    for thread in threads:
-        thread.join()
+    runner.start_helpers(num_threads)
+    with nogil:
+        worker_main(&runner.worker)
+        runner.join_helpers()
     if runner.job.failed:
         raise MemoryError("out of memory while segmenting")
 
@@ -1036,11 +1245,12 @@ cdef extern from *:
         return list;
     }
     """
-    list bp_ids_to_list(const int32_t *ids, Py_ssize_t n, list table)
+    list bp_ids_to_list(const int32_t *ids, Py_ssize_t n, object table)
 
 
-cdef inline list ids_to_list(const int32_t *ids, int64_t n, list table):
-    """A Python list of cached int objects (no new int per id)."""
+cdef inline list ids_to_list(const int32_t *ids, int64_t n, object table):
+    """A Python list of cached int objects (no new int per id); ``table`` is
+    a list or tuple the caller has checked."""
     return bp_ids_to_list(ids, n, table)
 
 
@@ -1281,7 +1491,15 @@ def pack_texts(texts, nfc_utf8):
     return data, offsets
 
 
-def split_lists(ids, bounds, list table):
+cdef check_table(table, int64_t n_ids):
+    """An id table must be a tuple or list with an entry for every id."""
+    if type(table) is not tuple and type(table) is not list:
+        raise TypeError(f"table must be a tuple or list, got {type(table).__name__}")
+    if len(table) < n_ids:
+        raise ValueError(f"table must hold an entry for each of the {n_ids} ids")
+
+
+def split_lists(ids, bounds, table):
     """``[ids[bounds[i]:bounds[i+1]] as lists of ints]``, ints taken from ``table``."""
     cdef const int32_t[::1] flat = np.ascontiguousarray(ids, dtype=np.int32)
     cdef const int64_t[::1] b = np.ascontiguousarray(bounds, dtype=np.int64)
@@ -1289,6 +1507,7 @@ def split_lists(ids, bounds, list table):
     cdef list result
     cdef object item
     check_offsets(b, flat.shape[0])
+    check_table(table, 0)
     if flat.shape[0] and (np.min(ids) < 0 or np.max(ids) >= len(table)):
         raise ValueError("ids must lie within the table")
     result = PyList_New(max(n, 0))
@@ -1508,18 +1727,18 @@ cdef class Segmenter:
     # -- encoding -------------------------------------------------------------
 
     def encode_bytes(self, data, double alpha=-1.0, uint64_t seed=0, bint add_bos=False,
-                     bint add_eos=False, int out_type=0, list table=None):
+                     bint add_eos=False, int out_type=0, table=None):
         """Segment one byte string (chunked at newline runs).
 
-        ``out_type``: 0 ids as a list of ints (taken from ``table``, a list
-        indexed by id), 1 pieces as a list of bytes (``table`` indexed by id),
+        ``out_type``: 0 ids as a list of ints (taken from ``table``, a tuple
+        or list indexed by id), 1 pieces as a list of bytes (``table`` indexed by id),
         2 a NumPy int32 array of ids. ``alpha < 0`` is deterministic; with
         ``alpha >= 0`` the segmentation is sampled with the stream ``seed``.
         """
         if data is None:
             raise TypeError("data must be a bytes-like object, not None")
-        if out_type != 2 and (table is None or len(table) < self.n_pieces + 3):
-            raise ValueError(f"table must hold an entry for each of the {self.n_pieces + 3} ids")
+        if out_type != 2:
+            check_table(table, self.n_pieces + 3)
         cdef const unsigned char[::1] view = data
         cdef int64_t n = view.shape[0], k, w = 0
         cdef EncodeTask task
@@ -1597,21 +1816,21 @@ cdef class Segmenter:
                     memcpy(&res_view[b_view[i]], &out[off[i] + i * extra], count[i] * sizeof(int32_t))
         return result, bounds
 
-    def encode_lists(self, data, offsets, list table, double alpha=-1.0, uint64_t seed=0,
+    def encode_lists(self, data, offsets, table, double alpha=-1.0, uint64_t seed=0,
                      int num_threads=1, bint add_bos=False, bint add_eos=False,
                      int64_t first_index=0):
         """Like :meth:`encode_concat`, but returns one list of ints (taken from
         ``table``) per text, built straight from the workers' output (no flat
         copy in between)."""
-        if len(table) < self.n_pieces + 3:
-            raise ValueError(f"table must hold an entry for each of the {self.n_pieces + 3} ids")
+        check_table(table, self.n_pieces + 3)
         cdef _BatchRunner runner = _batch_job(self, data, offsets, alpha, seed, True, add_bos,
                                                    add_eos, first_index)
         cdef int64_t n = runner.job.n_texts, i, extra = add_bos + add_eos
         cdef const int64_t *off = runner.job.offsets
         if not n:
             return []
-        return runner.lists(_plan_threads(runner, num_threads, off[n] - off[0], 65536), table)
+        return runner.lists(_plan_threads(runner, num_threads, off[n] - off[0], 65536),
+                            table if type(table) is tuple else tuple(table))
 
     def split_counts(self, data, offsets, weights, int num_threads=1):
         """Trainer helper (§6.4 ``split``): segment each item whole, weight its pieces.

@@ -85,7 +85,9 @@ class Tokenizer:
                                     count=len(self._id_to_piece))
         self._lengths[:3] = 0
         self._piece_to_id = {p: i for i, p in enumerate(self._id_to_piece)}
-        self._ids = list(range(len(self._id_to_piece)))
+        # The int of every id, built once: id lists hold these (a tuple: the
+        # compiled core relies on it staying unchanged while it works).
+        self._ids = tuple(range(len(self._id_to_piece)))
         self._rng_lock = threading.Lock()
         self.set_seed(seed)
 
