@@ -845,15 +845,13 @@ cdef struct BatchJob:
     long long next_block
     long long next_worker
     int failed
-    # List mode (see _BatchRunner.lists): after segmenting, the workers point
-    # the items of the new lists at the cached ints and count the references.
+    # List mode (see _BatchRunner.lists): each worker points the items of
+    # its blocks' new lists at the cached ints and counts the references.
     void **lists               # the new, untracked list of each text
     void **table               # the cached int object of each id
     int64_t *refs              # one row of n_ids per worker: references to add
     int64_t n_ids
-    long long next_fill
-    long long next_fill_worker
-    unsigned char go           # 0 wait, 1 fill, 2 give up (set once the lists exist)
+    unsigned char *allocated   # per block: 0 not yet, 1 its lists exist, 2 given up
 
 
 cdef void task_init(EncodeTask *task, const Trie *trie, const double *score,
@@ -955,24 +953,63 @@ cdef extern from *:
     void bp_add_refs(void **table, const int64_t *refs, Py_ssize_t n_ids, int rows) noexcept
 
 
-cdef void fill_lists_phase(BatchJob *job) noexcept nogil:
-    """List mode, after segmenting: wait until the lists exist, then claim
-    blocks and point their items at the cached ints."""
+cdef struct FillQueue:
+    # List mode: the blocks a worker segmented whose lists it has not filled.
+    int64_t *blocks
+    int64_t head, tail
+    int64_t *refs              # this worker's row of job.refs
+
+
+cdef int queue_init(FillQueue *q, BatchJob *job) noexcept nogil:
+    q.head = q.tail = 0
+    q.blocks = <int64_t *> malloc(max(1, job.n_blocks) * sizeof(int64_t))
+    q.refs = job.refs + bp_fetch_add(&job.next_worker, 1) * job.n_ids
+    return 0 if q.blocks != NULL else -1
+
+
+cdef void fill_ready(BatchJob *job, FillQueue *q, bint wait) noexcept nogil:
+    """Fill the lists of the queued blocks whose lists exist, in order; with
+    ``wait``, wait for every queued block (or for the job to be given up)."""
     cdef int64_t b, i, hi, extra = job.add_bos + job.add_eos
-    cdef int64_t *refs
-    while bp_load_acquire(&job.go) == 0:
-        bp_yield()
-    if bp_load_acquire(&job.go) != 1:
+    cdef unsigned char state
+    while q.head < q.tail:
+        b = q.blocks[q.head]
+        state = bp_load_acquire(&job.allocated[b])
+        if state == 0:
+            if not wait:
+                return
+            bp_yield()
+            continue
+        if state == 1:
+            hi = min(job.n_texts, (b + 1) * job.block)
+            for i in range(b * job.block, hi):
+                bp_point_items(job.lists[i], job.out + job.offsets[i] + i * extra,
+                               job.counts[i], job.table, q.refs)
+        q.head += 1
+
+
+cdef void run_list_worker(BatchJob *job, const Trie *trie, const double *score,
+                          const Weights *weights) noexcept nogil:
+    """List mode helper: claim and segment blocks; between blocks fill the
+    lists of earlier ones (their ids still in this core's cache) as soon as
+    the calling thread has allocated them; at the end wait for the rest."""
+    cdef EncodeTask task
+    cdef FillQueue q
+    cdef int64_t b
+    if queue_init(&q, job) < 0:
+        job.failed = 1
         return
-    refs = job.refs + bp_fetch_add(&job.next_fill_worker, 1) * job.n_ids
+    task_init(&task, trie, score, weights)
     while True:
-        b = bp_fetch_add(&job.next_fill, 1)
-        if b >= job.n_blocks:
+        b = bp_fetch_add(&job.next_block, 1)
+        if b >= job.n_blocks or run_block(job, &task, NULL, b) < 0:
             break
-        hi = min(job.n_texts, (b + 1) * job.block)
-        for i in range(b * job.block, hi):
-            bp_point_items(job.lists[i], job.out + job.offsets[i] + i * extra, job.counts[i],
-                           job.table, refs)
+        q.blocks[q.tail] = b
+        q.tail += 1
+        fill_ready(job, &q, False)
+    scratch_free(&task.scratch)
+    fill_ready(job, &q, True)
+    free(q.blocks)
 
 
 cdef struct Worker:
@@ -984,11 +1021,12 @@ cdef struct Worker:
 
 
 cdef void worker_main(void *arg) noexcept nogil:
-    """Body of every worker thread: segment, then (list mode) fill lists."""
+    """Body of every helper thread (and of the caller outside list mode)."""
     cdef Worker *w = <Worker *> arg
-    run_batch(w.job, w.trie, w.score, w.weights)
     if w.job.lists != NULL:
-        fill_lists_phase(w.job)
+        run_list_worker(w.job, w.trie, w.score, w.weights)
+    else:
+        run_batch(w.job, w.trie, w.score, w.weights)
 
 
 cdef class _BatchRunner:
@@ -1042,15 +1080,19 @@ cdef class _BatchRunner:
     def __dealloc__(self):
         self.join_helpers()
 
-    cdef int alloc_lists(self, int64_t lo, int64_t hi) except -1:
-        """List mode: allocate the (untracked, unfilled) lists of texts lo..hi-1."""
-        cdef int64_t i
+    cdef int alloc_lists(self, list result, int64_t lo_block, int64_t hi_block) except -1:
+        """List mode: allocate the (untracked, unfilled) lists of the texts of
+        blocks lo_block..hi_block-1 into ``result``, then flag the blocks."""
+        cdef int64_t i, b
         cdef object lst
-        for i in range(lo, hi):
+        for i in range(lo_block * self.job.block, min(self.job.n_texts, hi_block * self.job.block)):
             lst = PyList_New(self.job.counts[i])
             PyObject_GC_UnTrack(lst)
-            Py_INCREF(lst)               # owned by job.lists until handed over
             self.job.lists[i] = <void *> lst
+            Py_INCREF(lst)
+            PyList_SET_ITEM(result, i, lst)
+        for b in range(lo_block, hi_block):
+            bp_store_release(&self.job.allocated[b], 1)
         return 0
 
     cdef list lists(self, int num_threads, tuple table):
@@ -1061,15 +1103,17 @@ cdef class _BatchRunner:
         be a long serial tail, so it is split: only allocating a list needs
         the GIL. The calling thread segments blocks like the helpers and,
         between its blocks, allocates the lists (untracked, items unset) of
-        every block finished so far. Then all threads point the items at the
-        cached ints of ``table`` and count, per id, the references taken; at
-        last the calling thread adds those counts to the ints' reference
-        counts (one update per distinct id instead of one per id) and tracks
-        the lists. Until then no one else can reach them, and ``table``, a
-        tuple, keeps its ints alive.
+        every block finished so far. Each thread points the items of its own
+        blocks' lists at the cached ints of ``table`` once they exist (the
+        ids are still in its cache), counting per id the references taken.
+        At last the calling thread adds those counts to the ints' reference
+        counts (one update per distinct id instead of one per item) and
+        tracks the lists. Until then no one else can reach them (the result
+        list is untracked too), and ``table``, a tuple, keeps its ints alive.
         """
         cdef BatchJob *job = &self.job
         cdef EncodeTask task
+        cdef FillQueue q
         cdef int64_t ready = 0, upto, b = 0, i, n = job.n_texts
         cdef int rc = 0
         cdef object lst
@@ -1090,17 +1134,24 @@ cdef class _BatchRunner:
             finally:
                 resume_gc(was_enabled)
             return result
+        PyObject_GC_UnTrack(result)
         done = np.zeros(job.n_blocks, dtype=np.uint8)
+        allocated = np.zeros(job.n_blocks, dtype=np.uint8)
         handles = np.zeros(n, dtype=np.uintp)
         refs = np.zeros((num_threads, len(table)), dtype=np.int64)
         cdef unsigned char[::1] done_view = done
+        cdef unsigned char[::1] allocated_view = allocated
         cdef size_t[::1] handle_view = handles
         cdef int64_t[:, ::1] refs_view = refs
         job.done = &done_view[0]
+        job.allocated = &allocated_view[0]
         job.lists = <void **> &handle_view[0]
         job.table = PySequence_Fast_ITEMS(table)
         job.refs = &refs_view[0, 0]
         job.n_ids = len(table)
+        if queue_init(&q, job) < 0:
+            free(q.blocks)
+            raise MemoryError()
         self.start_helpers(num_threads)
         task_init(&task, self.worker.trie, self.worker.score, self.worker.weights)
         was_enabled = pause_gc()
@@ -1110,13 +1161,17 @@ cdef class _BatchRunner:
                     b = bp_fetch_add(&job.next_block, 1)
                     if b < job.n_blocks:
                         rc = run_block(job, &task, NULL, b)
+                        q.blocks[q.tail] = b
+                        q.tail += 1
                     upto = ready
                     while upto < job.n_blocks and bp_load_acquire(&job.done[upto]):
                         upto += 1
                 if job.failed:
                     break
-                self.alloc_lists(ready * job.block, min(n, upto * job.block))
+                self.alloc_lists(result, ready, upto)
                 ready = upto
+                with nogil:
+                    fill_ready(job, &q, False)
                 if b >= job.n_blocks:
                     break
             while ready < job.n_blocks and not job.failed:
@@ -1128,33 +1183,28 @@ cdef class _BatchRunner:
                     while upto < job.n_blocks and bp_load_acquire(&job.done[upto]):
                         upto += 1
                 if not job.failed:
-                    self.alloc_lists(ready * job.block, min(n, upto * job.block))
+                    self.alloc_lists(result, ready, upto)
                 ready = upto
-            if not job.failed:
-                bp_store_release(&job.go, 1)
-                with nogil:
-                    fill_lists_phase(job)
+            with nogil:
+                fill_ready(job, &q, False)
         finally:
             resume_gc(was_enabled)
             scratch_free(&task.scratch)
-            if job.go == 0:
-                bp_store_release(&job.go, 2)    # release the helpers waiting to fill
+            for b in range(job.n_blocks):
+                if not job.allocated[b]:
+                    bp_store_release(&job.allocated[b], 2)   # release waiting helpers
             with nogil:
                 self.join_helpers()
+            free(q.blocks)
             job.done = NULL
-            if job.go == 1:
-                bp_add_refs(job.table, job.refs, job.n_ids, num_threads)
-            for i in range(n):
-                if job.lists[i] != NULL:
-                    lst = <object> job.lists[i]
-                    Py_DECREF(lst)          # the reference job.lists held
-                    if job.go == 1:
-                        PyObject_GC_Track(lst)
-                        Py_INCREF(lst)
-                        PyList_SET_ITEM(result, i, lst)
-                    job.lists[i] = NULL
+            # Every filled item gets its reference, also when giving up: the
+            # lists are then consistent and freed with the result.
+            bp_add_refs(job.table, job.refs, job.n_ids, num_threads)
         if job.failed:
             raise MemoryError("out of memory while segmenting")
+        for i in range(n):
+            PyObject_GC_Track(<object> job.lists[i])
+        PyObject_GC_Track(result)
         return result
 
     cdef use_weights(self, Segmenter segmenter, double alpha):
