@@ -1312,6 +1312,7 @@ cdef extern from "Python.h":
     char *PyBytes_AS_STRING(object o)
     Py_ssize_t PyBytes_GET_SIZE(object o)
     bytes PyBytes_FromStringAndSize(const char *v, Py_ssize_t n)
+    bytearray PyByteArray_FromStringAndSize(const char *v, Py_ssize_t n)
 
 
 cdef extern from "_nfc_table.h":
@@ -1351,13 +1352,16 @@ cdef extern from *:
             for (i = 0; i < n; i++) size += d[i] >> 7;
             return size;   /* Latin-1 is NFC on its own */
         }
-        for (i = 0; i < n; i++) {
-            cp = kind == 2 ? ((const uint16_t *) data)[i] : ((const uint32_t *) data)[i];
-            if (cp < 0x80) continue;
-            if (cp < 0x300) { size += 1; continue; }
-            if (!bp_is_nfc_safe(cp)) return -1;
-            size += cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3;
-        }
+        #define BP_NFC_SIZE_LOOP(T)                                              \
+            for (i = 0; i < n; i++) {                                            \
+                cp = ((const T *) data)[i];                                      \
+                if (cp < 0x80) continue;                                         \
+                if (cp < 0x300) { size += 1; continue; }                         \
+                if (!bp_is_nfc_safe(cp)) return -1;                              \
+                size += cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3;                   \
+            }
+        if (kind == 2) BP_NFC_SIZE_LOOP(uint16_t)   /* one loop per width */
+        else BP_NFC_SIZE_LOOP(uint32_t)
         return size;
     }
 
@@ -1406,30 +1410,40 @@ cdef extern from *:
         return 1;
     }
 
-    /* Write the UTF-8 of n code points (no surrogates); returns the end of the output. */
+    /* Write the UTF-8 of n code points of one storage width (no surrogates);
+       returns the end of the output. Written once per width so that each
+       loop knows its width (and kind 2 that no code point needs 4 bytes). */
+    #define BP_UTF8_WRITE_LOOP(T, ASTRAL)                                        \
+        {                                                                        \
+            const T *d = (const T *) data;                                       \
+            for (i = 0; i < n; i++) {                                            \
+                uint32_t cp = d[i];                                              \
+                if (cp < 0x80) {                                                 \
+                    *o++ = (unsigned char) cp;                                   \
+                } else if (cp < 0x800) {                                         \
+                    o[0] = (unsigned char) (0xC0 | (cp >> 6));                   \
+                    o[1] = (unsigned char) (0x80 | (cp & 0x3F));                 \
+                    o += 2;                                                      \
+                } else if (!ASTRAL || cp < 0x10000) {                            \
+                    o[0] = (unsigned char) (0xE0 | (cp >> 12));                  \
+                    o[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));          \
+                    o[2] = (unsigned char) (0x80 | (cp & 0x3F));                 \
+                    o += 3;                                                      \
+                } else {                                                         \
+                    o[0] = (unsigned char) (0xF0 | (cp >> 18));                  \
+                    o[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3F));         \
+                    o[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));          \
+                    o[3] = (unsigned char) (0x80 | (cp & 0x3F));                 \
+                    o += 4;                                                      \
+                }                                                                \
+            }                                                                    \
+        }
     static char *bp_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) {
         Py_ssize_t i;
-        uint32_t cp;
         unsigned char *o = (unsigned char *) out;
-        for (i = 0; i < n; i++) {
-            cp = kind == 1 ? ((const uint8_t *) data)[i]
-               : kind == 2 ? ((const uint16_t *) data)[i] : ((const uint32_t *) data)[i];
-            if (cp < 0x80) {
-                *o++ = (unsigned char) cp;
-            } else if (cp < 0x800) {
-                *o++ = (unsigned char) (0xC0 | (cp >> 6));
-                *o++ = (unsigned char) (0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                *o++ = (unsigned char) (0xE0 | (cp >> 12));
-                *o++ = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (unsigned char) (0x80 | (cp & 0x3F));
-            } else {
-                *o++ = (unsigned char) (0xF0 | (cp >> 18));
-                *o++ = (unsigned char) (0x80 | ((cp >> 12) & 0x3F));
-                *o++ = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (unsigned char) (0x80 | (cp & 0x3F));
-            }
-        }
+        if (kind == 1) BP_UTF8_WRITE_LOOP(uint8_t, 0)
+        else if (kind == 2) BP_UTF8_WRITE_LOOP(uint16_t, 0)
+        else BP_UTF8_WRITE_LOOP(uint32_t, 1)
         return (char *) o;
     }
     """
@@ -1524,7 +1538,7 @@ def pack_texts(texts, nfc_utf8):
         encoded[i] = t
         total += size
         off[i + 1] = total
-    data = bytearray(total)
+    data = PyByteArray_FromStringAndSize(NULL, total)   # every byte is written below
     cdef unsigned char[::1] dst_view = data
     cdef char *dst = <char *> &dst_view[0] if total else NULL
     for i in range(n):
