@@ -11,7 +11,8 @@ core (``bytepiece._core`` behind ``bytepiece.Tokenizer``) must agree with
 * sampling: every draw is a valid segmentation into vocabulary pieces that
   respects chunk boundaries, and the same seed gives the same draw;
 * batches: ``encode_batch`` equals per-item ``encode`` for any ``num_threads``
-  (sampled batches included: item ``i`` uses the stream of ``(seed, i)``), and
+  (sampled batches included: item ``i`` uses the stream of ``(seed, i)``; now
+  and then repeated past 64 KB, so that several threads really run), and
   unchunked ``encode_concat`` equals the twin's Viterbi of the whole text;
 * ``split_counts``: equals summing the twin's Viterbi pieces times the weights.
 
@@ -314,6 +315,20 @@ def check_batch(case: Case, texts: List[bytes], rng: random.Random) -> None:
         other = tok.encode_batch(texts, add_bos=bos, add_eos=eos, alpha=alpha, seed=seed,
                                  num_threads=rng.choice((1, 4)), out_type=np.ndarray)
         _require([a.tolist() for a in other] == got, "sampled batch depends on num_threads")
+    # Batches past 64 KB run on several threads (smaller ones on one): the
+    # threaded list path allocates the lists under the GIL and fills them
+    # in the workers. Repeat the texts to get there now and then.
+    size = sum(len(t) for t in texts) + len(texts)
+    if rng.random() < 0.2 and size < 40000:
+        times = min(2000, 140000 // size + 1)
+        big = texts * times
+        got = tok.encode_batch(big, add_bos=bos, add_eos=eos, num_threads=rng.choice((0, 2, 3)))
+        want = [tok.encode(t, add_bos=bos, add_eos=eos) for t in texts] * times
+        _require(got == want, "large threaded batch != per-item encode", times=times)
+        alpha, seed = rng.choice(ALPHAS), rng.getrandbits(64)
+        one = tok.encode_batch(big, alpha=alpha, seed=seed, num_threads=1)
+        _require(tok.encode_batch(big, alpha=alpha, seed=seed, num_threads=2) == one,
+                 "large sampled batch depends on num_threads", alpha=alpha, seed=seed)
     # Unchunked batches: each text is one chunk (the trainer's mode).
     data = b"".join(texts)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
