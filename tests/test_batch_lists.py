@@ -43,14 +43,15 @@ def test_threaded_lists_equal_single_thread(tok, lines, threads, alpha):
         assert many == [tok.encode(line, add_bos=True, add_eos=True) for line in lines]
 
 
-def test_threaded_lists_own_their_references(tok, lines):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lists_own_their_references(tok, lines, threads):
     ids = tok._ids
     texts = lines * 4    # big enough to be spread over two threads
     # Ints above 256 are the table's own objects (smaller ones are CPython's
     # shared cache, referenced from everywhere).
     probe = list(range(257, tok.vocab_size, 7))
     base = [sys.getrefcount(ids[i]) for i in probe]
-    result = tok.encode_batch(texts, num_threads=2)
+    result = tok.encode_batch(texts, num_threads=threads)
     held = [sys.getrefcount(ids[i]) - b for i, b in zip(probe, base)]
     listed = Counter(i for row in result for i in row)
     assert held == [listed[i] for i in probe]    # one reference per listed item
