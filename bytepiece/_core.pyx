@@ -786,9 +786,11 @@ cdef double chunk_entropy(const Trie *trie, const double *score, double alpha,
 
 cdef inline int64_t chunk_end(const unsigned char *text, int64_t start, int64_t n) noexcept nogil:
     """End of the chunk starting at ``start``: non-newlines, then newlines (§1)."""
-    cdef int64_t j = start
-    while j < n and text[j] != NEWLINE:
-        j += 1
+    cdef int64_t j = n
+    # memchr scans many bytes per step; a byte loop here cost ~2% of encoding.
+    cdef const void *hit = memchr(text + start, NEWLINE, n - start)
+    if hit != NULL:
+        j = <const unsigned char *> hit - text
     while j < n and text[j] == NEWLINE:
         j += 1
     return j
