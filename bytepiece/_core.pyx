@@ -905,23 +905,6 @@ cdef int run_block(BatchJob *job, EncodeTask *task, int64_t *row, int64_t b) noe
     return rc
 
 
-cdef void run_batch(BatchJob *job, const Trie *trie, const double *score,
-                    const Weights *weights) noexcept nogil:
-    """Worker loop: claim blocks of texts from a shared atomic counter until
-    none are left."""
-    cdef EncodeTask task
-    cdef int64_t b
-    cdef int64_t *row = NULL
-    task_init(&task, trie, score, weights)
-    if job.piece_counts != NULL:
-        row = job.piece_counts + bp_fetch_add(&job.next_worker, 1) * job.n_pieces
-    while True:
-        b = bp_fetch_add(&job.next_block, 1)
-        if b >= job.n_blocks or run_block(job, &task, row, b) < 0:
-            break
-    scratch_free(&task.scratch)
-
-
 cdef extern from *:
     """
     /* Point the items of the fresh list lst at table[ids[j]] and count each
@@ -989,28 +972,37 @@ cdef void fill_ready(BatchJob *job, FillQueue *q, bint wait) noexcept nogil:
         q.head += 1
 
 
-cdef void run_list_worker(BatchJob *job, const Trie *trie, const double *score,
-                          const Weights *weights) noexcept nogil:
-    """List mode helper: claim and segment blocks; between blocks fill the
-    lists of earlier ones (their ids still in this core's cache) as soon as
-    the calling thread has allocated them; at the end wait for the rest."""
+cdef void run_batch(BatchJob *job, const Trie *trie, const double *score,
+                    const Weights *weights) noexcept nogil:
+    """Worker loop: claim blocks of texts from a shared atomic counter until
+    none are left. In list mode (``job.lists`` set, helpers only) it also
+    fills, between blocks, the lists of the blocks it segmented as soon as
+    the calling thread has allocated them (their ids still in this core's
+    cache), and at the end waits for the rest."""
     cdef EncodeTask task
     cdef FillQueue q
     cdef int64_t b
-    if queue_init(&q, job) < 0:
+    cdef int64_t *row = NULL
+    cdef bint list_mode = job.lists != NULL
+    if list_mode and queue_init(&q, job) < 0:
+        free(q.blocks)
         job.failed = 1
         return
     task_init(&task, trie, score, weights)
+    if job.piece_counts != NULL:
+        row = job.piece_counts + bp_fetch_add(&job.next_worker, 1) * job.n_pieces
     while True:
         b = bp_fetch_add(&job.next_block, 1)
-        if b >= job.n_blocks or run_block(job, &task, NULL, b) < 0:
+        if b >= job.n_blocks or run_block(job, &task, row, b) < 0:
             break
-        q.blocks[q.tail] = b
-        q.tail += 1
-        fill_ready(job, &q, False)
+        if list_mode:
+            q.blocks[q.tail] = b
+            q.tail += 1
+            fill_ready(job, &q, False)
     scratch_free(&task.scratch)
-    fill_ready(job, &q, True)
-    free(q.blocks)
+    if list_mode:
+        fill_ready(job, &q, True)
+        free(q.blocks)
 
 
 cdef struct Worker:
@@ -1024,10 +1016,7 @@ cdef struct Worker:
 cdef void worker_main(void *arg) noexcept nogil:
     """Body of every helper thread (and of the caller outside list mode)."""
     cdef Worker *w = <Worker *> arg
-    if w.job.lists != NULL:
-        run_list_worker(w.job, w.trie, w.score, w.weights)
-    else:
-        run_batch(w.job, w.trie, w.score, w.weights)
+    run_batch(w.job, w.trie, w.score, w.weights)
 
 
 cdef class _BatchRunner:
@@ -1116,7 +1105,6 @@ cdef class _BatchRunner:
         cdef EncodeTask task
         cdef FillQueue q
         cdef int64_t ready = 0, upto, b = 0, i, n = job.n_texts
-        cdef int rc = 0
         cdef object lst
         cdef list result = PyList_New(n)
         if num_threads <= 1:
@@ -1157,13 +1145,19 @@ cdef class _BatchRunner:
         task_init(&task, self.worker.trie, self.worker.score, self.worker.weights)
         was_enabled = pause_gc()
         try:
-            while True:
+            while ready < job.n_blocks:
                 with nogil:
-                    b = bp_fetch_add(&job.next_block, 1)
                     if b < job.n_blocks:
-                        rc = run_block(job, &task, NULL, b)
-                        q.blocks[q.tail] = b
-                        q.tail += 1
+                        b = bp_fetch_add(&job.next_block, 1)
+                        if b < job.n_blocks:
+                            run_block(job, &task, NULL, b)
+                            q.blocks[q.tail] = b
+                            q.tail += 1
+                    if b >= job.n_blocks:
+                        # Nothing left to claim: wait for the helpers' next
+                        # block in order (every claimed block gets its flag).
+                        while not bp_load_acquire(&job.done[ready]):
+                            bp_yield()
                     upto = ready
                     while upto < job.n_blocks and bp_load_acquire(&job.done[upto]):
                         upto += 1
@@ -1173,21 +1167,6 @@ cdef class _BatchRunner:
                 ready = upto
                 with nogil:
                     fill_ready(job, &q, False)
-                if b >= job.n_blocks:
-                    break
-            while ready < job.n_blocks and not job.failed:
-                with nogil:
-                    # The helpers' last blocks: wait for the next one in order.
-                    while not bp_load_acquire(&job.done[ready]):
-                        bp_yield()
-                    upto = ready + 1
-                    while upto < job.n_blocks and bp_load_acquire(&job.done[upto]):
-                        upto += 1
-                if not job.failed:
-                    self.alloc_lists(result, ready, upto)
-                ready = upto
-            with nogil:
-                fill_ready(job, &q, False)
         finally:
             resume_gc(was_enabled)
             scratch_free(&task.scratch)
@@ -1220,7 +1199,6 @@ cdef class _BatchRunner:
             if not log_domain:
                 self.keep.append(weights)
                 self.weights.node_weight = <double *> (<size_t> address)
-
 
 
 def _cpu_count():
