@@ -80,32 +80,22 @@ cdef extern from *:
     }
     static void bp_thread_join(bp_thread t) { pthread_join(t, NULL); }
     #endif
-    #if defined(__SSE2__)
-    #include <emmintrin.h>
-    #endif
-    /* Keep the better of (cand, node) and (*best, *best_node); ties go to
-       cand. Branch-free: which edge wins is unpredictable, and a branch here
-       costs a pipeline flush on about every other lattice edge. */
-    static inline void bp_keep_best(double cand, int node, double *best, int *best_node) {
+    /* Keep the better of the candidate (cand, node, k) and the best so far;
+       ties go to the candidate. Written as selects so that compilers emit
+       maxsd and cmov: which edge wins is unpredictable, and a branch here
+       costs a pipeline flush on about every other lattice edge. The max is
+       spelled "best > cand ? best : cand", the one form GCC maps to a
+       single maxsd without -ffast-math. */
+    static inline void bp_keep_best(double cand, int node, long long k, double *best,
+                                    int *best_node, long long *best_k) {
         int take = cand >= *best;
-    #if defined(__SSE2__)
-        *best = _mm_cvtsd_f64(_mm_max_sd(_mm_set_sd(cand), _mm_set_sd(*best)));
-    #else
-        *best = take ? cand : *best;
-    #endif
-        *best_node ^= (*best_node ^ node) & -take;
-    }
-    static inline void bp_keep_best64(double cand, long long at, double *best, long long *best_at) {
-        long long take = cand >= *best;
-    #if defined(__SSE2__)
-        *best = _mm_cvtsd_f64(_mm_max_sd(_mm_set_sd(cand), _mm_set_sd(*best)));
-    #else
-        *best = take ? cand : *best;
-    #endif
-        *best_at ^= (*best_at ^ at) & -take;
+        *best = *best > cand ? *best : cand;
+        *best_node = take ? node : *best_node;
+        *best_k = take ? k : *best_k;
     }
     """
-    void bp_keep_best64(double cand, int64_t at, double *best, int64_t *best_at) noexcept nogil
+    void bp_keep_best(double cand, int32_t node, int64_t k, double *best, int32_t *best_node,
+                      int64_t *best_k) noexcept nogil
     long long bp_fetch_add(long long *p, long long v) noexcept nogil
     void bp_store_release(unsigned char *p, unsigned char v) noexcept nogil
     unsigned char bp_load_acquire(const unsigned char *p) noexcept nogil
@@ -118,7 +108,6 @@ cdef extern from *:
         pass
     int bp_thread_start(bp_thread *t, bp_thread_start_arg *a) noexcept nogil
     void bp_thread_join(bp_thread t) noexcept nogil
-    void bp_keep_best(double cand, int node, double *best, int *best_node) noexcept nogil
 
 cdef extern from "Python.h":
     void **PySequence_Fast_ITEMS(object o)
@@ -504,33 +493,32 @@ cdef inline int64_t backtrack_packed(const Trie *trie, Scratch *scratch, int64_t
     return k
 
 
-cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char *text,
-                     int64_t n, Scratch *scratch) noexcept nogil:
-    """Deterministic segmentation (§4): the most probable one, ties to the longest last piece."""
+cdef inline void viterbi_ends(const Trie *trie, const unsigned char *text, int64_t e_lo,
+                              int64_t e_hi, double *best, int64_t *back, bint bounded) noexcept nogil:
+    """Viterbi's forward pass over the ends ``e_lo <= e < e_hi``.
+
+    ``best[e]`` gets the score of the best segmentation of ``text[:e]``;
+    ``back[e]`` packs (node << 32) | start of its last piece. ``bounded``
+    stops the walk at the start of the text; without it the caller
+    guarantees ``e > trie.max_depth``, so the walk ends in the trie first.
+    Inlined with a constant ``bounded``, each loop compiles to its own copy.
+    """
     cdef const double *node_score = trie.node_score
-    cdef double *best
-    cdef int32_t *piece
-    cdef int64_t e, k
-    cdef int32_t node, nxt
-    cdef int64_t best_at
-    cdef int64_t *back
-    cdef double best_value
     cdef const uint32_t *unit = trie.unit
     cdef int32_t root_base = unit[0] >> 9
+    cdef int64_t e, k, best_k
+    cdef int32_t node, nxt, best_node
+    cdef double best_value
     cdef uint32_t u, c
-    if scratch_reserve(scratch, n) < 0:
-        return -1
-    best = scratch.best
-    back = scratch.scale
-    best[0] = 0.0
-    for e in range(1, n + 1):
+    for e in range(e_lo, e_hi):
         # Every single byte is a piece: the first step needs no check.
         node = root_base + text[e - 1]
         best_value = best[e - 1] + node_score[node]
-        best_at = ((<int64_t> node) << 32) | (e - 1)
+        best_node = node
+        best_k = e - 1
         u = unit[node]
         k = e - 2
-        while k >= 0:
+        while not bounded or k >= 0:
             # trie_step, written out so that the unit loaded for the check is
             # kept in u and serves as the base of the next step.
             c = text[k]
@@ -538,14 +526,26 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
             u = unit[nxt]
             if (u & 0x1FF) != (0x100 | c):
                 break
-            node = nxt
             # Each node carries the score of the piece ending there, -inf when
             # none does: no branch and no piece lookup in this hot loop.
-            bp_keep_best64(best[k] + node_score[node], ((<int64_t> node) << 32) | k,
-                           &best_value, &best_at)
+            bp_keep_best(best[k] + node_score[nxt], nxt, k, &best_value, &best_node, &best_k)
             k -= 1
         best[e] = best_value
-        back[e] = best_at
+        back[e] = ((<int64_t> best_node) << 32) | best_k
+
+
+cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char *text,
+                     int64_t n, Scratch *scratch) noexcept nogil:
+    """Deterministic segmentation (§4): the most probable one, ties to the longest last piece."""
+    cdef int64_t split
+    if scratch_reserve(scratch, n) < 0:
+        return -1
+    scratch.best[0] = 0.0
+    # No walk is longer than the longest piece: past it, the walk needs no
+    # check against the start of the text.
+    split = min(n + 1, <int64_t> trie.max_depth + 1)
+    viterbi_ends(trie, text, 1, split, scratch.best, scratch.scale, True)
+    viterbi_ends(trie, text, split, n + 1, scratch.best, scratch.scale, False)
     return backtrack_packed(trie, scratch, n)
 
 

@@ -61,3 +61,26 @@ def test_random_vocab_on_real_text():
     tok, twin = Tokenizer(model_dict(counts)), EducationalTokenizer(counts)
     for chunk in normalize(text):
         assert tok.tokenize(chunk) == twin.viterbi(chunk)
+
+
+def test_texts_around_the_longest_piece_length():
+    """Viterbi drops the start-of-text check once the end is past the longest
+    piece. Texts whose lengths straddle that point, built from the longest
+    pieces themselves, must still segment as the twin does."""
+    rng = random.Random(21)
+    for max_len, size in ((2, 260), (3, 268), (7, 400), (12, 800)):
+        counts = random_vocab(rng, size=size, max_len=max_len, alphabet=b"ab")
+        longest = [p for p in counts if len(p) == max(map(len, counts))]
+        counts[b"b" * len(longest[0])] = 10 ** 6      # a heavy full-length piece
+        tok, twin = Tokenizer(model_dict(counts)), EducationalTokenizer(counts)
+        depth = max(map(len, counts))
+        for piece in longest[:5] + [b"b" * depth]:
+            for n in range(max(1, depth - 2), depth + 4):
+                texts = [(piece * 3)[:n], (piece * 3)[-n:], b"b" * n]
+                for text in texts:
+                    assert tok.tokenize(text) == twin.viterbi(text), (max_len, text)
+                # In a batch the texts lie side by side in one buffer: a walk
+                # that ran past the start of its text would read its neighbour.
+                batch = [b"b" * (2 * depth)] + texts
+                assert tok.encode_batch(batch, num_threads=1) == [
+                    tok.pieces_to_ids(twin.viterbi(text)) for text in batch]
