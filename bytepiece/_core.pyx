@@ -551,40 +551,69 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
 
 cdef inline double mass_into(const Trie *trie, const double *node_weight,
                              const unsigned char *text, int64_t e, const double *mass,
-                             const int64_t *scale, int64_t *ref_out) noexcept nogil:
+                             const int64_t *scale, int64_t *ref_out, bint bounded) noexcept nogil:
     """Sum of ``mass[k] * weight(text[k:e])`` over the pieces ending at ``e``.
 
     ``node_weight`` holds ``p ** alpha`` of the piece ending at each trie
     node and 0 where none does (a real piece's weight is never 0 on the
     linear path). Terms carry power-of-two scales; the sum is expressed at
-    the largest scale among them, returned through ``ref_out``.
+    the largest scale among them, returned through ``ref_out``. ``bounded``
+    as in ``viterbi_ends``.
     """
     cdef const uint32_t *unit = trie.unit
-    cdef int64_t k = e - 1
-    cdef int32_t node = 0, nxt
-    cdef int64_t c, ref = INT64_MIN
-    cdef double acc = 0.0, term, w
-    while k >= 0:
-        nxt = trie_step(unit, node, text[k])
-        if nxt < 0:
+    cdef int64_t k = e - 2
+    cdef int32_t node, nxt
+    cdef int64_t s, ref
+    cdef double acc, term, w
+    cdef uint32_t u, c
+    # The single byte text[e-1] is a piece, with a nonzero weight: its term
+    # starts the sum and sets the scale.
+    node = (unit[0] >> 9) + text[e - 1]
+    acc = mass[e - 1] * node_weight[node]
+    ref = scale[e - 1]
+    u = unit[node]
+    while not bounded or k >= 0:
+        c = text[k]
+        nxt = (u >> 9) + c
+        u = unit[nxt]
+        if (u & 0x1FF) != (0x100 | c):
             break
-        node = nxt
-        w = node_weight[node]
-        if w != 0.0:
-            c = scale[k]
+        w = node_weight[nxt]
+        s = scale[k]
+        if s == ref:
+            # The common case, and no branch on whether a piece ends here:
+            # where none does, w is 0 and the sum gains +0.0, which leaves it
+            # exactly as it was.
+            acc += mass[k] * w
+        elif w != 0.0:
             term = mass[k] * w
-            if c == ref:
-                acc += term
-            elif c > ref:
+            if s > ref:
                 if acc != 0.0:
-                    acc = ldexp(acc, ref - c)
+                    acc = ldexp(acc, ref - s)
                 acc += term
-                ref = c
+                ref = s
             else:
-                acc += ldexp(term, c - ref)
+                acc += ldexp(term, s - ref)
         k -= 1
     ref_out[0] = ref
     return acc
+
+
+cdef inline void sample_forward(const Trie *trie, const double *node_weight,
+                                const unsigned char *text, int64_t e_lo, int64_t e_hi,
+                                double *mass, int64_t *scale, bint bounded) noexcept nogil:
+    """Forward filtering over the ends ``e_lo <= e < e_hi``: mass[e] * 2**scale[e]
+    = sum over segmentations of text[:e]."""
+    cdef int64_t e, ref
+    cdef double acc
+    cdef int x
+    for e in range(e_lo, e_hi):
+        acc = mass_into(trie, node_weight, text, e, mass, scale, &ref, bounded)
+        if acc > SCALE_HI or acc < SCALE_LO:
+            acc = frexp(acc, &x)
+            ref += x
+        mass[e] = acc
+        scale[e] = ref
 
 
 cdef int64_t sample_linear(const Trie *trie, const double *node_weight, const unsigned char *text,
@@ -592,20 +621,15 @@ cdef int64_t sample_linear(const Trie *trie, const double *node_weight, const un
     cdef const uint32_t *unit = trie.unit
     cdef double *mass = scratch.best
     cdef int64_t *scale = scratch.scale
-    cdef int64_t e, k, count = 0, chosen_k, last_k, ref
-    cdef int32_t node, nxt, chosen_node, last_node
-    cdef int x
-    cdef double acc, target, cum, term, w
+    cdef int64_t e, k, count = 0, chosen_k, last_k, ref, split
+    cdef int32_t nxt, chosen_node, last_node
+    cdef double target, cum, term
+    cdef uint32_t u, c
     mass[0] = 1.0
     scale[0] = 0
-    # Forward filtering: mass[e] * 2**scale[e] = sum over segmentations of text[:e].
-    for e in range(1, n + 1):
-        acc = mass_into(trie, node_weight, text, e, mass, scale, &ref)
-        if acc > SCALE_HI or acc < SCALE_LO:
-            acc = frexp(acc, &x)
-            ref += x
-        mass[e] = acc
-        scale[e] = ref
+    split = min(n + 1, <int64_t> trie.max_depth + 1)
+    sample_forward(trie, node_weight, text, 1, split, mass, scale, True)
+    sample_forward(trie, node_weight, text, split, n + 1, mass, scale, False)
     # Backward sampling: draw the last piece of text[:e] from its exact conditional.
     # The forward pass left the total mass of text[:e] in mass[e] * 2**scale[e]
     # (frexp rescales exactly), so the terms are put on that scale instead of
@@ -619,26 +643,27 @@ cdef int64_t sample_linear(const Trie *trie, const double *node_weight, const un
         chosen_node = -1
         last_k = e - 1
         last_node = (unit[0] >> 9) + text[e - 1]
-        node = 0
+        u = unit[0]
         k = e - 1
         while k >= 0:
-            nxt = trie_step(unit, node, text[k])
-            if nxt < 0:
+            c = text[k]
+            nxt = (u >> 9) + c
+            u = unit[nxt]
+            if (u & 0x1FF) != (0x100 | c):
                 break
-            node = nxt
-            w = node_weight[node]
-            if w != 0.0:
-                term = mass[k] * w
-                if scale[k] != ref:
-                    term = ldexp(term, scale[k] - ref)
-                if term > 0.0:
-                    last_k = k
-                    last_node = node
-                cum += term
-                if cum > target:
-                    chosen_k = k
-                    chosen_node = node
-                    break
+            # Where no piece ends, w is 0: the term is +0.0, which moves
+            # neither the sum nor the last-positive choice (no branch on it).
+            term = mass[k] * node_weight[nxt]
+            if scale[k] != ref:
+                term = ldexp(term, scale[k] - ref)
+            if term > 0.0:
+                last_k = k
+                last_node = nxt
+            cum += term
+            if cum > target:
+                chosen_k = k
+                chosen_node = nxt
+                break
             k -= 1
         if chosen_node < 0:        # rounding left the target just past the end
             chosen_k = last_k
