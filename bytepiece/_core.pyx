@@ -86,8 +86,8 @@ cdef extern from *:
        costs a pipeline flush on about every other lattice edge. The max is
        spelled "best > cand ? best : cand", the one form GCC maps to a
        single maxsd without -ffast-math. */
-    static inline void bp_keep_best(double cand, int node, long long k, double *best,
-                                    int *best_node, long long *best_k) {
+    static inline void bp_keep_best(double cand, int32_t node, int64_t k, double *best,
+                                    int32_t *best_node, int64_t *best_k) {
         int take = cand >= *best;
         *best = *best > cand ? *best : cand;
         *best_node = take ? node : *best_node;
