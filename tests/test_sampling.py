@@ -55,7 +55,7 @@ def toy():
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.1, 1.0, 3.0, 31.0])
-@pytest.mark.parametrize("chunk", [b"abab", b"ababa", b"aabba"])
+@pytest.mark.parametrize("chunk", [b"abab", b"ababa", b"aabba", b"abbabab"])
 def test_sampling_matches_exact_distribution(toy, chunk, alpha):
     tok, twin = toy
     expected = exact_distribution(twin, chunk, alpha)
