@@ -1317,6 +1317,8 @@ cdef extern from "Python.h":
     Py_ssize_t PyBytes_GET_SIZE(object o)
     bytes PyBytes_FromStringAndSize(const char *v, Py_ssize_t n)
     bytearray PyByteArray_FromStringAndSize(const char *v, Py_ssize_t n)
+    char *PyByteArray_AS_STRING(object o)
+    int PyByteArray_Resize(object o, Py_ssize_t n) except -1
 
 
 cdef extern from "_nfc_table.h":
@@ -1450,12 +1452,58 @@ cdef extern from *:
         else BP_UTF8_WRITE_LOOP(uint32_t, 1)
         return (char *) o;
     }
+
+    /* Room bp_nfc_utf8_write may need per code point of a str of this kind. */
+    static inline Py_ssize_t bp_utf8_room(int kind) { return kind == 1 ? 2 : kind == 2 ? 3 : 4; }
+
+    /* One pass of bp_nfc_utf8_size and bp_utf8_write together: write the
+       UTF-8 of a non-ASCII str's n code points to out (which has room for
+       bp_utf8_room(kind) bytes each) and return its size, or -1 as soon as
+       a code point is not NFC on its own (out then holds a partial write). */
+    #define BP_NFC_WRITE_LOOP(T, ASTRAL)                                         \
+        {                                                                        \
+            const T *d = (const T *) data;                                       \
+            for (i = 0; i < n; i++) {                                            \
+                uint32_t cp = d[i];                                              \
+                if (cp < 0x80) {                                                 \
+                    *o++ = (unsigned char) cp;                                   \
+                    continue;                                                    \
+                }                                                                \
+                if (cp >= 0x300 && !bp_is_nfc_safe(cp)) return -1;               \
+                if (cp < 0x800) {                                                \
+                    o[0] = (unsigned char) (0xC0 | (cp >> 6));                   \
+                    o[1] = (unsigned char) (0x80 | (cp & 0x3F));                 \
+                    o += 2;                                                      \
+                } else if (!ASTRAL || cp < 0x10000) {                            \
+                    o[0] = (unsigned char) (0xE0 | (cp >> 12));                  \
+                    o[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));          \
+                    o[2] = (unsigned char) (0x80 | (cp & 0x3F));                 \
+                    o += 3;                                                      \
+                } else {                                                         \
+                    o[0] = (unsigned char) (0xF0 | (cp >> 18));                  \
+                    o[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3F));         \
+                    o[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));          \
+                    o[3] = (unsigned char) (0x80 | (cp & 0x3F));                 \
+                    o += 4;                                                      \
+                }                                                                \
+            }                                                                    \
+        }
+    static Py_ssize_t bp_nfc_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) {
+        Py_ssize_t i;
+        unsigned char *o = (unsigned char *) out;
+        if (kind == 1) BP_UTF8_WRITE_LOOP(uint8_t, 0)   /* Latin-1 is NFC on its own */
+        else if (kind == 2) BP_NFC_WRITE_LOOP(uint16_t, 0)
+        else BP_NFC_WRITE_LOOP(uint32_t, 1)
+        return (char *) o - out;
+    }
     """
     uint64_t bp_nfc_safe[1024]
     bint bp_is_nfc_safe(uint32_t cp) noexcept nogil
     bint bp_utf8_is_plain_nfc(const unsigned char *s, Py_ssize_t n) noexcept nogil
     Py_ssize_t bp_nfc_utf8_size(int kind, const void *data, Py_ssize_t n) noexcept nogil
     char *bp_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) noexcept nogil
+    Py_ssize_t bp_utf8_room(int kind) noexcept nogil
+    Py_ssize_t bp_nfc_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) noexcept nogil
 
 
 cdef void _init_nfc_table() noexcept:
@@ -1511,52 +1559,71 @@ def pack_texts(texts, nfc_utf8):
     ASCII (its storage is its UTF-8) and strings whose code points are all
     NFC on their own (``_nfc_table.h``: Latin-1, most scripts, CJK with its
     extensions, Hangul syllables, emoji). The rest go through ``nfc_utf8``, which also
-    raises the descriptive errors. One pass over the list in C instead of a
-    Python call per text.
+    raises the descriptive errors.
+
+    One pass over the texts: the buffer is sized first from the string
+    lengths (the most UTF-8 each can take), then each text is written in
+    place, a non-ASCII one checked and encoded in the same loop, and the
+    buffer is cut to what was written. This runs before the threads start,
+    so on several threads it weighs as much as on one.
     """
-    cdef Py_ssize_t n = len(texts), i, total = 0, size
-    cdef list encoded = [None] * n
+    cdef Py_ssize_t n = len(texts), i, room = 0, pos = 0, size
     offsets = np.empty(n + 1, dtype=np.int64)
     cdef int64_t[::1] off = offsets
+    for i in range(n):
+        t = texts[i]
+        if type(t) is str:
+            size = PyUnicode_GET_LENGTH(t)
+            room += size if PyUnicode_IS_ASCII(t) else size * bp_utf8_room(PyUnicode_KIND(t))
+        elif type(t) is bytes:
+            room += PyBytes_GET_SIZE(t)
+    data = PyByteArray_FromStringAndSize(NULL, room)
+    cdef char *dst = PyByteArray_AS_STRING(data)
     off[0] = 0
     for i in range(n):
         t = texts[i]
         if type(t) is str:
+            size = PyUnicode_GET_LENGTH(t)
             if PyUnicode_IS_ASCII(t):
-                size = PyUnicode_GET_LENGTH(t)
+                if pos + size > room:
+                    dst = _grow(data, &room, pos + size)
+                memcpy(dst + pos, PyUnicode_DATA(t), size)
             else:
-                size = bp_nfc_utf8_size(PyUnicode_KIND(t), PyUnicode_DATA(t), PyUnicode_GET_LENGTH(t))
+                if pos + size * bp_utf8_room(PyUnicode_KIND(t)) > room:
+                    dst = _grow(data, &room, pos + size * bp_utf8_room(PyUnicode_KIND(t)))
+                size = bp_nfc_utf8_write(PyUnicode_KIND(t), PyUnicode_DATA(t), size, dst + pos)
                 if size < 0:
-                    t = nfc_utf8(t)
-                    size = PyBytes_GET_SIZE(t)
-        elif type(t) is bytes:
-            size = PyBytes_GET_SIZE(t)
-        else:
+                    t = nfc_utf8(t)   # not shown NFC by the table: the exact path
+                    size = -1
+        elif type(t) is not bytes:
             if isinstance(t, (bytearray, memoryview)):
                 t = bytes(t)
             elif isinstance(t, str):
                 t = nfc_utf8(str(t))
             else:
                 raise TypeError(f"text {i} must be str or bytes, got {type(t).__name__}")
+            size = -1
+        else:
+            size = -1
+        if size < 0:    # t is bytes now
+            if type(t) is not bytes:
+                raise TypeError(f"nfc_utf8 must return bytes, got {type(t).__name__}")
             size = PyBytes_GET_SIZE(t)
-        encoded[i] = t
-        total += size
-        off[i + 1] = total
-    data = PyByteArray_FromStringAndSize(NULL, total)   # every byte is written below
-    cdef unsigned char[::1] dst_view = data
-    cdef char *dst = <char *> &dst_view[0] if total else NULL
-    for i in range(n):
-        t = encoded[i]
-        size = off[i + 1] - off[i]
-        if size:
-            if type(t) is bytes:
-                memcpy(dst + off[i], PyBytes_AS_STRING(t), size)
-            elif PyUnicode_IS_ASCII(t):
-                memcpy(dst + off[i], PyUnicode_DATA(t), size)
-            else:
-                bp_utf8_write(PyUnicode_KIND(t), PyUnicode_DATA(t), PyUnicode_GET_LENGTH(t),
-                              dst + off[i])
+            if pos + size > room:
+                dst = _grow(data, &room, pos + size)
+            memcpy(dst + pos, PyBytes_AS_STRING(t), size)
+        pos += size
+        off[i + 1] = pos
+    PyByteArray_Resize(data, pos)
     return data, offsets
+
+
+cdef char *_grow(object data, Py_ssize_t *room, Py_ssize_t need) except NULL:
+    """Make the bytearray hold at least ``need`` bytes (the sizing pass did
+    not count texts that are not str or bytes, nor strings NFC lengthens)."""
+    room[0] = max(need, 2 * room[0])
+    PyByteArray_Resize(data, room[0])
+    return PyByteArray_AS_STRING(data)
 
 
 cdef check_table(table, int64_t n_ids):

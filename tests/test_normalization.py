@@ -79,6 +79,23 @@ def test_pack_texts_reports_lone_surrogates():
         _core.pack_texts(["fine", "bad \ud800 here"], nfc_utf8)
 
 
+def test_pack_texts_grows_past_its_sizing():
+    """The buffer is sized from string lengths; texts that are neither str
+    nor bytes, and strings that NFC makes longer (U+1D15E is 4 bytes, its
+    NFC 8), must grow it and still come out whole."""
+    texts = [bytearray(b"raw " * 50), "\U0001D15E" * 300, memoryview(b"view"), "\u0958" * 100, "tail"]
+    expected = [bytes(texts[0]), unicodedata.normalize("NFC", texts[1]).encode(), b"view",
+                unicodedata.normalize("NFC", texts[3]).encode(), b"tail"]
+    data, offsets = _core.pack_texts(texts, nfc_utf8)
+    assert len(data) == offsets[-1] == sum(map(len, expected))
+    assert _packed(texts) == expected
+
+
+def test_pack_texts_rejects_a_normalizer_that_returns_str():
+    with pytest.raises(TypeError, match="nfc_utf8 must return bytes"):
+        _core.pack_texts(["e\u0301"], lambda t: t)
+
+
 class _Str(str):
     pass
 
