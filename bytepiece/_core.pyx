@@ -1346,31 +1346,6 @@ cdef extern from *:
         return 0;
     }
 
-    /* UTF-8 size of a non-ASCII str's code points (kind 1, 2 or 4 bytes
-       each), or -1 when one of them is not NFC on its own (the caller then
-       takes the exact, slow path, which also reports lone surrogates: they
-       are not in the table). */
-    static Py_ssize_t bp_nfc_utf8_size(int kind, const void *data, Py_ssize_t n) {
-        Py_ssize_t i, size = n;
-        uint32_t cp;
-        if (kind == 1) {
-            const uint8_t *d = (const uint8_t *) data;
-            for (i = 0; i < n; i++) size += d[i] >> 7;
-            return size;   /* Latin-1 is NFC on its own */
-        }
-        #define BP_NFC_SIZE_LOOP(T)                                              \
-            for (i = 0; i < n; i++) {                                            \
-                cp = ((const T *) data)[i];                                      \
-                if (cp < 0x80) continue;                                         \
-                if (cp < 0x300) { size += 1; continue; }                         \
-                if (!bp_is_nfc_safe(cp)) return -1;                              \
-                size += cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3;                   \
-            }
-        if (kind == 2) BP_NFC_SIZE_LOOP(uint16_t)   /* one loop per width */
-        else BP_NFC_SIZE_LOOP(uint32_t)
-        return size;
-    }
-
     /* 1 when s[0..n) is valid UTF-8 of code points that are each NFC on
        their own, with no carriage return: such bytes are NFC text with \n
        line ends as they are. 0 means "not shown": the caller decodes and
@@ -1416,50 +1391,15 @@ cdef extern from *:
         return 1;
     }
 
-    /* Write the UTF-8 of n code points of one storage width (no surrogates);
-       returns the end of the output. Written once per width so that each
-       loop knows its width (and kind 2 that no code point needs 4 bytes). */
-    #define BP_UTF8_WRITE_LOOP(T, ASTRAL)                                        \
-        {                                                                        \
-            const T *d = (const T *) data;                                       \
-            for (i = 0; i < n; i++) {                                            \
-                uint32_t cp = d[i];                                              \
-                if (cp < 0x80) {                                                 \
-                    *o++ = (unsigned char) cp;                                   \
-                } else if (cp < 0x800) {                                         \
-                    o[0] = (unsigned char) (0xC0 | (cp >> 6));                   \
-                    o[1] = (unsigned char) (0x80 | (cp & 0x3F));                 \
-                    o += 2;                                                      \
-                } else if (!ASTRAL || cp < 0x10000) {                            \
-                    o[0] = (unsigned char) (0xE0 | (cp >> 12));                  \
-                    o[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));          \
-                    o[2] = (unsigned char) (0x80 | (cp & 0x3F));                 \
-                    o += 3;                                                      \
-                } else {                                                         \
-                    o[0] = (unsigned char) (0xF0 | (cp >> 18));                  \
-                    o[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3F));         \
-                    o[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));          \
-                    o[3] = (unsigned char) (0x80 | (cp & 0x3F));                 \
-                    o += 4;                                                      \
-                }                                                                \
-            }                                                                    \
-        }
-    static char *bp_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) {
-        Py_ssize_t i;
-        unsigned char *o = (unsigned char *) out;
-        if (kind == 1) BP_UTF8_WRITE_LOOP(uint8_t, 0)
-        else if (kind == 2) BP_UTF8_WRITE_LOOP(uint16_t, 0)
-        else BP_UTF8_WRITE_LOOP(uint32_t, 1)
-        return (char *) o;
-    }
-
     /* Room bp_nfc_utf8_write may need per code point of a str of this kind. */
     static inline Py_ssize_t bp_utf8_room(int kind) { return kind == 1 ? 2 : kind == 2 ? 3 : 4; }
 
-    /* One pass of bp_nfc_utf8_size and bp_utf8_write together: write the
-       UTF-8 of a non-ASCII str's n code points to out (which has room for
-       bp_utf8_room(kind) bytes each) and return its size, or -1 as soon as
-       a code point is not NFC on its own (out then holds a partial write). */
+    /* Write the UTF-8 of a non-ASCII str's n code points to out (which has
+       room for bp_utf8_room(kind) bytes each) and return its size, or -1 as
+       soon as a code point is not NFC on its own (out then holds a partial
+       write). Checking and encoding in one loop: the branch on the class of
+       each code point is taken once. One loop per storage width, so that
+       each knows its width (and kind 2 that no code point needs 4 bytes). */
     #define BP_NFC_WRITE_LOOP(T, ASTRAL)                                         \
         {                                                                        \
             const T *d = (const T *) data;                                       \
@@ -1491,19 +1431,46 @@ cdef extern from *:
     static Py_ssize_t bp_nfc_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) {
         Py_ssize_t i;
         unsigned char *o = (unsigned char *) out;
-        if (kind == 1) BP_UTF8_WRITE_LOOP(uint8_t, 0)   /* Latin-1 is NFC on its own */
+        if (kind == 1) {   /* Latin-1 is NFC on its own */
+            const uint8_t *d = (const uint8_t *) data;
+            for (i = 0; i < n; i++) {
+                if (d[i] < 0x80) {
+                    *o++ = d[i];
+                } else {
+                    o[0] = (unsigned char) (0xC0 | (d[i] >> 6));
+                    o[1] = (unsigned char) (0x80 | (d[i] & 0x3F));
+                    o += 2;
+                }
+            }
+        }
         else if (kind == 2) BP_NFC_WRITE_LOOP(uint16_t, 0)
         else BP_NFC_WRITE_LOOP(uint32_t, 1)
         return (char *) o - out;
+    }
+
+    /* The NFC UTF-8 of a non-ASCII str as bytes, or None when a code point
+       is not NFC on its own. Written at the most UTF-8 the str can take,
+       then cut in place: no second pass, no copy (the pages past the end
+       are never touched). */
+    static PyObject *bp_str_nfc_utf8_bytes(int kind, const void *data, Py_ssize_t n) {
+        PyObject *out = PyBytes_FromStringAndSize(NULL, n * bp_utf8_room(kind));
+        Py_ssize_t size;
+        if (out == NULL) return NULL;
+        size = bp_nfc_utf8_write(kind, data, n, PyBytes_AS_STRING(out));
+        if (size < 0) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        if (_PyBytes_Resize(&out, size) < 0) return NULL;
+        return out;
     }
     """
     uint64_t bp_nfc_safe[1024]
     bint bp_is_nfc_safe(uint32_t cp) noexcept nogil
     bint bp_utf8_is_plain_nfc(const unsigned char *s, Py_ssize_t n) noexcept nogil
-    Py_ssize_t bp_nfc_utf8_size(int kind, const void *data, Py_ssize_t n) noexcept nogil
-    char *bp_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) noexcept nogil
     Py_ssize_t bp_utf8_room(int kind) noexcept nogil
     Py_ssize_t bp_nfc_utf8_write(int kind, const void *data, Py_ssize_t n, char *out) noexcept nogil
+    object bp_str_nfc_utf8_bytes(int kind, const void *data, Py_ssize_t n)
 
 
 cdef void _init_nfc_table() noexcept:
@@ -1520,16 +1487,10 @@ _init_nfc_table()
 def str_nfc_utf8(str text not None, nfc_utf8):
     """The NFC UTF-8 of ``text``: in C when ``text`` is provably NFC (see
     :func:`pack_texts`), else ``nfc_utf8(text)``."""
-    cdef Py_ssize_t size
     if PyUnicode_IS_ASCII(text):
         return PyBytes_FromStringAndSize(<const char *> PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
-    size = bp_nfc_utf8_size(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
-    if size < 0:
-        return nfc_utf8(text)
-    out = PyBytes_FromStringAndSize(NULL, size)
-    bp_utf8_write(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text),
-                  PyBytes_AS_STRING(out))
-    return out
+    out = bp_str_nfc_utf8_bytes(PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
+    return nfc_utf8(text) if out is None else out
 
 
 def is_plain_nfc_utf8(const unsigned char[::1] view not None):
