@@ -44,6 +44,7 @@ import pickle
 import random
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -295,6 +296,13 @@ def check_text(case: Case, text: bytes, rng: random.Random) -> None:
              text=text, alpha=alpha, seed=seed)
 
 
+# Code points mixed into str texts: CJK, Hangul, Latin-1, combining marks,
+# Devanagari (NFC-changing nukta forms), musical symbols and emoji (astral).
+STR_EXTRAS = ([0x4E00, 0x9FA5, 0x3042, 0xAC00, 0xD7A3, 0xE9, 0xFF, 0x301, 0x323, 0x958, 0x93C,
+               0x1D15E, 0x1D165, 0x1F600, 0x20000, 0x2126, 0x212B, 0x3099, 0x1100, 0x1161]
+              + list(range(0x300, 0x310)))
+
+
 def check_batch(case: Case, texts: List[bytes], rng: random.Random) -> None:
     """``encode_batch`` (any threads, deterministic or sampled) equals per-item ``encode``."""
     tok = case.tok
@@ -329,6 +337,22 @@ def check_batch(case: Case, texts: List[bytes], rng: random.Random) -> None:
         one = tok.encode_batch(big, alpha=alpha, seed=seed, num_threads=1)
         _require(tok.encode_batch(big, alpha=alpha, seed=seed, num_threads=2) == one,
                  "large sampled batch depends on num_threads", alpha=alpha, seed=seed)
+    # str texts: packing checks and encodes them in C (with NFC through the
+    # exact path when the table cannot show it); the oracle is the bytes of
+    # unicodedata's NFC. Random code points from the scripts the table
+    # covers, combining marks and astral planes are mixed in.
+    if rng.random() < 0.3:
+        strs = [t.decode("utf-8", "replace") + "".join(
+                    chr(rng.choice(STR_EXTRAS)) for _ in range(rng.randint(0, 6))) for t in texts]
+        nfc = [unicodedata.normalize("NFC", t).encode("utf-8") for t in strs]
+        threads = rng.choice((1, 2))
+        _require(tok.encode_batch(strs, num_threads=threads) == tok.encode_batch(nfc, num_threads=threads),
+                 "str batch != batch of its NFC bytes", threads=threads)
+        _require([tok.encode(t) for t in strs[:5]] == [tok.encode(t) for t in nfc[:5]],
+                 "str encode != encode of its NFC bytes")
+        packed, offs = _core.pack_texts(strs, lambda t: unicodedata.normalize("NFC", t).encode("utf-8"))
+        _require(bytes(packed) == b"".join(nfc) and offs.tolist()[1:] == np.cumsum([len(b) for b in nfc]).tolist(),
+                 "pack_texts != NFC UTF-8 of the texts")
     # Unchunked batches: each text is one chunk (the trainer's mode).
     data = b"".join(texts)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
