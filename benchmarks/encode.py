@@ -143,6 +143,11 @@ def main() -> None:
     print(f"  {cores} threads vs 1:                  lists "
           f"{ratio((bp, f'encode_batch {cores} threads'), (bp, 'encode_batch 1 thread'))}, flat "
           f"{ratio((bp, f'encode_batch_flat {cores} threads'), (bp, 'encode_batch_flat 1 thread'))} (>= 1.8x)")
+    # How far the machine itself scales right now: SentencePiece's own
+    # threads, timed in the same rounds (a busy neighbour on a shared host
+    # slows every multi-threaded row of a run alike).
+    print(f"  for scale, SentencePiece {cores} vs 1: "
+          f"{ratio(('sentencepiece', f'encode batch {cores} threads'), ('sentencepiece', 'encode batch 1 thread'))}")
     print()
     print(f"| tokenizer | mode | MB/s |")
     print(f"|---|---|---:|")
