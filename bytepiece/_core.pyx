@@ -1122,8 +1122,8 @@ cdef class _BatchRunner:
         blocks' lists at the cached ints of ``table`` once they exist (the
         ids are still in its cache), counting per id the references taken.
         At last the calling thread adds those counts to the ints' reference
-        counts (one update per distinct id instead of one per item) and
-        tracks the lists. Until then no one else can reach them (the result
+        counts, id by id (each int's cache line is touched once, not at
+        every item), and tracks the lists. Until then no one else can reach them (the result
         list is untracked too), and ``table``, a tuple, keeps its ints alive.
         """
         cdef BatchJob *job = &self.job
