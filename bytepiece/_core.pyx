@@ -1123,8 +1123,9 @@ cdef class _BatchRunner:
         ids are still in its cache), counting per id the references taken.
         At last the calling thread adds those counts to the ints' reference
         counts, id by id (each int's cache line is touched once, not at
-        every item), and tracks the lists. Until then no one else can reach them (the result
-        list is untracked too), and ``table``, a tuple, keeps its ints alive.
+        every item), and tracks the lists. Until then no one else can reach
+        them (the result list is untracked too), and ``table``, a tuple,
+        keeps its ints alive.
         """
         cdef BatchJob *job = &self.job
         cdef EncodeTask task
