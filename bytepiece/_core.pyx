@@ -1636,12 +1636,25 @@ cdef void resume_gc(bint was_enabled):
         gc.enable()
 
 
+cdef _packed_offsets(data, offsets, str name):
+    """``offsets`` as a contiguous int64 array, after checking that ``data``
+    is a buffer (not None, which a memoryview would take as empty) and that
+    ``offsets`` is a 1-D array of integers: TypeError naming the argument."""
+    if data is None:
+        raise TypeError(f"{name}: data must be a bytes-like object, got None")
+    arr = np.asarray(offsets) if offsets is not None else None
+    if arr is None or arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise TypeError(f"{name}: offsets must be a 1-D array of integers, got {type(offsets).__name__}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
 cdef _BatchRunner _batch_job(Segmenter segmenter, data, offsets, double alpha, uint64_t seed,
-                             bint chunked, bint add_bos, bint add_eos, int64_t first_index):
+                             bint chunked, bint add_bos, bint add_eos, int64_t first_index,
+                             str name):
     """A job over ``data[offsets[i]:offsets[i+1]]``: text ``i`` writes its
     ids at ``out + offsets[i] + i * extra`` and their number at ``counts[i]``."""
+    cdef const int64_t[::1] off = _packed_offsets(data, offsets, name)
     cdef const unsigned char[::1] view = data
-    cdef const int64_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int64)
     cdef int64_t n = off.shape[0] - 1, extra = add_bos + add_eos
     if n < 0:
         raise ValueError("offsets must hold at least one value")
@@ -1893,7 +1906,7 @@ cdef class Segmenter:
         stream of texts is cut into batches.
         """
         cdef _BatchRunner runner = _batch_job(self, data, offsets, alpha, seed, chunked, add_bos,
-                                                   add_eos, first_index)
+                                                   add_eos, first_index, "encode_concat")
         cdef int64_t n = runner.job.n_texts, i, extra = add_bos + add_eos, total
         cdef const int64_t *off = runner.job.offsets
         if n:
@@ -1921,7 +1934,7 @@ cdef class Segmenter:
         copy in between)."""
         check_table(table, self.n_pieces + 3)
         cdef _BatchRunner runner = _batch_job(self, data, offsets, alpha, seed, True, add_bos,
-                                                   add_eos, first_index)
+                                                   add_eos, first_index, "encode_lists")
         cdef int64_t n = runner.job.n_texts, i, extra = add_bos + add_eos
         cdef const int64_t *off = runner.job.offsets
         if not n:
@@ -1936,8 +1949,8 @@ cdef class Segmenter:
         (deterministic Viterbi); ``weights[i]`` is added to the count of every
         piece its segmentation uses. Returns int64 counts indexed by piece.
         """
+        cdef const int64_t[::1] off = _packed_offsets(data, offsets, "split_counts")
         cdef const unsigned char[::1] view = data
-        cdef const int64_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int64)
         cdef const int64_t[::1] wts = np.ascontiguousarray(weights, dtype=np.int64)
         cdef int64_t n = off.shape[0] - 1
         if n < 0 or wts.shape[0] != n:

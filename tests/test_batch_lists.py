@@ -80,3 +80,20 @@ def test_table_must_be_a_tuple_or_list(tok):
         seg.encode_lists(data, offsets, (0, 1, 2), num_threads=2)
     with pytest.raises(TypeError, match="table"):
         seg.encode_bytes(b"ab", table="abc")
+
+
+@pytest.mark.parametrize("method", ["encode_lists", "encode_concat", "split_counts"])
+def test_packed_arguments_are_checked(tok, method):
+    """None data would pass as an empty buffer and None or text offsets
+    failed inside NumPy; both now name the argument."""
+    seg = tok._segmenter
+    call = getattr(seg, method)
+    extra = (tok._ids,) if method == "encode_lists" else ([1],) if method == "split_counts" else ()
+    with pytest.raises(TypeError, match=f"{method}: data must be a bytes-like object"):
+        call(None, [0, 2], *extra)
+    with pytest.raises(TypeError, match=f"{method}: offsets must be a 1-D array of integers"):
+        call(b"ab", None, *extra)
+    with pytest.raises(TypeError, match=f"{method}: offsets must be a 1-D array of integers"):
+        call(b"ab", "02", *extra)
+    with pytest.raises(TypeError, match=f"{method}: offsets must be a 1-D array of integers"):
+        call(b"ab", [[0, 2]], *extra)
