@@ -2067,6 +2067,80 @@ cdef class Segmenter:
 TRIE_LAYOUT = 3
 
 
+cdef int64_t trie_depth(const uint32_t *unit, int64_t size) noexcept nogil:
+    """Depth of the deepest node a walk from the root can reach, or -1 when
+    the units are not a trie (two nodes share a base), -2 out of memory.
+
+    The hot walks stop only when the trie has no child (past the longest
+    piece they do not check the start of the text), so a Segmenter made
+    from foreign arrays must be shown to have no path longer than its
+    ``max_depth``. A cell holding byte ``c`` is the child of the node whose
+    base is ``cell - c``; following those parents from every cell gives
+    its depth. Cells whose parents never reach the root (a loop, or no
+    owner) are out of every walk's reach and do not count.
+    """
+    cdef int32_t *owner = <int32_t *> malloc(size * sizeof(int32_t))
+    cdef int32_t *depth = <int32_t *> malloc(size * sizeof(int32_t))
+    cdef int32_t *chain = <int32_t *> malloc(size * sizeof(int32_t))
+    cdef int64_t c, b, p, length, deepest = 0, d
+    cdef uint32_t u
+    if owner == NULL or depth == NULL or chain == NULL:
+        free(owner)
+        free(depth)
+        free(chain)
+        return -2
+    for c in range(size):
+        owner[c] = -1
+        depth[c] = -1          # not known yet
+    for c in range(size):
+        b = unit[c] >> 9
+        u = unit[c]
+        # Base 0 is every leaf's: a cell holding byte c at index c would be
+        # a child of all of them. No trie has one.
+        if (b != 0 and owner[b] != -1) or ((u & 0x100) and c == (u & 0xFF)):
+            deepest = -1
+            break
+        if b != 0:
+            owner[b] = <int32_t> c
+    # Viterbi steps to root_base + byte without a check: all 256 must be the
+    # root's children.
+    b = unit[0] >> 9
+    for c in range(256):
+        if deepest < 0 or b + c >= size or (unit[b + c] & 0x1FF) != (0x100 | <uint32_t> c):
+            deepest = -1
+            break
+    depth[0] = 0
+    c = 0
+    while deepest >= 0 and c < size:
+        # Walk up from c until a cell of known depth (or none), then set
+        # the depths on the way back down. -2 marks "unreachable", -3 "on
+        # the chain being resolved" (meeting it again is a loop).
+        length = 0
+        p = c
+        while depth[p] == -1:
+            depth[p] = -3
+            chain[length] = <int32_t> p
+            length += 1
+            u = unit[p]
+            if not (u & 0x100) or p < (u & 0xFF) or owner[p - (u & 0xFF)] < 0:
+                p = -1
+                break
+            p = owner[p - (u & 0xFF)]
+        d = -2 if p < 0 or depth[p] < 0 else depth[p]
+        while length > 0:
+            length -= 1
+            if d >= 0:
+                d += 1
+                if d > deepest:
+                    deepest = d
+            depth[chain[length]] = <int32_t> d
+        c += 1
+    free(owner)
+    free(depth)
+    free(chain)
+    return deepest
+
+
 def _segmenter_from_state(pieces, scores, bytes units, bytes values, int32_t max_depth, int layout):
     """Unpickle a Segmenter: copy the trie arrays instead of rebuilding them."""
     cdef Segmenter seg
@@ -2102,6 +2176,11 @@ def _segmenter_from_state(pieces, scores, bytes units, bytes values, int32_t max
         if (seg.trie.unit[i] >> 9) + 256 > size:
             raise ValueError("corrupt Segmenter pickle: trie base out of range")
         seg.trie.node_score[i] = seg.score[seg.trie.value[i]]
+    depth = trie_depth(seg.trie.unit, size)
+    if depth == -2:
+        raise MemoryError()
+    if depth != max_depth:
+        raise ValueError("corrupt Segmenter pickle: the trie arrays do not form the trie of its pieces")
     seg.n_pieces = <int32_t> n
     seg._pieces = list(pieces)
     seg._scores = scores_arr

@@ -88,3 +88,37 @@ def test_unpickling_is_not_slower_than_loading(big_model):
     load = _best_of(3, lambda: Tokenizer(big_model))
     unpickle = _best_of(3, lambda: pickle.loads(blob))
     assert unpickle <= 1.5 * load + 0.005, f"unpickle {unpickle:.4f} s vs load {load:.4f} s"
+
+
+def _trie_state(tok):
+    factory, args = tok._segmenter.__reduce__()
+    return factory, list(args)
+
+
+def test_corrupt_trie_arrays_are_rejected(small_model):
+    """Viterbi stops its walks only where the trie ends once it is past the
+    longest piece, so unpickled trie arrays must be a trie no deeper than
+    the pickled depth: a corrupt pickle gets a ValueError, not a crash."""
+    tok = Tokenizer(small_model)
+    factory, args = _trie_state(tok)
+    pieces, scores, units, values, max_depth, layout = args
+    assert factory(*args).encode_bytes(b"abc", table=tok._ids) == tok.encode(b"abc")
+    unit = np.frombuffer(units, dtype=np.uint32)
+    root_base = int(unit[0] >> 9)
+
+    def rejected(units=units, max_depth=max_depth):
+        with pytest.raises(ValueError, match="corrupt Segmenter pickle"):
+            factory(pieces, scores, units, values, max_depth, layout)
+
+    rejected(max_depth=max_depth - 1)          # deeper than it says
+    rejected(max_depth=max_depth + 1)
+    missing = unit.copy()
+    missing[root_base + 65] = 0                # single byte "A" gone
+    rejected(units=missing.tobytes())
+    shared = unit.copy()
+    leaf = next(i for i in range(len(unit)) if unit[i] >> 9 == 0 and unit[i] & 0x100)
+    shared[leaf] = (unit[0] & ~np.uint32(0x1FF)) | (unit[leaf] & np.uint32(0x1FF))
+    rejected(units=shared.tobytes())           # a leaf given the root's base
+    loop = unit.copy()
+    loop[70] = np.uint32(0x100 | 70)           # a cell at index c holding byte c
+    rejected(units=loop.tobytes())
