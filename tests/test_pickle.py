@@ -1,10 +1,9 @@
-"""Pickling a Tokenizer: faithful, self-contained, and no slower than loading the model."""
+"""Pickling a Tokenizer: faithful, self-contained, and a copy of the compiled trie (no rebuild)."""
 from __future__ import annotations
 
 import copy
 import pickle
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -72,22 +71,19 @@ def test_copy_and_deepcopy(small_model):
                               tok.encode(TEXTS[1], out_type=np.ndarray))
 
 
-def _best_of(n: int, func) -> float:
-    best = float("inf")
-    for _ in range(n):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def test_unpickling_is_not_slower_than_loading(big_model):
-    """Loose on purpose: best of several runs each, 1.5x slack for a loaded machine."""
+def test_unpickling_copies_the_trie_instead_of_rebuilding_it(big_model):
+    """Unpickling is cheap because the pickle carries the compiled trie and
+    the factory copies it (timed in benchmarks/load.py, not here: timed
+    assertions are flaky on shared machines)."""
+    from bytepiece import _core
     tok = Tokenizer(big_model)
+    factory, args = tok._segmenter.__reduce__()
+    assert factory is _core._segmenter_from_state
+    units = args[2]
+    assert isinstance(units, bytes) and len(units) == 4 * tok._segmenter.trie_cells
     blob = pickle.dumps(tok)
-    load = _best_of(3, lambda: Tokenizer(big_model))
-    unpickle = _best_of(3, lambda: pickle.loads(blob))
-    assert unpickle <= 1.5 * load + 0.005, f"unpickle {unpickle:.4f} s vs load {load:.4f} s"
+    assert units in blob                  # the Tokenizer's pickle carries the trie
+    assert pickle.loads(blob)._segmenter.__reduce__()[1][2] == units
 
 
 def _trie_state(tok):
