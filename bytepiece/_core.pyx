@@ -534,6 +534,12 @@ cdef inline void viterbi_ends(const Trie *trie, const unsigned char *text, int64
         back[e] = ((<int64_t> best_node) << 32) | best_k
 
 
+cdef inline int64_t first_unchecked_end(const Trie *trie, int64_t n) noexcept nogil:
+    """The first end whose walk needs no check against the start of the text:
+    no walk is longer than the longest piece (n + 1 when none is that far)."""
+    return min(n + 1, <int64_t> trie.max_depth + 1)
+
+
 cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char *text,
                      int64_t n, Scratch *scratch) noexcept nogil:
     """Deterministic segmentation (§4): the most probable one, ties to the longest last piece."""
@@ -541,9 +547,7 @@ cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char 
     if scratch_reserve(scratch, n) < 0:
         return -1
     scratch.best[0] = 0.0
-    # No walk is longer than the longest piece: past it, the walk needs no
-    # check against the start of the text.
-    split = min(n + 1, <int64_t> trie.max_depth + 1)
+    split = first_unchecked_end(trie, n)
     viterbi_ends(trie, text, 1, split, scratch.best, scratch.scale, True)
     viterbi_ends(trie, text, split, n + 1, scratch.best, scratch.scale, False)
     return backtrack_packed(trie, scratch, n)
@@ -627,7 +631,7 @@ cdef int64_t sample_linear(const Trie *trie, const double *node_weight, const un
     cdef uint32_t u, c
     mass[0] = 1.0
     scale[0] = 0
-    split = min(n + 1, <int64_t> trie.max_depth + 1)
+    split = first_unchecked_end(trie, n)
     sample_forward(trie, node_weight, text, 1, split, mass, scale, True)
     sample_forward(trie, node_weight, text, split, n + 1, mass, scale, False)
     # Backward sampling: draw the last piece of text[:e] from its exact conditional.
@@ -1547,12 +1551,10 @@ def pack_texts(texts, nfc_utf8):
         if type(t) is str:
             size = PyUnicode_GET_LENGTH(t)
             if PyUnicode_IS_ASCII(t):
-                if pos + size > room:
-                    dst = _grow(data, &room, pos + size)
+                dst = _fit(data, &room, pos + size, dst)
                 memcpy(dst + pos, PyUnicode_DATA(t), size)
             else:
-                if pos + size * bp_utf8_room(PyUnicode_KIND(t)) > room:
-                    dst = _grow(data, &room, pos + size * bp_utf8_room(PyUnicode_KIND(t)))
+                dst = _fit(data, &room, pos + size * bp_utf8_room(PyUnicode_KIND(t)), dst)
                 size = bp_nfc_utf8_write(PyUnicode_KIND(t), PyUnicode_DATA(t), size, dst + pos)
                 if size < 0:
                     t = nfc_utf8(t)   # not shown NFC by the table: the exact path
@@ -1571,8 +1573,7 @@ def pack_texts(texts, nfc_utf8):
             if type(t) is not bytes:
                 raise TypeError(f"nfc_utf8 must return bytes, got {type(t).__name__}")
             size = PyBytes_GET_SIZE(t)
-            if pos + size > room:
-                dst = _grow(data, &room, pos + size)
+            dst = _fit(data, &room, pos + size, dst)
             memcpy(dst + pos, PyBytes_AS_STRING(t), size)
         pos += size
         off[i + 1] = pos
@@ -1580,9 +1581,12 @@ def pack_texts(texts, nfc_utf8):
     return data, offsets
 
 
-cdef char *_grow(object data, Py_ssize_t *room, Py_ssize_t need) except NULL:
-    """Make the bytearray hold at least ``need`` bytes (the sizing pass did
-    not count texts that are not str or bytes, nor strings NFC lengthens)."""
+cdef inline char *_fit(object data, Py_ssize_t *room, Py_ssize_t need, char *dst) except NULL:
+    """The buffer of the bytearray ``data`` (now ``dst``), grown to hold at
+    least ``need`` bytes if it does not (the sizing pass did not count texts
+    that are not str or bytes, nor strings NFC lengthens)."""
+    if need <= room[0]:
+        return dst
     room[0] = max(need, 2 * room[0])
     PyByteArray_Resize(data, room[0])
     return PyByteArray_AS_STRING(data)

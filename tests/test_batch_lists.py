@@ -2,7 +2,7 @@
 
 With more than one thread the id lists are allocated under the GIL but
 filled by the worker threads, and the references to the cached ints are
-added afterwards in one step per id (``_BatchRunner.lists``). These tests
+counted there and added afterwards, id by id (``_BatchRunner.lists``). These tests
 hold that path to the plain one: same lists, properly owned references,
 lists the garbage collector tracks.
 """

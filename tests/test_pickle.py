@@ -71,24 +71,24 @@ def test_copy_and_deepcopy(small_model):
                               tok.encode(TEXTS[1], out_type=np.ndarray))
 
 
+def _trie_state(tok):
+    factory, args = tok._segmenter.__reduce__()
+    return factory, list(args)
+
+
 def test_unpickling_copies_the_trie_instead_of_rebuilding_it(big_model):
     """Unpickling is cheap because the pickle carries the compiled trie and
     the factory copies it (timed in benchmarks/load.py, not here: timed
     assertions are flaky on shared machines)."""
     from bytepiece import _core
     tok = Tokenizer(big_model)
-    factory, args = tok._segmenter.__reduce__()
+    factory, args = _trie_state(tok)
     assert factory is _core._segmenter_from_state
     units = args[2]
     assert isinstance(units, bytes) and len(units) == 4 * tok._segmenter.trie_cells
     blob = pickle.dumps(tok)
     assert units in blob                  # the Tokenizer's pickle carries the trie
     assert pickle.loads(blob)._segmenter.__reduce__()[1][2] == units
-
-
-def _trie_state(tok):
-    factory, args = tok._segmenter.__reduce__()
-    return factory, list(args)
 
 
 def test_corrupt_trie_arrays_are_rejected(small_model):
