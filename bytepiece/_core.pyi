@@ -60,6 +60,18 @@ class Segmenter:
                      add_bos: bool = False, add_eos: bool = False, first_index: int = 0
                      ) -> List[List[int]]:
         """Like ``encode_concat`` but one list of ints (from ``table``) per text."""
+    def batch_concat(self, texts: Sequence[Union[str, bytes, bytearray, memoryview]],
+                     nfc_utf8: Callable[[str], bytes], alpha: float = -1.0, seed: int = 0,
+                     num_threads: int = 1, add_bos: bool = False, add_eos: bool = False,
+                     first_index: int = 0) -> Tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """``pack_texts`` then ``encode_concat``, the packing overlapped with
+        the helper threads' segmentation."""
+    def batch_lists(self, texts: Sequence[Union[str, bytes, bytearray, memoryview]],
+                    nfc_utf8: Callable[[str], bytes], table: Sequence[int], alpha: float = -1.0,
+                    seed: int = 0, num_threads: int = 1, add_bos: bool = False,
+                    add_eos: bool = False, first_index: int = 0) -> List[List[int]]:
+        """``pack_texts`` then ``encode_lists``, the packing overlapped with
+        the helper threads' segmentation."""
     def split_counts(self, data: _Buffer, offsets: npt.ArrayLike, weights: npt.ArrayLike,
                      num_threads: int = 1) -> npt.NDArray[np.int64]:
         """Viterbi each item whole; add its weight to every piece used (trainer §6.4)."""

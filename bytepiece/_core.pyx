@@ -46,6 +46,14 @@ cdef extern from *:
     static inline unsigned char bp_load_acquire(const unsigned char *p) {
         return __atomic_load_n(p, __ATOMIC_ACQUIRE);
     }
+    /* The count of packed blocks is published the same way: the texts and
+       offsets of a block are written before the count that covers it. */
+    static inline void bp_store_release_ll(long long *p, long long v) {
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
+    static inline long long bp_load_acquire_ll(const long long *p) {
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
     /* Native helper threads: they run C only and never take the GIL, so
        starting and joining one costs no GIL hand-over (a Python thread's
        start and join cost ~0.3 and up to ~1 ms of it per batch). */
@@ -99,6 +107,8 @@ cdef extern from *:
     long long bp_fetch_add(long long *p, long long v) noexcept nogil
     void bp_store_release(unsigned char *p, unsigned char v) noexcept nogil
     unsigned char bp_load_acquire(const unsigned char *p) noexcept nogil
+    void bp_store_release_ll(long long *p, long long v) noexcept nogil
+    long long bp_load_acquire_ll(const long long *p) noexcept nogil
     void bp_yield() noexcept nogil
     ctypedef void (*bp_thread_fn)(void *) noexcept nogil
     ctypedef struct bp_thread_start_arg:
@@ -874,6 +884,11 @@ cdef struct BatchJob:
     unsigned char *done        # NULL, or one flag per block, set once its ids are written
     long long next_block
     long long next_worker
+    # Blocks whose texts and offsets are written (published with release);
+    # a worker waits for the block it claimed. Batches of Python texts are
+    # packed by the calling thread while the helpers already segment.
+    long long packed_blocks
+    unsigned char aborted      # set when packing failed: waiting workers quit
     int failed
     # List mode (see _BatchRunner.lists): each worker points the items of
     # its blocks' new lists at the cached ints and counts the references.
@@ -966,6 +981,28 @@ cdef extern from *:
     void bp_add_refs(void **table, const int64_t *refs, Py_ssize_t n_ids, int rows) noexcept
 
 
+cdef inline bint wait_packed(BatchJob *job, int64_t b) noexcept nogil:
+    """Wait until block ``b`` is packed; False when the job was aborted."""
+    while bp_load_acquire_ll(&job.packed_blocks) <= b:
+        if bp_load_acquire(&job.aborted):
+            return False
+        bp_yield()
+    return True
+
+
+cdef int drain_published(BatchJob *job) noexcept nogil:
+    """Wait until every published block is segmented: 0, or -1 as soon as a
+    worker has failed (the blocks it left may never be claimed). Afterwards
+    no worker reads the texts or writes ids until more blocks are published."""
+    cdef int64_t b
+    for b in range(job.packed_blocks):
+        while not bp_load_acquire(&job.done[b]):
+            bp_yield()
+        if job.failed:     # set before the flag it precedes
+            return -1
+    return 0
+
+
 cdef struct FillQueue:
     # List mode: the blocks a worker segmented whose lists it has not filled.
     int64_t *blocks
@@ -1022,7 +1059,7 @@ cdef void run_batch(BatchJob *job, const Trie *trie, const double *score,
         row = job.piece_counts + bp_fetch_add(&job.next_worker, 1) * job.n_pieces
     while True:
         b = bp_fetch_add(&job.next_block, 1)
-        if b >= job.n_blocks or run_block(job, &task, row, b) < 0:
+        if b >= job.n_blocks or not wait_packed(job, b) or run_block(job, &task, row, b) < 0:
             break
         if list_mode:
             q.blocks[q.tail] = b
@@ -1048,16 +1085,20 @@ cdef void worker_main(void *arg) noexcept nogil:
     run_batch(w.job, w.trie, w.score, w.weights)
 
 
+cdef class _Packer
+
+
 cdef class _BatchRunner:
-    """Owns one batch job and its native helper threads; the calling thread
-    is a worker too."""
+    """Owns one batch job (its id buffer ``job.out`` included) and its native
+    helper threads; the calling thread is a worker too."""
     cdef BatchJob job
     cdef Segmenter segmenter
     cdef Weights weights
     cdef bint sampling
     cdef object keep    # buffers the job points into
-    cdef object out
+    cdef object out     # int32 array behind job.out
     cdef object counts
+    cdef _Packer packer   # a batch of Python texts: packed while the helpers segment
     cdef Worker worker
     cdef bp_thread_start_arg start
     cdef bp_thread *threads
@@ -1099,6 +1140,77 @@ cdef class _BatchRunner:
     def __dealloc__(self):
         self.join_helpers()
 
+    cdef int alloc_out(self, int64_t text_bytes) except -1:
+        """The id buffer, for texts of ``text_bytes`` in all: text i writes
+        at ``out + offsets[i] + i * extra``, and a text of n bytes has at
+        most n ids. A larger buffer keeps the ids written so far. NumPy
+        owns it: NumPy asks for huge pages on large arrays, and a plain
+        malloc of the same size cost thousands of page faults per batch
+        (10% of the encoding time, measured)."""
+        cdef int64_t size = max(1, text_bytes + self.job.n_texts * (self.job.add_bos + self.job.add_eos))
+        out = np.empty(size, dtype=np.int32)
+        cdef int32_t[::1] view = out
+        if self.out is not None:
+            memcpy(&view[0], self.job.out, self.out.shape[0] * sizeof(int32_t))
+        self.out = out
+        self.job.out = &view[0]
+        return 0
+
+    cdef int publish_texts(self) except -1:
+        """Let the workers at the texts, block by block. A job over packed
+        bytes has them all at once. A job over Python texts packs them here
+        (under the GIL): while helper threads run, each block is published
+        as soon as it is packed, so on two threads the helper segments the
+        first blocks while this thread packs the rest, and packing (about a
+        twentieth of the work) no longer runs alone before the threads start.
+        If packing raises, the helpers are released and joined first."""
+        cdef BatchJob *job = &self.job
+        cdef int64_t b
+        if self.packer is None:
+            bp_store_release_ll(&job.packed_blocks, job.n_blocks)
+            return 0
+        # The packer points back at this runner only while it packs: a
+        # lasting cycle would keep each batch's buffers alive until the
+        # cyclic collector runs (measured: memory and time grew per batch).
+        self.packer.runner = self
+        self.packer.shared = self.n_threads > 0
+        cdef unsigned char[::1] done_view
+        try:
+            if not self.packer.shared:
+                self.packer.write(0, job.n_texts)
+                bp_store_release_ll(&job.packed_blocks, job.n_blocks)
+                return 0
+            if job.done == NULL:
+                # Growing the buffers waits on the blocks' flags (list mode
+                # has them already). No helper reads the job before the first
+                # block is published, so they may be set up here.
+                done = np.zeros(job.n_blocks, dtype=np.uint8)
+                done_view = done
+                self.keep.append(done)
+                job.done = &done_view[0]
+            for b in range(job.n_blocks):
+                self.packer.write(b * job.block, min(job.n_texts, (b + 1) * job.block))
+                bp_store_release_ll(&job.packed_blocks, b + 1)
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self.packer.shared = False
+            self.packer.runner = None
+        return 0
+
+    cdef void abort(self) noexcept:
+        """Stop the helpers early and join them: waiting ones quit, and in
+        list mode every block without lists is marked given up."""
+        cdef int64_t b
+        bp_store_release(&self.job.aborted, 1)
+        if self.job.allocated != NULL:
+            for b in range(self.job.n_blocks):
+                if not self.job.allocated[b]:
+                    bp_store_release(&self.job.allocated[b], 2)   # release waiting helpers
+        with nogil:
+            self.join_helpers()
+
     cdef int alloc_lists(self, list result, int64_t lo_block, int64_t hi_block) except -1:
         """List mode: allocate the (untracked, unfilled) lists of the texts of
         blocks lo_block..hi_block-1 into ``result``, then flag the blocks."""
@@ -1139,6 +1251,7 @@ cdef class _BatchRunner:
         cdef list result = PyList_New(n)
         if num_threads <= 1:
             self.prepare()
+            self.publish_texts()
             with nogil:
                 run_batch(job, self.worker.trie, self.worker.score, self.worker.weights)
             if job.failed:
@@ -1175,6 +1288,7 @@ cdef class _BatchRunner:
         task_init(&task, self.worker.trie, self.worker.score, self.worker.weights)
         was_enabled = pause_gc()
         try:
+            self.publish_texts()
             while ready < job.n_blocks:
                 with nogil:
                     if b < job.n_blocks:
@@ -1200,11 +1314,7 @@ cdef class _BatchRunner:
         finally:
             resume_gc(was_enabled)
             scratch_free(&task.scratch)
-            for b in range(job.n_blocks):
-                if not job.allocated[b]:
-                    bp_store_release(&job.allocated[b], 2)   # release waiting helpers
-            with nogil:
-                self.join_helpers()
+            self.abort()   # after a normal run: only joins
             free(q.blocks)
             job.done = NULL
             # Every filled item gets its reference, also when giving up: the
@@ -1267,6 +1377,7 @@ cdef _run_threads(_BatchRunner runner, int num_threads, int64_t total_bytes,
     """Run the job on ``num_threads`` native threads (the caller's included)."""
     num_threads = _plan_threads(runner, num_threads, total_bytes, bytes_per_thread)
     runner.start_helpers(num_threads)
+    runner.publish_texts()
     with nogil:
         worker_main(&runner.worker)
         runner.join_helpers()
@@ -1525,71 +1636,121 @@ def pack_texts(texts, nfc_utf8):
     ASCII (its storage is its UTF-8) and strings whose code points are all
     NFC on their own (``_nfc_table.h``: Latin-1, most scripts, CJK with its
     extensions, Hangul syllables, emoji). The rest go through ``nfc_utf8``, which also
-    raises the descriptive errors.
+    raises the descriptive errors. Batch encoding packs the same way
+    (:class:`_Packer`), a block of texts at a time while its threads run.
+    """
+    cdef _Packer packer = _Packer()
+    packer.size(texts, nfc_utf8)
+    packer.write(0, packer.n)
+    PyByteArray_Resize(packer.data, packer.pos)
+    return packer.data, packer.offsets
+
+
+cdef class _Packer:
+    """Writes the UTF-8 of a sequence of texts back to back into a bytearray,
+    a range of texts at a time (see :func:`pack_texts`).
 
     One pass over the texts: the buffer is sized first from the string
     lengths (the most UTF-8 each can take), then each text is written in
-    place, a non-ASCII one checked and encoded in the same loop, and the
-    buffer is cut to what was written. This runs before the threads start,
-    so on several threads it weighs as much as on one.
+    place, a non-ASCII one checked and encoded in the same loop. Texts the
+    sizing cannot count (bytearray, memoryview, strings NFC makes longer)
+    grow the buffer. With ``job`` set, the buffer is that job's text buffer
+    and the job's id buffer grows along; while ``shared`` is set, worker
+    threads may be segmenting the blocks published so far, so growing first
+    waits until they are done with them (the only moment the buffers move).
     """
-    cdef Py_ssize_t n = len(texts), i, room = 0, pos = 0, size
-    offsets = np.empty(n + 1, dtype=np.int64)
-    cdef int64_t[::1] off = offsets
-    for i in range(n):
-        t = texts[i]
-        if type(t) is str:
-            size = PyUnicode_GET_LENGTH(t)
-            room += size if PyUnicode_IS_ASCII(t) else size * bp_utf8_room(PyUnicode_KIND(t))
-        elif type(t) is bytes:
-            room += PyBytes_GET_SIZE(t)
-    data = PyByteArray_FromStringAndSize(NULL, room)
-    cdef char *dst = PyByteArray_AS_STRING(data)
-    off[0] = 0
-    for i in range(n):
-        t = texts[i]
-        if type(t) is str:
-            size = PyUnicode_GET_LENGTH(t)
-            if PyUnicode_IS_ASCII(t):
-                dst = _fit(data, &room, pos + size, dst)
-                memcpy(dst + pos, PyUnicode_DATA(t), size)
-            else:
-                dst = _fit(data, &room, pos + size * bp_utf8_room(PyUnicode_KIND(t)), dst)
-                size = bp_nfc_utf8_write(PyUnicode_KIND(t), PyUnicode_DATA(t), size, dst + pos)
-                if size < 0:
-                    t = nfc_utf8(t)   # not shown NFC by the table: the exact path
-                    size = -1
-        elif type(t) is not bytes:
-            if isinstance(t, (bytearray, memoryview)):
-                t = bytes(t)
-            elif isinstance(t, str):
-                t = nfc_utf8(str(t))
-            else:
-                raise TypeError(f"text {i} must be str or bytes, got {type(t).__name__}")
-            size = -1
-        else:
-            size = -1
-        if size < 0:    # t is bytes now
-            if type(t) is not bytes:
-                raise TypeError(f"nfc_utf8 must return bytes, got {type(t).__name__}")
-            size = PyBytes_GET_SIZE(t)
-            dst = _fit(data, &room, pos + size, dst)
-            memcpy(dst + pos, PyBytes_AS_STRING(t), size)
-        pos += size
-        off[i + 1] = pos
-    PyByteArray_Resize(data, pos)
-    return data, offsets
+    cdef object texts
+    cdef object nfc_utf8
+    cdef object data            # bytearray: the packed UTF-8
+    cdef object offsets         # int64 array of n + 1: text i is data[offsets[i]:offsets[i+1]]
+    cdef int64_t *off
+    cdef char *dst
+    cdef Py_ssize_t n, room, pos
+    cdef _BatchRunner runner    # None, or the job whose buffers these are
+    cdef bint shared
 
+    cdef int size(self, texts, nfc_utf8) except -1:
+        """Take the texts and size the buffer."""
+        cdef Py_ssize_t i, size, room = 0
+        self.texts = texts
+        self.nfc_utf8 = nfc_utf8
+        self.n = len(texts)
+        self.offsets = np.empty(self.n + 1, dtype=np.int64)
+        cdef int64_t[::1] off = self.offsets
+        self.off = &off[0]
+        for i in range(self.n):
+            t = texts[i]
+            if type(t) is str:
+                size = PyUnicode_GET_LENGTH(t)
+                room += size if PyUnicode_IS_ASCII(t) else size * bp_utf8_room(PyUnicode_KIND(t))
+            elif type(t) is bytes:
+                room += PyBytes_GET_SIZE(t)
+        self.room = room
+        self.pos = 0
+        self.off[0] = 0
+        self.data = PyByteArray_FromStringAndSize(NULL, room)
+        self.dst = PyByteArray_AS_STRING(self.data)
+        return 0
 
-cdef inline char *_fit(object data, Py_ssize_t *room, Py_ssize_t need, char *dst) except NULL:
-    """The buffer of the bytearray ``data`` (now ``dst``), grown to hold at
-    least ``need`` bytes if it does not (the sizing pass did not count texts
-    that are not str or bytes, nor strings NFC lengthens)."""
-    if need <= room[0]:
-        return dst
-    room[0] = max(need, 2 * room[0])
-    PyByteArray_Resize(data, room[0])
-    return PyByteArray_AS_STRING(data)
+    cdef int write(self, Py_ssize_t lo, Py_ssize_t hi) except -1:
+        """Append texts ``lo .. hi - 1`` (the next ones) and their offsets."""
+        cdef Py_ssize_t i, size
+        cdef char *dst = self.dst
+        for i in range(lo, hi):
+            t = self.texts[i]
+            if type(t) is str:
+                size = PyUnicode_GET_LENGTH(t)
+                if PyUnicode_IS_ASCII(t):
+                    dst = self.fit(self.pos + size)
+                    memcpy(dst + self.pos, PyUnicode_DATA(t), size)
+                else:
+                    dst = self.fit(self.pos + size * bp_utf8_room(PyUnicode_KIND(t)))
+                    size = bp_nfc_utf8_write(PyUnicode_KIND(t), PyUnicode_DATA(t), size, dst + self.pos)
+                    if size < 0:
+                        t = self.nfc_utf8(t)   # not shown NFC by the table: the exact path
+                        size = -1
+            elif type(t) is not bytes:
+                if isinstance(t, (bytearray, memoryview)):
+                    t = bytes(t)
+                elif isinstance(t, str):
+                    t = self.nfc_utf8(str(t))
+                else:
+                    raise TypeError(f"text {i} must be str or bytes, got {type(t).__name__}")
+                size = -1
+            else:
+                size = -1
+            if size < 0:    # t is bytes now
+                if type(t) is not bytes:
+                    raise TypeError(f"nfc_utf8 must return bytes, got {type(t).__name__}")
+                size = PyBytes_GET_SIZE(t)
+                dst = self.fit(self.pos + size)
+                memcpy(dst + self.pos, PyBytes_AS_STRING(t), size)
+            self.pos += size
+            self.off[i + 1] = self.pos
+        return 0
+
+    cdef char *fit(self, Py_ssize_t need) except NULL:
+        """The buffer, grown to hold at least ``need`` bytes if it does not."""
+        cdef Py_ssize_t room
+        cdef BatchJob *job
+        cdef int rc
+        if need <= self.room:
+            return self.dst
+        room = max(need, 2 * self.room)
+        if self.runner is not None:
+            job = &self.runner.job
+            if self.shared:
+                with nogil:
+                    rc = drain_published(job)
+                if rc < 0:
+                    raise MemoryError("out of memory while segmenting")
+            self.runner.alloc_out(room)
+        PyByteArray_Resize(self.data, room)
+        self.room = room
+        self.dst = PyByteArray_AS_STRING(self.data)
+        if self.runner is not None:
+            job.data = <const unsigned char *> self.dst
+        return self.dst
 
 
 cdef check_table(table, int64_t n_ids):
@@ -1652,30 +1813,17 @@ cdef _packed_offsets(data, offsets, str name):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-cdef _BatchRunner _batch_job(Segmenter segmenter, data, offsets, double alpha, uint64_t seed,
-                             bint chunked, bint add_bos, bint add_eos, int64_t first_index,
-                             str name):
-    """A job over ``data[offsets[i]:offsets[i+1]]``: text ``i`` writes its
-    ids at ``out + offsets[i] + i * extra`` and their number at ``counts[i]``."""
-    cdef const int64_t[::1] off = _packed_offsets(data, offsets, name)
-    cdef const unsigned char[::1] view = data
-    cdef int64_t n = off.shape[0] - 1, extra = add_bos + add_eos
-    if n < 0:
-        raise ValueError("offsets must hold at least one value")
-    check_offsets(off, view.shape[0])
-    out = np.empty(max(1, off[n] + n * extra), dtype=np.int32)
-    counts = np.zeros(max(1, n), dtype=np.int64)
-    cdef int32_t[::1] out_view = out
-    cdef int64_t[::1] count_view = counts
+cdef _BatchRunner _new_runner(Segmenter segmenter, int64_t n, double alpha, uint64_t seed,
+                              bint chunked, bint add_bos, bint add_eos, int64_t first_index):
+    """A job over ``n`` texts whose ids are written to ``job.out`` (see
+    :meth:`_BatchRunner.alloc_out`), their number to ``counts``."""
     cdef _BatchRunner runner = _BatchRunner()
-    runner.keep = [data, off, out, counts]
-    runner.out = out
+    counts = np.zeros(max(1, n), dtype=np.int64)
+    cdef int64_t[::1] count_view = counts
+    runner.keep = [counts]
     runner.counts = counts
     memset(&runner.job, 0, sizeof(BatchJob))
-    runner.job.data = &view[0] if view.shape[0] else <const unsigned char *> ""
-    runner.job.offsets = &off[0]
     runner.job.n_texts = n
-    runner.job.out = &out_view[0]
     runner.job.counts = &count_view[0]
     runner.job.add_bos = add_bos
     runner.job.add_eos = add_eos
@@ -1684,6 +1832,60 @@ cdef _BatchRunner _batch_job(Segmenter segmenter, data, offsets, double alpha, u
     runner.job.first_index = first_index
     runner.use_weights(segmenter, alpha)
     return runner
+
+
+cdef _BatchRunner _batch_job(Segmenter segmenter, data, offsets, double alpha, uint64_t seed,
+                             bint chunked, bint add_bos, bint add_eos, int64_t first_index,
+                             str name):
+    """A job over the packed texts ``data[offsets[i]:offsets[i+1]]``."""
+    cdef const int64_t[::1] off = _packed_offsets(data, offsets, name)
+    cdef const unsigned char[::1] view = data
+    cdef int64_t n = off.shape[0] - 1
+    if n < 0:
+        raise ValueError("offsets must hold at least one value")
+    check_offsets(off, view.shape[0])
+    cdef _BatchRunner runner = _new_runner(segmenter, n, alpha, seed, chunked, add_bos, add_eos,
+                                           first_index)
+    runner.keep += [data, off]
+    runner.job.data = &view[0] if view.shape[0] else <const unsigned char *> ""
+    runner.job.offsets = &off[0]
+    runner.alloc_out(off[n])
+    return runner
+
+
+cdef _BatchRunner _text_job(Segmenter segmenter, texts, nfc_utf8, double alpha, uint64_t seed,
+                            bint add_bos, bint add_eos, int64_t first_index):
+    """A job over Python texts (str or bytes-like), packed as the job runs
+    (:meth:`_BatchRunner.publish_texts`). Sized from the most UTF-8 the
+    texts can take; the buffers grow with the packer if that was short."""
+    cdef _Packer packer = _Packer()
+    packer.size(texts, nfc_utf8)
+    cdef _BatchRunner runner = _new_runner(segmenter, packer.n, alpha, seed, True, add_bos,
+                                           add_eos, first_index)
+    runner.packer = packer
+    runner.job.data = <const unsigned char *> packer.dst
+    runner.job.offsets = packer.off
+    runner.alloc_out(packer.room)
+    return runner
+
+
+cdef tuple _flat_result(_BatchRunner runner):
+    """``(ids, bounds)`` of a finished job: its ids laid end to end."""
+    cdef int64_t n = runner.job.n_texts, i, extra = runner.job.add_bos + runner.job.add_eos
+    counts = runner.counts
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts[:n], out=bounds[1:])
+    result = np.empty(bounds[n], dtype=np.int32)
+    cdef int32_t[::1] res_view = result
+    cdef int64_t[::1] b_view = bounds
+    cdef const int32_t *out = runner.job.out
+    cdef const int64_t *count = runner.job.counts
+    cdef const int64_t *off = runner.job.offsets
+    with nogil:
+        for i in range(n):
+            if count[i]:
+                memcpy(&res_view[b_view[i]], &out[off[i] + i * extra], count[i] * sizeof(int32_t))
+    return result, bounds
 
 
 cdef class Segmenter:
@@ -1910,25 +2112,12 @@ cdef class Segmenter:
         stream of texts is cut into batches.
         """
         cdef _BatchRunner runner = _batch_job(self, data, offsets, alpha, seed, chunked, add_bos,
-                                                   add_eos, first_index, "encode_concat")
-        cdef int64_t n = runner.job.n_texts, i, extra = add_bos + add_eos, total
+                                              add_eos, first_index, "encode_concat")
+        cdef int64_t n = runner.job.n_texts
         cdef const int64_t *off = runner.job.offsets
         if n:
             _run_threads(runner, num_threads, off[n] - off[0])
-        counts = runner.counts
-        bounds = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(counts[:n], out=bounds[1:])
-        total = bounds[n]
-        result = np.empty(total, dtype=np.int32)
-        cdef int32_t[::1] res_view = result
-        cdef int64_t[::1] b_view = bounds
-        cdef const int32_t *out = runner.job.out
-        cdef const int64_t *count = runner.job.counts
-        with nogil:
-            for i in range(n):
-                if count[i]:
-                    memcpy(&res_view[b_view[i]], &out[off[i] + i * extra], count[i] * sizeof(int32_t))
-        return result, bounds
+        return _flat_result(runner)
 
     def encode_lists(self, data, offsets, table, double alpha=-1.0, uint64_t seed=0,
                      int num_threads=1, bint add_bos=False, bint add_eos=False,
@@ -1938,12 +2127,37 @@ cdef class Segmenter:
         copy in between)."""
         check_table(table, self.n_pieces + 3)
         cdef _BatchRunner runner = _batch_job(self, data, offsets, alpha, seed, True, add_bos,
-                                                   add_eos, first_index, "encode_lists")
-        cdef int64_t n = runner.job.n_texts, i, extra = add_bos + add_eos
+                                              add_eos, first_index, "encode_lists")
+        cdef int64_t n = runner.job.n_texts
         cdef const int64_t *off = runner.job.offsets
         if not n:
             return []
         return runner.lists(_plan_threads(runner, num_threads, off[n] - off[0], 65536),
+                            table if type(table) is tuple else tuple(table))
+
+    def batch_concat(self, texts, nfc_utf8, double alpha=-1.0, uint64_t seed=0,
+                     int num_threads=1, bint add_bos=False, bint add_eos=False,
+                     int64_t first_index=0):
+        """:func:`pack_texts` and :meth:`encode_concat` in one: ``(ids, bounds)``
+        of Python texts. On several threads the calling thread packs while
+        the helpers already segment the texts packed so far."""
+        cdef _BatchRunner runner = _text_job(self, texts, nfc_utf8, alpha, seed, add_bos, add_eos,
+                                             first_index)
+        if runner.job.n_texts:
+            _run_threads(runner, num_threads, runner.packer.room)
+        return _flat_result(runner)
+
+    def batch_lists(self, texts, nfc_utf8, table, double alpha=-1.0, uint64_t seed=0,
+                    int num_threads=1, bint add_bos=False, bint add_eos=False,
+                    int64_t first_index=0):
+        """:func:`pack_texts` and :meth:`encode_lists` in one: one list of ints
+        (from ``table``) per Python text, packed while the helpers segment."""
+        check_table(table, self.n_pieces + 3)
+        cdef _BatchRunner runner = _text_job(self, texts, nfc_utf8, alpha, seed, add_bos, add_eos,
+                                             first_index)
+        if not runner.job.n_texts:
+            return []
+        return runner.lists(_plan_threads(runner, num_threads, runner.packer.room, 65536),
                             table if type(table) is tuple else tuple(table))
 
     def split_counts(self, data, offsets, weights, int num_threads=1):

@@ -210,16 +210,15 @@ class Tokenizer:
             raise TypeError("encode_batch expects a sequence of texts, not a single text")
         alpha = _check_alpha(alpha)
         kind = self._out_kind(out_type)
-        data, offsets = _core.pack_texts(texts, nfc_utf8)
         num_threads, first_index = self._check_batch_args(num_threads, first_index)
         call_seed = self._call_seed(seed) if alpha >= 0 else 0
         if kind == 2:
-            flat, bounds = self._segmenter.encode_concat(data, offsets, alpha, call_seed, num_threads,
-                                                         True, bool(add_bos), bool(add_eos), first_index)
+            flat, bounds = self._segmenter.batch_concat(texts, nfc_utf8, alpha, call_seed, num_threads,
+                                                        bool(add_bos), bool(add_eos), first_index)
             edges = bounds.tolist()
             return [flat[start:end] for start, end in zip(edges, edges[1:])]
-        return self._segmenter.encode_lists(data, offsets, self._ids, alpha, call_seed, num_threads,
-                                            bool(add_bos), bool(add_eos), first_index)
+        return self._segmenter.batch_lists(texts, nfc_utf8, self._ids, alpha, call_seed, num_threads,
+                                           bool(add_bos), bool(add_eos), first_index)
 
     @staticmethod
     def _check_batch_args(num_threads, first_index) -> tuple:
@@ -248,9 +247,10 @@ class Tokenizer:
         if isinstance(texts, (str, bytes)):
             raise TypeError("encode_batch_flat expects a sequence of texts, not a single text")
         alpha = _check_alpha(alpha)
-        data, offsets = _core.pack_texts(texts, nfc_utf8)
-        return self._encode_packed(data, offsets, bool(add_bos), bool(add_eos), alpha, seed,
-                                   num_threads, first_index)
+        num_threads, first_index = self._check_batch_args(num_threads, first_index)
+        call_seed = self._call_seed(seed) if alpha >= 0 else 0
+        return self._segmenter.batch_concat(texts, nfc_utf8, alpha, call_seed, num_threads,
+                                            bool(add_bos), bool(add_eos), first_index)
 
     @staticmethod
     def _out_kind(out_type) -> int:
