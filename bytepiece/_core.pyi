@@ -21,6 +21,9 @@ def pack_texts(texts: Sequence[Union[str, bytes, bytearray, memoryview]],
     items NFC-normalized (provably-NFC ones encoded in C, the rest through
     ``nfc_utf8``), bytes-like items taken as they are."""
 
+def _sized_room(texts: Sequence[Any]) -> int:
+    """The bytes batch packing reserves for ``texts`` before writing them (for tests)."""
+
 def str_nfc_utf8(text: str, nfc_utf8: Callable[[str], bytes]) -> bytes:
     """The NFC UTF-8 of ``text``, in C when it is provably NFC, else ``nfc_utf8(text)``."""
 

@@ -1564,6 +1564,33 @@ cdef extern from *:
         return (char *) o - out;
     }
 
+    /* The most UTF-8 the str and bytes items[0..n) can take (other items
+       count 0: the packer grows its buffer for them). The same rule as the
+       generic loop in _Packer.size, for lists and tuples. Each item's
+       header is fetched 16 items ahead: the texts lie all over the heap,
+       and waiting for one header at a time made this loop (which runs
+       before the helper threads have anything to do) take 0.45 ms of a
+       24 ms two-thread batch of 33k lines; prefetched it takes 0.25 ms. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define BP_PREFETCH(p) __builtin_prefetch(p)
+    #else
+    #define BP_PREFETCH(p) ((void) 0)
+    #endif
+    static Py_ssize_t bp_sized_room(void **items, Py_ssize_t n) {
+        Py_ssize_t i, room = 0;
+        for (i = 0; i < n; i++) {
+            PyObject *t = (PyObject *) items[i];
+            if (i + 16 < n) BP_PREFETCH(items[i + 16]);
+            if (PyUnicode_CheckExact(t)) {
+                Py_ssize_t size = PyUnicode_GET_LENGTH(t);
+                room += PyUnicode_IS_ASCII(t) ? size : size * bp_utf8_room(PyUnicode_KIND(t));
+            } else if (PyBytes_CheckExact(t)) {
+                room += PyBytes_GET_SIZE(t);
+            }
+        }
+        return room;
+    }
+
     /* The NFC UTF-8 of a non-ASCII str as bytes, or None when a code point
        is not NFC on its own. Written at the most UTF-8 the str can take,
        then cut in place: no second pass, no copy (the pages past the end
@@ -1582,6 +1609,7 @@ cdef extern from *:
     }
     """
     uint64_t bp_nfc_safe[1024]
+    Py_ssize_t bp_sized_room(void **items, Py_ssize_t n) noexcept
     bint bp_is_nfc_safe(uint32_t cp) noexcept nogil
     bint bp_utf8_is_plain_nfc(const unsigned char *s, Py_ssize_t n) noexcept nogil
     Py_ssize_t bp_utf8_room(int kind) noexcept nogil
@@ -1646,6 +1674,13 @@ def pack_texts(texts, nfc_utf8):
     return packer.data, packer.offsets
 
 
+def _sized_room(texts):
+    """The bytes the packer reserves for ``texts`` before writing them (for tests)."""
+    cdef _Packer packer = _Packer()
+    packer.size(texts, None)
+    return packer.room
+
+
 cdef class _Packer:
     """Writes the UTF-8 of a sequence of texts back to back into a bytearray,
     a range of texts at a time (see :func:`pack_texts`).
@@ -1678,13 +1713,16 @@ cdef class _Packer:
         self.offsets = np.empty(self.n + 1, dtype=np.int64)
         cdef int64_t[::1] off = self.offsets
         self.off = &off[0]
-        for i in range(self.n):
-            t = texts[i]
-            if type(t) is str:
-                size = PyUnicode_GET_LENGTH(t)
-                room += size if PyUnicode_IS_ASCII(t) else size * bp_utf8_room(PyUnicode_KIND(t))
-            elif type(t) is bytes:
-                room += PyBytes_GET_SIZE(t)
+        if type(texts) is list or type(texts) is tuple:
+            room = bp_sized_room(PySequence_Fast_ITEMS(texts), self.n)
+        else:
+            for i in range(self.n):
+                t = texts[i]
+                if type(t) is str:
+                    size = PyUnicode_GET_LENGTH(t)
+                    room += size if PyUnicode_IS_ASCII(t) else size * bp_utf8_room(PyUnicode_KIND(t))
+                elif type(t) is bytes:
+                    room += PyBytes_GET_SIZE(t)
         self.room = room
         self.pos = 0
         self.off[0] = 0

@@ -96,3 +96,36 @@ def test_batches_leave_no_reference_cycles(tok, lines, threads):
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+class _Texts:
+    """A sequence that is neither a list nor a tuple."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_sizing_reserves_the_most_utf8_of_str_and_bytes():
+    """Lists and tuples are sized by a C loop, other sequences item by item:
+    both reserve per str its length times the most UTF-8 bytes of its
+    storage width (1 for ASCII, 2 Latin-1, 3 UCS-2, 4 UCS-4), per bytes its
+    size, and nothing for other items (they grow the buffer when written)."""
+    from bytepiece import _core
+    items = ["ascii", "é" * 3, "长" * 5, "\U0001F600" * 2, b"raw", bytearray(b"xx"), "", "\n"]
+    want = 5 + 3 * 2 + 5 * 3 + 2 * 4 + 3 + 0 + 0 + 1
+    for seq in (items, tuple(items), _Texts(items)):
+        assert _core._sized_room(seq) == want
+    assert _core._sized_room(items * 1000) == want * 1000
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_any_sequence_of_texts(tok, lines, threads):
+    want = tok.encode_batch(lines, num_threads=threads)
+    assert tok.encode_batch(tuple(lines), num_threads=threads) == want
+    assert tok.encode_batch(_Texts(lines), num_threads=threads) == want
