@@ -1144,9 +1144,9 @@ cdef class _BatchRunner:
         """The id buffer, for texts of ``text_bytes`` in all: text i writes
         at ``out + offsets[i] + i * extra``, and a text of n bytes has at
         most n ids. A larger buffer keeps the ids written so far. NumPy
-        owns it: NumPy asks for huge pages on large arrays, and a plain
-        malloc of the same size cost thousands of page faults per batch
-        (10% of the encoding time, measured)."""
+        owns it, and asks for huge pages on large arrays: a batch of the
+        corpora takes ~100 page faults with it against ~300 with malloc
+        (the time was the same, measured)."""
         cdef int64_t size = max(1, text_bytes + self.job.n_texts * (self.job.add_bos + self.job.add_eos))
         out = np.empty(size, dtype=np.int32)
         cdef int32_t[::1] view = out

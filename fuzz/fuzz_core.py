@@ -303,6 +303,41 @@ STR_EXTRAS = ([0x4E00, 0x9FA5, 0x3042, 0xAC00, 0xD7A3, 0xE9, 0xFF, 0x301, 0x323,
               + list(range(0x300, 0x310)))
 
 
+def check_packing_under_threads(tok, big: List[bytes], rng: random.Random) -> None:
+    """A threaded batch packs its texts while the helpers segment. Items the
+    sizing pass cannot count (bytearray, memoryview, strings whose NFC is
+    longer than their storage allows) at random places make the buffers grow
+    under running helpers; a bad item at a random place must raise and
+    release them."""
+    mixed = list(big)
+    for _ in range(rng.randint(1, 4)):
+        j = rng.randrange(len(mixed))
+        kind = rng.randrange(3)
+        if kind == 0:
+            mixed[j] = bytearray(mixed[j])
+        elif kind == 1:
+            mixed[j] = memoryview(bytes(mixed[j]))
+        else:   # U+1D15E: 4 bytes of UTF-8, its NFC 8
+            mixed[j] = "\U0001D15E" * rng.randint(1, 3000)
+    want = [tok.encode(unicodedata.normalize("NFC", t).encode() if isinstance(t, str) else bytes(t))
+            for t in mixed]
+    threads = rng.choice((2, 3))
+    _require(tok.encode_batch(mixed, num_threads=threads) == want,
+             "threaded batch with growing buffers != per-item encode", threads=threads)
+    flat, bounds = tok.encode_batch_flat(mixed, num_threads=threads)
+    _require([flat[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])] == want,
+             "threaded flat batch with growing buffers != per-item encode", threads=threads)
+    if rng.random() < 0.3:
+        bad = list(big)
+        bad.insert(rng.randrange(len(bad) + 1), rng.choice((7, None, 1.5)))
+        try:
+            tok.encode_batch(bad, num_threads=2)
+        except TypeError:
+            pass
+        else:
+            _require(False, "a batch with a non-text item did not raise TypeError")
+
+
 def check_batch(case: Case, texts: List[bytes], rng: random.Random) -> None:
     """``encode_batch`` (any threads, deterministic or sampled) equals per-item ``encode``."""
     tok = case.tok
@@ -337,6 +372,7 @@ def check_batch(case: Case, texts: List[bytes], rng: random.Random) -> None:
         one = tok.encode_batch(big, alpha=alpha, seed=seed, num_threads=1)
         _require(tok.encode_batch(big, alpha=alpha, seed=seed, num_threads=2) == one,
                  "large sampled batch depends on num_threads", alpha=alpha, seed=seed)
+        check_packing_under_threads(tok, big, rng)
     # str texts: packing checks and encodes them in C (with NFC through the
     # exact path when the table cannot show it); the oracle is the bytes of
     # unicodedata's NFC. Random code points from the scripts the table
