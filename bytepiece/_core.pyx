@@ -1178,8 +1178,13 @@ cdef class _BatchRunner:
         try:
             if not self.packer.shared:
                 self.packer.write(0, job.n_texts)
+                self.alloc_out(self.packer.pos)     # exact: packing is over
                 bp_store_release_ll(&job.packed_blocks, job.n_blocks)
                 return 0
+            # The helpers write ids before packing ends: size the id buffer
+            # from the most UTF-8 the texts can take (it grows with the text
+            # buffer if that is short).
+            self.alloc_out(self.packer.room)
             if job.done == NULL:
                 # Growing the buffers waits on the blocks' flags (list mode
                 # has them already). No helper reads the job before the first
@@ -1689,8 +1694,8 @@ cdef class _Packer:
     lengths (the most UTF-8 each can take), then each text is written in
     place, a non-ASCII one checked and encoded in the same loop. Texts the
     sizing cannot count (bytearray, memoryview, strings NFC makes longer)
-    grow the buffer. With ``job`` set, the buffer is that job's text buffer
-    and the job's id buffer grows along; while ``shared`` is set, worker
+    grow the buffer. With ``runner`` set, the buffer is that job's text
+    buffer and the job's id buffer, once made, grows along; while ``shared`` is set, worker
     threads may be segmenting the blocks published so far, so growing first
     waits until they are done with them (the only moment the buffers move).
     """
@@ -1782,7 +1787,8 @@ cdef class _Packer:
                     rc = drain_published(job)
                 if rc < 0:
                     raise MemoryError("out of memory while segmenting")
-            self.runner.alloc_out(room)
+            if self.runner.out is not None:
+                self.runner.alloc_out(room)
         PyByteArray_Resize(self.data, room)
         self.room = room
         self.dst = PyByteArray_AS_STRING(self.data)
@@ -1894,8 +1900,7 @@ cdef _BatchRunner _batch_job(Segmenter segmenter, data, offsets, double alpha, u
 cdef _BatchRunner _text_job(Segmenter segmenter, texts, nfc_utf8, double alpha, uint64_t seed,
                             bint add_bos, bint add_eos, int64_t first_index):
     """A job over Python texts (str or bytes-like), packed as the job runs
-    (:meth:`_BatchRunner.publish_texts`). Sized from the most UTF-8 the
-    texts can take; the buffers grow with the packer if that was short."""
+    (:meth:`_BatchRunner.publish_texts`), which also makes its id buffer."""
     cdef _Packer packer = _Packer()
     packer.size(texts, nfc_utf8)
     cdef _BatchRunner runner = _new_runner(segmenter, packer.n, alpha, seed, True, add_bos,
@@ -1903,7 +1908,6 @@ cdef _BatchRunner _text_job(Segmenter segmenter, texts, nfc_utf8, double alpha, 
     runner.packer = packer
     runner.job.data = <const unsigned char *> packer.dst
     runner.job.offsets = packer.off
-    runner.alloc_out(packer.room)
     return runner
 
 

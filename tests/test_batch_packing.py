@@ -129,3 +129,23 @@ def test_any_sequence_of_texts(tok, lines, threads):
     want = tok.encode_batch(lines, num_threads=threads)
     assert tok.encode_batch(tuple(lines), num_threads=threads) == want
     assert tok.encode_batch(_Texts(lines), num_threads=threads) == want
+
+
+def test_one_thread_sizes_the_ids_exactly(tok):
+    """Only threads that segment while packing goes on need the id buffer
+    before the texts are packed, and it is then sized from the most UTF-8
+    the texts can take. For these mostly-ASCII strings stored 4 bytes a
+    character that is 8 MB of text, so 32 MB of ids. One thread packs first
+    and sizes the ids from the 2 MB actually packed: the peak is the text
+    buffer (8 MB), the ids (8 MB) and the flat result (8 MB), 24 MB in all,
+    against 48 MB with the ids sized from the bound."""
+    import tracemalloc
+    texts = ["a" * 100_000 + "\U0001F600"] * 20
+    tracemalloc.start()
+    try:
+        result = tok.encode_batch_flat(texts, num_threads=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result[1][-1] > 0
+    assert peak < 32_000_000, f"peak {peak / 1e6:.1f} MB"
