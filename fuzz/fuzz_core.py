@@ -314,9 +314,9 @@ def check_packing_under_threads(tok, big: List[bytes], rng: random.Random) -> No
         j = rng.randrange(len(mixed))
         kind = rng.randrange(3)
         if kind == 0:
-            mixed[j] = bytearray(mixed[j])
+            mixed[j] = bytearray(big[j])
         elif kind == 1:
-            mixed[j] = memoryview(bytes(mixed[j]))
+            mixed[j] = memoryview(big[j])
         else:   # U+1D15E: 4 bytes of UTF-8, its NFC 8
             mixed[j] = "\U0001D15E" * rng.randint(1, 3000)
     want = [tok.encode(unicodedata.normalize("NFC", t).encode() if isinstance(t, str) else bytes(t))
