@@ -68,8 +68,8 @@ cdef int scratch_reserve(Scratch *scratch, int64_t n) noexcept nogil
 cdef void scratch_free(Scratch *scratch) noexcept nogil
 cdef void rng_seed(Rng *rng, uint64_t seed) noexcept nogil
 cdef double rng_uniform(Rng *rng) noexcept nogil
-cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char *text,
-                     int64_t n, Scratch *scratch) noexcept nogil
+cdef int64_t viterbi(const Trie *trie, const unsigned char *text, int64_t n,
+                     Scratch *scratch) noexcept nogil
 cdef int64_t sample(const Trie *trie, const double *score, const Weights *weights,
                     const unsigned char *text, int64_t n, Scratch *scratch,
                     Rng *rng) noexcept nogil

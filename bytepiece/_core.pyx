@@ -550,9 +550,10 @@ cdef inline int64_t first_unchecked_end(const Trie *trie, int64_t n) noexcept no
     return min(n + 1, <int64_t> trie.max_depth + 1)
 
 
-cdef int64_t viterbi(const Trie *trie, const double *score, const unsigned char *text,
-                     int64_t n, Scratch *scratch) noexcept nogil:
-    """Deterministic segmentation (§4): the most probable one, ties to the longest last piece."""
+cdef int64_t viterbi(const Trie *trie, const unsigned char *text, int64_t n,
+                     Scratch *scratch) noexcept nogil:
+    """Deterministic segmentation (§4): the most probable one, ties to the
+    longest last piece. The scores are the trie's (``node_score``)."""
     cdef int64_t split
     if scratch_reserve(scratch, n) < 0:
         return -1
@@ -726,7 +727,7 @@ cdef int64_t sample(const Trie *trie, const double *score, const Weights *weight
                     Rng *rng) noexcept nogil:
     """Draw a segmentation with probability proportional to prod(p ** alpha) (§5)."""
     if weights.log_domain == 2:
-        return viterbi(trie, score, text, n, scratch)
+        return viterbi(trie, text, n, scratch)
     if scratch_reserve(scratch, n) < 0:
         return -1
     if weights.log_domain:
@@ -851,7 +852,7 @@ cdef int64_t encode_text(EncodeTask *task, const unsigned char *text, int64_t n,
     while start < n:
         end = chunk_end(text, start, n) if chunked else n
         if task.weights == NULL:
-            k = viterbi(task.trie, task.score, text + start, end - start, &task.scratch)
+            k = viterbi(task.trie, text + start, end - start, &task.scratch)
         else:
             k = sample(task.trie, task.score, task.weights, text + start, end - start,
                        &task.scratch, &task.rng)
@@ -919,7 +920,7 @@ cdef int run_block(BatchJob *job, EncodeTask *task, int64_t *row, int64_t b) noe
         n = job.offsets[i + 1] - job.offsets[i]
         if row != NULL:
             # Split mode (trainer): segment each item whole, count its pieces.
-            k = viterbi(task.trie, task.score, job.data + job.offsets[i], n, &task.scratch)
+            k = viterbi(task.trie, job.data + job.offsets[i], n, &task.scratch)
             if k < 0:
                 rc = -1
                 break
