@@ -1174,10 +1174,9 @@ cdef class _BatchRunner:
         # lasting cycle would keep each batch's buffers alive until the
         # cyclic collector runs (measured: memory and time grew per batch).
         self.packer.runner = self
-        self.packer.shared = self.n_threads > 0
         cdef unsigned char[::1] done_view
         try:
-            if not self.packer.shared:
+            if self.n_threads == 0:
                 self.packer.write(0, job.n_texts)
                 self.alloc_out(self.packer.pos)     # exact: packing is over
                 bp_store_release_ll(&job.packed_blocks, job.n_blocks)
@@ -1201,7 +1200,6 @@ cdef class _BatchRunner:
             self.abort()
             raise
         finally:
-            self.packer.shared = False
             self.packer.runner = None
         return 0
 
@@ -1571,8 +1569,7 @@ cdef extern from *:
     }
 
     /* The most UTF-8 the str and bytes items[0..n) can take (other items
-       count 0: the packer grows its buffer for them). The same rule as the
-       generic loop in _Packer.size, for lists and tuples. Each item's
+       count 0: the packer grows its buffer for them). Each item's
        header is fetched 16 items ahead: the texts lie all over the heap,
        and waiting for one header at a time made this loop (which runs
        before the helper threads have anything to do) take 0.45 ms of a
@@ -1695,10 +1692,11 @@ cdef class _Packer:
     lengths (the most UTF-8 each can take), then each text is written in
     place, a non-ASCII one checked and encoded in the same loop. Texts the
     sizing cannot count (bytearray, memoryview, strings NFC makes longer)
-    grow the buffer. With ``runner`` set, the buffer is that job's text
-    buffer and the job's id buffer, once made, grows along; while ``shared`` is set, worker
-    threads may be segmenting the blocks published so far, so growing first
-    waits until they are done with them (the only moment the buffers move).
+    grow the buffer. With ``runner`` set (while the runner packs), the
+    buffer is that job's text buffer and the job's id buffer, once made,
+    grows along; if the runner has helper threads, they may be segmenting
+    the blocks published so far, so growing first waits until they are done
+    with them (the only moment the buffers move).
     """
     cdef object texts
     cdef object nfc_utf8
@@ -1707,32 +1705,24 @@ cdef class _Packer:
     cdef int64_t *off
     cdef char *dst
     cdef Py_ssize_t n, room, pos
-    cdef _BatchRunner runner    # None, or the job whose buffers these are
-    cdef bint shared
+    cdef _BatchRunner runner    # while it packs: the job whose buffers these are
 
     cdef int size(self, texts, nfc_utf8) except -1:
-        """Take the texts and size the buffer."""
-        cdef Py_ssize_t i, size, room = 0
+        """Take the texts and size the buffer. A sequence that is not a list
+        or tuple is read once, item by item, into a list."""
+        cdef Py_ssize_t n = len(texts)
+        if type(texts) is not list and type(texts) is not tuple:
+            texts = [texts[i] for i in range(n)]
         self.texts = texts
         self.nfc_utf8 = nfc_utf8
-        self.n = len(texts)
-        self.offsets = np.empty(self.n + 1, dtype=np.int64)
+        self.n = n
+        self.offsets = np.empty(n + 1, dtype=np.int64)
         cdef int64_t[::1] off = self.offsets
         self.off = &off[0]
-        if type(texts) is list or type(texts) is tuple:
-            room = bp_sized_room(PySequence_Fast_ITEMS(texts), self.n)
-        else:
-            for i in range(self.n):
-                t = texts[i]
-                if type(t) is str:
-                    size = PyUnicode_GET_LENGTH(t)
-                    room += size if PyUnicode_IS_ASCII(t) else size * bp_utf8_room(PyUnicode_KIND(t))
-                elif type(t) is bytes:
-                    room += PyBytes_GET_SIZE(t)
-        self.room = room
+        self.room = bp_sized_room(PySequence_Fast_ITEMS(texts), n)
         self.pos = 0
         self.off[0] = 0
-        self.data = PyByteArray_FromStringAndSize(NULL, room)
+        self.data = PyByteArray_FromStringAndSize(NULL, self.room)
         self.dst = PyByteArray_AS_STRING(self.data)
         return 0
 
@@ -1783,7 +1773,7 @@ cdef class _Packer:
         room = max(need, 2 * self.room)
         if self.runner is not None:
             job = &self.runner.job
-            if self.shared:
+            if self.runner.n_threads > 0:
                 with nogil:
                     rc = drain_published(job)
                 if rc < 0:
