@@ -210,31 +210,30 @@ class Tokenizer:
             raise TypeError("encode_batch expects a sequence of texts, not a single text")
         alpha = _check_alpha(alpha)
         kind = self._out_kind(out_type)
-        num_threads, first_index = self._check_batch_args(num_threads, first_index)
-        call_seed = self._call_seed(seed) if alpha >= 0 else 0
         if kind == 2:
-            flat, bounds = self._segmenter.batch_concat(texts, nfc_utf8, alpha, call_seed, num_threads,
-                                                        bool(add_bos), bool(add_eos), first_index)
+            flat, bounds = self.encode_batch_flat(texts, add_bos, add_eos, alpha, seed, num_threads,
+                                                  first_index)
             edges = bounds.tolist()
             return [flat[start:end] for start, end in zip(edges, edges[1:])]
+        num_threads, first_index, call_seed = self._check_batch_args(num_threads, first_index, alpha, seed)
         return self._segmenter.batch_lists(texts, nfc_utf8, self._ids, alpha, call_seed, num_threads,
                                            bool(add_bos), bool(add_eos), first_index)
 
-    @staticmethod
-    def _check_batch_args(num_threads, first_index) -> tuple:
+    def _check_batch_args(self, num_threads, first_index, alpha: float, seed) -> tuple:
+        """``(num_threads, first_index, call_seed)`` of a batch call, checked."""
         if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
             raise TypeError(f"num_threads must be an int, got {type(num_threads).__name__}")
         if num_threads < 0:
             raise ValueError(f"num_threads must be >= 0 (0: all cores), got {num_threads}")
         if isinstance(first_index, bool) or not isinstance(first_index, (int, np.integer)) or first_index < 0:
             raise ValueError(f"first_index must be a non-negative int, got {first_index!r}")
-        return int(num_threads), int(first_index)
+        call_seed = self._call_seed(seed) if alpha >= 0 else 0
+        return int(num_threads), int(first_index), call_seed
 
     def _encode_packed(self, data, offsets: np.ndarray, add_bos: bool, add_eos: bool,
                        alpha: float, seed: Optional[int], num_threads: int, first_index: int = 0):
         """Segment the texts ``data[offsets[i]:offsets[i+1]]`` on native threads."""
-        num_threads, first_index = self._check_batch_args(num_threads, first_index)
-        call_seed = self._call_seed(seed) if alpha >= 0 else 0
+        num_threads, first_index, call_seed = self._check_batch_args(num_threads, first_index, alpha, seed)
         return self._segmenter.encode_concat(data, offsets, alpha, call_seed, num_threads,
                                              True, add_bos, add_eos, first_index)
 
@@ -247,8 +246,7 @@ class Tokenizer:
         if isinstance(texts, (str, bytes)):
             raise TypeError("encode_batch_flat expects a sequence of texts, not a single text")
         alpha = _check_alpha(alpha)
-        num_threads, first_index = self._check_batch_args(num_threads, first_index)
-        call_seed = self._call_seed(seed) if alpha >= 0 else 0
+        num_threads, first_index, call_seed = self._check_batch_args(num_threads, first_index, alpha, seed)
         return self._segmenter.batch_concat(texts, nfc_utf8, alpha, call_seed, num_threads,
                                             bool(add_bos), bool(add_eos), first_index)
 
