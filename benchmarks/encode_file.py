@@ -42,7 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bytepiece.cli import _document_batches, _encode_files  # noqa: E402
+from bytepiece.cli import _encode_files  # noqa: E402
+from bytepiece.inputs import _document_batches  # noqa: E402
 from bytepiece.tokenizer import Tokenizer  # noqa: E402
 
 REFERENCE_MODEL = ROOT.parent / "shared" / "reference" / "bytepiece.eu.plus.40k.model"

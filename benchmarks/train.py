@@ -26,7 +26,7 @@ BYTEPIECE = """
 import sys
 sys.path.insert(0, {root!r})
 from bytepiece.trainer import Trainer
-from bytepiece.cli import Corpus
+from bytepiece.inputs import Corpus
 files, copies, workers, out = {files!r}, {copies}, {workers}, {out!r}
 # Stream the files as `bytepiece train` does (SentencePiece too gets paths,
 # not a list in memory); copies > 1 repeats the file list.

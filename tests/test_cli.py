@@ -170,7 +170,7 @@ import os  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bytepiece import cli as cli_module  # noqa: E402
+from bytepiece import inputs as inputs_module  # noqa: E402
 from bytepiece.tokenizer import Tokenizer  # noqa: E402
 
 
@@ -211,7 +211,7 @@ def test_encode_npy_independent_of_workers_and_batching(model, tmp_path, monkeyp
     outputs = []
     for workers, block in [(1, None), (2, None), (2, 97), (3, 5000)]:
         if block:
-            monkeypatch.setattr(cli_module, "_BLOCK", block)
+            monkeypatch.setattr(inputs_module, "_BLOCK", block)
         out = tmp_path / f"w{workers}-{block}.npy"
         result = run(*args, "--workers", str(workers), "-o", str(out))
         assert result.exit_code == 0, result.output
@@ -282,7 +282,7 @@ def test_encode_npy_errors_leave_no_partial_file(model, tmp_path, monkeypatch):
     out.write_bytes(b"previous content")
     bad = tmp_path / "bad.txt"
     bad.write_bytes("good line\n".encode() * 500 + b"broken \xff here\n")
-    monkeypatch.setattr(cli_module, "_BLOCK", 256)  # the error comes after several batches
+    monkeypatch.setattr(inputs_module, "_BLOCK", 256)  # the error comes after several batches
     result = run("encode", "-m", model, str(bad), "-o", str(out), "-q")
     assert result.exit_code == 1
     assert "bad.txt, line 501" in result.output and "byte 7" in result.output
@@ -313,7 +313,7 @@ def test_encode_npy_interrupted_leaves_no_partial_file(model, tmp_path, monkeypa
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Tokenizer, "_encode_packed", interrupted)
-    monkeypatch.setattr(cli_module, "_BLOCK", 512)
+    monkeypatch.setattr(inputs_module, "_BLOCK", 512)
     result = run("encode", "-m", model, *POEMS, "-o", str(out), "-q", "--workers", "1")
     assert result.exit_code != 0 and len(calls) == 3
     assert not out.exists()
@@ -335,7 +335,7 @@ def test_encode_npy_interrupted_with_workers_leaves_no_partial_file(model, tmp_p
         return original(self, ids)
 
     monkeypatch.setattr(TokenFileWriter, "write", interrupted)
-    monkeypatch.setattr(cli_module, "_BLOCK", 512)
+    monkeypatch.setattr(inputs_module, "_BLOCK", 512)
     result = run("encode", "-m", model, *POEMS, "-o", str(out), "-q", "--workers", "2")
     assert result.exit_code != 0 and len(calls) == 3
     assert not out.exists()
@@ -369,7 +369,7 @@ def test_encode_npy_same_file_for_one_and_two_workers(model, tmp_path, monkeypat
     outputs = {}
     for workers, block in [(1, None), (2, None), (2, 200), (3, 64)]:
         if block:
-            monkeypatch.setattr(cli_module, "_BLOCK", block)
+            monkeypatch.setattr(inputs_module, "_BLOCK", block)
         out = tmp_path / f"w{workers}-{block}.npy"
         result = run(*args, "--workers", str(workers), "-o", str(out))
         assert result.exit_code == 0, result.output
@@ -404,7 +404,7 @@ def test_encode_npy_worker_errors_name_file_and_line(model, tmp_path, monkeypatc
     gz = tmp_path / "bad.txt.gz"
     with gzip.open(gz, "wb") as handle:
         handle.write(bad.read_bytes())
-    monkeypatch.setattr(cli_module, "_BLOCK", 256)  # the errors come after several blocks
+    monkeypatch.setattr(inputs_module, "_BLOCK", 256)  # the errors come after several blocks
     for inputs, fragment in [([bad], "bad.txt, line 501: not valid UTF-8"),
                              ([POEMS[1], gz], "bad.txt.gz, line 501: not valid UTF-8"),
                              ([jsonl, bad], "bad.jsonl, line 301: field 'text' is int")]:
@@ -433,15 +433,15 @@ def test_encode_npy_worker_that_dies_is_a_clean_error(model, tmp_path, monkeypat
 
 def test_block_document_counts_match_the_documents(tmp_path, monkeypatch):
     inputs = mixed_inputs(tmp_path)
-    monkeypatch.setattr(cli_module, "_BLOCK", 100)
-    blocks = list(cli_module._blocks(inputs, "text", "strict", count=True))
+    monkeypatch.setattr(inputs_module, "_BLOCK", 100)
+    blocks = list(inputs_module._blocks(inputs, "text", "strict", count=True))
     assert len(blocks) > 30
     for block in blocks:
         data, offsets = block.prepare()
         assert block.count == len(offsets) - 1
         if not block.jsonl:
             raw = block.raw()
-            assert data.splitlines(keepends=True) == cli_module._text_documents(raw, block.path,
+            assert data.splitlines(keepends=True) == inputs_module._text_documents(raw, block.path,
                                                                                 block.number, "strict")
             assert [data[a:b] for a, b in zip(offsets, offsets[1:])] == data.splitlines(keepends=True)
     by_path = {}

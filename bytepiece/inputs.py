@@ -1,0 +1,401 @@
+"""Reading corpora: text and JSON Lines files (plain or ``.gz``), standard input,
+and byte-range blocks of large files, for ``bytepiece train`` and ``bytepiece
+encode`` and for anything else that feeds texts to the core.
+
+Errors are :class:`CorpusError` (a ``ValueError``) whose message names the file
+and, where it applies, the line.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import mmap
+import os
+import re
+import sys
+import unicodedata
+from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from .normalization import nfc_utf8
+
+__all__ = ["CorpusError", "Corpus", "read_lines", "read_records", "record_text"]
+
+_LINE = re.compile(r"[^\n]*\n|[^\n]+")
+
+
+class CorpusError(ValueError):
+    """A corpus file that cannot be read as asked (message names file and line)."""
+
+
+def _open_binary(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CorpusError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot open ({exc.strerror})") from None
+    if path.endswith(".gz"):
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    return handle
+
+
+def _is_jsonl(path: str) -> bool:
+    name = path[:-3] if path.endswith(".gz") else path
+    return name.endswith(".jsonl")
+
+
+def _decode(raw: bytes, path: str, number: int, errors: str) -> str:
+    try:
+        return raw.decode("utf-8", errors)
+    except UnicodeDecodeError as exc:
+        raise CorpusError(
+            f"{path}, line {number}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+            "use --errors replace to substitute U+FFFD"
+        ) from None
+
+
+def read_lines(path: str, errors: str = "strict") -> Iterator[Tuple[int, str]]:
+    """``(line number, line)`` of a text file, newline kept, as Python's text mode yields them.
+
+    ``\\r\\n`` and lone ``\\r`` become ``\\n`` (universal newlines), the file is
+    decoded line by line so that an encoding error names its line, and
+    ``.gz`` files are decompressed on the fly. ``-`` is standard input.
+    """
+    handle = _open_binary(path)
+    try:
+        for number, raw in enumerate(handle, 1):
+            text = _decode(raw, path, number, errors)
+            if "\r" in text:
+                for line in _LINE.findall(text.replace("\r\n", "\n").replace("\r", "\n")):
+                    yield number, line
+            else:
+                yield number, text
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise CorpusError(f"{path}: read error ({exc})") from None
+    finally:
+        if path != "-":
+            handle.close()
+
+
+def record_text(line: str, field: str, where: str) -> str:
+    """``record[field]`` of one JSON Lines record; ``where`` ("FILE, line N")
+    prefixes the error for a line that is not a JSON object with a string there."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict) or field not in record:
+        raise CorpusError(f"{where}: no field {field!r} in this record")
+    text = record[field]
+    if not isinstance(text, str):
+        raise CorpusError(f"{where}: field {field!r} is {type(text).__name__}, not a string")
+    return text
+
+
+def read_records(path: str, field: str, errors: str = "strict") -> Iterator[Tuple[int, str]]:
+    """``(line number, text)`` of each JSON Lines record, taking ``record[field]``."""
+    for number, line in read_lines(path, errors):
+        if line.strip():
+            yield number, record_text(line, field, f"{path}, line {number}")
+
+
+class Corpus:
+    """The texts of some files, re-iterable (the trainer reads them twice).
+
+    ``.txt`` (or any other name): one text per line, newline kept;
+    ``.jsonl``: one text per record, from ``field``; ``.gz`` is decompressed.
+    Standard input (``-``) can only be read once, so it is kept in memory.
+    """
+
+    def __init__(self, paths: Sequence[str], field: str = "text", errors: str = "strict") -> None:
+        self.paths = list(paths)
+        self.field = field
+        self.errors = errors
+        self._stdin: Optional[List[str]] = None
+        for path in self.paths:
+            if path != "-" and not os.path.exists(path):
+                raise CorpusError(f"{path}: no such file")
+            if path != "-" and os.path.isdir(path):
+                raise CorpusError(f"{path}: is a directory")
+
+    def _texts(self, path: str) -> Iterator[str]:
+        reader = read_records(path, self.field, self.errors) if _is_jsonl(path) else read_lines(path, self.errors)
+        for _number, text in reader:
+            yield text
+
+    def __iter__(self) -> Iterator[str]:
+        for path in self.paths:
+            if path == "-":
+                if self._stdin is None:
+                    self._stdin = list(self._texts(path))
+                yield from self._stdin
+            else:
+                yield from self._texts(path)
+
+
+def _strip_newline(line: str) -> str:
+    return line[:-1] if line.endswith("\n") else line
+
+
+def _check_input(path: str) -> None:
+    if path != "-" and not os.path.exists(path):
+        raise CorpusError(f"{path}: no such file")
+    if path != "-" and os.path.isdir(path):
+        raise CorpusError(f"{path}: is a directory")
+
+
+def _input_texts(files: Sequence[str], field: str, errors: str) -> Iterator[str]:
+    """Texts to encode for text output: lines without their newline, or JSONL fields."""
+    for path in files or ["-"]:
+        if _is_jsonl(path):
+            for _number, text in read_records(path, field, errors):
+                yield text
+        else:
+            for _number, line in read_lines(path, errors):
+                yield _strip_newline(line)
+
+
+# -- streaming documents for token files ---------------------------------------
+#
+# The input is cut into blocks of about _BLOCK bytes ending at a newline. The
+# parent process only finds the cuts (and counts lines, so that an error can
+# name its line); a worker reads, decodes, normalizes and splits its blocks.
+
+_BLOCK = 1 << 20
+_PRINTABLE = re.compile(rb"[\x21-\x7e]")
+
+
+def _read_blocks(path: str, block_size: Optional[int] = None) -> Iterator[Tuple[int, bytes]]:
+    """``(number of the first line, raw bytes)`` of about ``block_size`` bytes
+    (default ``_BLOCK``) ending at a newline (or at the end of the file)."""
+    block_size = block_size or _BLOCK
+    handle = _open_binary(path)
+    number = 1
+    try:
+        while True:
+            try:
+                block = handle.read(block_size)
+                if block and not block.endswith(b"\n"):
+                    block += handle.readline()
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                raise CorpusError(f"{path}: read error ({exc})") from None
+            if not block:
+                return
+            yield number, block
+            number += block.count(b"\n")
+    finally:
+        if path != "-":
+            handle.close()
+
+
+def _decode_block(block: bytes, path: str, number: int, errors: str) -> str:
+    try:
+        return block.decode("utf-8", errors)
+    except UnicodeDecodeError as exc:
+        line_start = block.rfind(b"\n", 0, exc.start) + 1
+        line = number + block.count(b"\n", 0, exc.start)
+        raise CorpusError(
+            f"{path}, line {line}: not valid UTF-8 ({exc.reason} at byte {exc.start - line_start}); "
+            "use --errors replace to substitute U+FFFD"
+        ) from None
+
+
+def _text_block(block: bytes, path: str, number: int, errors: str) -> bytes:
+    """A block of lines as NFC UTF-8 with ``\\n`` line ends (``\\r\\n``, ``\\r`` become ``\\n``).
+
+    A newline never takes part in NFC composition or reordering, so
+    normalizing the whole block equals normalizing each line. When the block
+    is valid UTF-8, already NFC and free of ``\\r`` (the usual case), its own
+    bytes are used without re-encoding.
+    """
+    from . import _core
+
+    if _core.is_plain_nfc_utf8(block):
+        return block  # valid UTF-8, NFC and \n-only as it is: no decoding needed
+    text = _decode_block(block, path, number, errors)
+    changed = errors != "strict"
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        changed = True
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+        changed = True
+    return text.encode("utf-8") if changed else block
+
+
+def _text_documents(block: bytes, path: str, number: int, errors: str) -> List[bytes]:
+    """The lines of a block as NFC UTF-8, newline kept (``\\r\\n``, ``\\r`` become ``\\n``)."""
+    return _text_block(block, path, number, errors).splitlines(keepends=True)
+
+
+def _count_text_documents(newlines: int, returns: int, crlf: int, last: bytes) -> int:
+    """Lines of a block once ``\\r\\n`` and ``\\r`` are ``\\n``, a last line without one included."""
+    return newlines + returns - crlf + (1 if last and last not in b"\r\n" else 0)
+
+
+def _jsonl_lines(text: str) -> Iterator[Tuple[int, str]]:
+    """``(offset of the physical line, line)`` of the non-blank lines of JSON Lines text."""
+    for offset, physical in enumerate(text.split("\n")):
+        if physical.endswith("\r"):
+            physical = physical[:-1]
+        for line in physical.split("\r") if "\r" in physical else (physical,):
+            if line.strip():
+                yield offset, line
+
+
+def _count_jsonl_records(block: bytes) -> int:
+    """How many records :func:`_jsonl_documents` finds in ``block`` (its non-blank
+    lines), without decoding the lines that hold printable ASCII."""
+    count = 0
+    for physical in block.split(b"\n"):
+        if physical.endswith(b"\r"):
+            physical = physical[:-1]
+        for line in physical.split(b"\r") if b"\r" in physical else (physical,):
+            if _PRINTABLE.search(line) or line.decode("utf-8", "replace").strip():
+                count += 1
+    return count
+
+
+def _jsonl_documents(block: bytes, path: str, number: int, errors: str, field: str) -> List[bytes]:
+    """``record[field]`` of each JSON line of a block, as NFC UTF-8."""
+    text = _decode_block(block, path, number, errors)
+    documents = []
+    for offset, line in _jsonl_lines(text):
+        where = f"{path}, line {number + offset}"
+        value = record_text(line, field, where)
+        try:
+            documents.append(nfc_utf8(value))
+        except ValueError as exc:
+            if errors == "strict":
+                raise CorpusError(f"{where}: {exc}") from None
+            documents.append(unicodedata.normalize("NFC", value).encode("utf-8", "replace"))
+    return documents
+
+
+class _Block(NamedTuple):
+    """Lines ``number``... of ``path``: the bytes ``[offset, offset + size)`` of the
+    file, or ``data`` when the parent had to read them (stdin, .gz). Picklable:
+    :meth:`prepare` runs in a worker process."""
+
+    path: str
+    number: int
+    offset: int
+    size: int
+    data: Optional[bytes]
+    jsonl: bool
+    field: str
+    errors: str
+    count: Optional[int]  # documents, when counted before dispatch
+
+    def raw(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(self.size)
+        except OSError as exc:
+            raise CorpusError(f"{self.path}: read error ({exc.strerror or exc})") from None
+        if len(data) != self.size:
+            raise CorpusError(f"{self.path}: file changed while it was being read")
+        return data
+
+    def prepare(self):
+        """``(data, offsets)`` of the block's documents, NFC UTF-8."""
+        from .pipelines import line_offsets, pack_documents
+
+        raw = self.raw()
+        if self.jsonl:
+            return pack_documents(_jsonl_documents(raw, self.path, self.number, self.errors, self.field))
+        data = _text_block(raw, self.path, self.number, self.errors)
+        return data, line_offsets(data)
+
+
+def _count_block(raw: bytes, jsonl: bool) -> int:
+    if jsonl:
+        return _count_jsonl_records(raw)
+    returns = raw.count(b"\r")
+    crlf = raw.count(b"\r\n") if returns else 0
+    return _count_text_documents(raw.count(b"\n"), returns, crlf, raw[-1:])
+
+
+def _mapped_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool,
+                   later: Optional[int] = None, workers: int = 1) -> Iterator[_Block]:
+    """Blocks of a regular file, found through a memory map without copying the file.
+
+    ``later``: bytes of the regular files that follow (``None``: unknown). With
+    several workers, the last blocks of the input get smaller, so that the
+    workers finish together instead of one of them encoding the last block alone.
+    """
+    import numpy as np
+
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot open ({exc.strerror})") from None
+    with handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    size = len(mapped)
+    view = np.frombuffer(mapped, dtype=np.uint8)
+    segment = None
+    try:
+        start, number = 0, 1
+        while start < size:
+            block = _BLOCK
+            if workers > 1 and later is not None:
+                block = max(1, _BLOCK // 16, min(_BLOCK, (size - start + later) // (2 * workers)))
+            cut = mapped.find(b"\n", start + block - 1)
+            end = size if cut < 0 else cut + 1
+            segment = view[start:end]
+            lines = int(np.count_nonzero(segment == 10))
+            documents = None
+            if count and jsonl:
+                documents = _count_jsonl_records(mapped[start:end])
+            elif count:
+                returns = int(np.count_nonzero(segment == 13))
+                crlf = int(np.count_nonzero((segment[:-1] == 13) & (segment[1:] == 10))) if returns else 0
+                documents = _count_text_documents(lines, returns, crlf, mapped[end - 1:end])
+            segment = None
+            yield _Block(path, number, start, end - start, None, jsonl, field, errors, documents)
+            number += lines
+            start = end
+    finally:
+        del segment, view
+        try:
+            mapped.close()
+        except BufferError:  # a view still alive in a traceback: the GC closes it
+            pass
+
+
+def _mappable(path: str) -> bool:
+    return path != "-" and not path.endswith(".gz") and os.path.isfile(path)
+
+
+def _blocks(paths: Sequence[str], field: str, errors: str, count: bool = False,
+            workers: int = 1) -> Iterator[_Block]:
+    """The blocks of each file, in order; ``count``: with their number of documents;
+    ``workers``: how many will encode them (it sets the size of the last blocks)."""
+    sizes = [os.path.getsize(path) if _mappable(path) else None for path in paths]
+    for i, path in enumerate(paths):
+        jsonl = _is_jsonl(path)
+        if sizes[i] is not None:
+            later = None if None in sizes[i + 1:] else sum(sizes[i + 1:])
+            yield from _mapped_blocks(path, jsonl, field, errors, count, later, workers)
+            continue
+        for number, raw in _read_blocks(path):
+            yield _Block(path, number, 0, len(raw), raw, jsonl, field, errors,
+                         _count_block(raw, jsonl) if count else None)
+
+
+def _document_batches(paths: Sequence[str], field: str, errors: str) -> Iterator[Tuple[List[bytes], int]]:
+    """``(documents, input bytes)`` for each block of each file, in order, read in this thread."""
+    for block in _blocks(paths, field, errors):
+        data, offsets = block.prepare()
+        bounds = offsets.tolist()
+        yield [data[a:b] for a, b in zip(bounds, bounds[1:])], block.size
