@@ -299,7 +299,9 @@ class Tokenizer:
         alpha = _check_alpha(alpha)
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0 for entropy, got {alpha}")
-        return self._segmenter.entropy(_as_bytes(text), alpha)
+        # Rounding can leave a tiny negative value where the entropy is 0
+        # (one segmentation takes all the mass); entropy is never negative.
+        return max(0.0, self._segmenter.entropy(_as_bytes(text), alpha))
 
     # -- decoding -------------------------------------------------------------
 
