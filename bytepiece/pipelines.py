@@ -26,7 +26,6 @@ import select
 import signal
 import struct
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -34,6 +33,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import numpy as np
 
 from .normalization import nfc_utf8
+from .outputs import check_output, temporary_beside
 
 __all__ = [
     "sampling_seed",
@@ -128,20 +128,16 @@ class TokenFileWriter:
     complete. ``np.load(path, mmap_mode="r")`` reads the result.
     """
 
-    def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4") -> None:
+    def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4",
+                 inputs: Iterable[Optional[PathLike]] = ()) -> None:
         self.path = os.fspath(path)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         if self.dtype.kind not in "iu":
             raise ValueError(f"a token file needs an integer dtype, got {self.dtype}")
         self._info = np.iinfo(self.dtype)
         self.count = 0
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"{self.path}: directory {directory} does not exist")
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(f"{self.path}: is a directory")
-        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(self.path),
-                                         dir=directory)
+        self._real = check_output(self.path, inputs)  # a symlink is written through
+        fd, self._tmp = temporary_beside(self._real)
         self._handle = os.fdopen(fd, "wb")
         self._open = True
         try:
@@ -177,7 +173,7 @@ class TokenFileWriter:
             os.fsync(self._handle.fileno())
             self._handle.close()
             self._open = False
-            os.replace(self._tmp, self.path)
+            os.replace(self._tmp, self._real)
         except BaseException:
             self.discard()
             raise
@@ -308,6 +304,7 @@ def encode_batches_to_token_file(
     num_threads: int = 0,
     on_batch: Optional[Callable[[int, int, int], None]] = None,
     prefetch: int = 2,
+    inputs: Iterable[Optional[PathLike]] = (),
 ) -> Tuple[int, int]:
     """Encode ``(documents, input_bytes)`` batches into a ``.npy`` token file.
 
@@ -317,13 +314,14 @@ def encode_batches_to_token_file(
     of the whole stream is sampled from the stream ``(seed, k)``, so the file
     does not depend on ``num_threads`` nor on how documents are batched.
     ``on_batch(input_bytes, tokens, documents)`` is called after each batch.
+    ``path`` must not be one of the files ``inputs``.
     Returns ``(tokens, documents)`` written.
     """
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
     if alpha >= 0 and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole file is one stream
     documents = 0
-    with TokenFileWriter(path, file_dtype) as writer:
+    with TokenFileWriter(path, file_dtype, inputs) as writer:
         with Prefetcher(batches, prefetch) as source:
             for texts, input_bytes in source:
                 if not texts:
@@ -359,11 +357,16 @@ def encode_to_token_file(
         encode_to_token_file(tok, open("corpus.txt", encoding="utf-8"), "tokens.npy")
         tokens = np.load("tokens.npy", mmap_mode="r")
     """
+    if isinstance(documents, (str, bytes, bytearray, memoryview)):
+        raise TypeError("documents must be an iterable of texts (a list, or an open file), "
+                        f"not a single {type(documents).__name__}")
     if batch_bytes <= 0:
         raise ValueError(f"batch_bytes must be positive, got {batch_bytes}")
+    source = getattr(documents, "name", None)  # an open file: the output must not replace it
     return encode_batches_to_token_file(tokenizer, _batched(documents, batch_bytes), path,
                                         dtype=dtype, alpha=alpha, seed=seed,
-                                        num_threads=num_threads)
+                                        num_threads=num_threads,
+                                        inputs=[source] if isinstance(source, str) else ())
 
 
 # -- blocks encoded in worker processes ------------------------------------------
@@ -631,6 +634,7 @@ def encode_blocks_to_token_file(
     on_block: Optional[Callable[[int, int, int], None]] = None,
     in_flight: Optional[int] = None,
     stats: Optional[Dict[str, float]] = None,
+    inputs: Iterable[Optional[PathLike]] = (),
 ) -> Tuple[int, int]:
     """Encode independent blocks of input into a ``.npy`` token file.
 
@@ -651,12 +655,15 @@ def encode_blocks_to_token_file(
     for ``workers > 1``, and the file is the same whatever ``workers``.
     ``on_block(input_bytes, tokens, documents)`` is called after each block
     is written; ``stats``, if given, receives the seconds spent in each
-    phase (``prepare`` and ``encode`` summed over the workers).
+    phase (``prepare`` and ``encode`` summed over the workers). ``path``
+    must not be one of the files ``inputs``.
     Returns ``(tokens, documents)``.
     """
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
+    inputs = list(inputs)
+    check_output(path, inputs)  # before any worker starts
     sampling = alpha >= 0
     if sampling and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole file is one stream
@@ -665,7 +672,7 @@ def encode_blocks_to_token_file(
     pool = _WorkerPool(tokenizer, int(workers)) if workers > 1 and _fork_available() else None
     times["start"] = time.perf_counter() - started
     try:
-        with TokenFileWriter(path, file_dtype) as writer:
+        with TokenFileWriter(path, file_dtype, inputs) as writer:
             if pool is None:
                 documents = _encode_here(tokenizer, iter(blocks), writer, alpha, seed, on_block, times)
             else:
