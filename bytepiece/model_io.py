@@ -276,6 +276,8 @@ def check_special_token(text: Any) -> str:
         raise ValueError(f"special token {text!r:.60} is not NFC (its NFC form is "
                          f"{unicodedata.normalize('NFC', text)!r:.60}); input text is NFC-normalized "
                          "before special tokens are matched, so it could never occur")
+    if size == 1:
+        raise ValueError(f"special token {text!r} is identical to a learned piece (every single byte is a piece)")
     if text in SPECIAL_TOKENS:
         raise ValueError(f"special token {text!r} is a duplicate: ids 0-2 are always <pad>, <bos>, <eos>")
     return text
