@@ -558,6 +558,15 @@ class Tokenizer:
 
         export_huggingface(self, path)
 
+    def save_pretrained(self, directory) -> List[str]:
+        """Write ``tokenizer.json``, ``tokenizer_config.json`` and
+        ``special_tokens_map.json`` into ``directory`` for
+        ``transformers.AutoTokenizer.from_pretrained``; see
+        :func:`bytepiece.convert.save_pretrained`. Returns the paths written."""
+        from .convert import save_pretrained
+
+        return save_pretrained(self, directory)
+
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, max_piece_length={self.max_piece_length})"
 
