@@ -38,30 +38,35 @@ class SpecialMatcher:
             end = len(data)
         return [(m.start(), m.end(), ids[m.group()]) for m in self.pattern.finditer(data, start, end)]
 
-    def find_packed(self, data: bytes, offsets: np.ndarray) -> List[Tuple[int, List[Match]]]:
-        """``(document, occurrences)`` of every document ``data[offsets[i]:offsets[i+1]]``
-        holding a special token; an occurrence never spans two documents.
+    def find_packed(self, data, offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(docs, starts, ends, ids)``, int64 arrays ordered by position, of every
+        occurrence inside a document ``data[offsets[i]:offsets[i+1]]``
+        (positions in ``data``); an occurrence never spans two documents.
 
-        One pass over all of ``data`` finds candidates; the documents they
-        touch are searched again on their own, so an occurrence spanning two
-        documents can neither count nor hide one inside a document.
+        One pass over all of ``data`` finds them; the few documents touched by
+        an occurrence that spans a boundary are searched again on their own,
+        so such an occurrence can neither count nor hide one inside a document.
         """
-        starts = []
-        ends = []
-        for m in self.pattern.finditer(data):
-            starts.append(m.start())
-            ends.append(m.end() - 1)
-        if not starts:
-            return []
-        docs = np.union1d(np.searchsorted(offsets, starts, side="right"),
-                          np.searchsorted(offsets, ends, side="right")) - 1
-        result = []
-        for doc in docs.tolist():
-            lo, hi = int(offsets[doc]), int(offsets[doc + 1])
-            found = self.find(data, lo, hi)
-            if found:
-                result.append((doc, [(s - lo, e - lo, i) for s, e, i in found]))
-        return result
+        ids = self.ids
+        found = [(m.start(), m.end(), ids[m.group()]) for m in self.pattern.finditer(data)]
+        if not found:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, empty
+        starts, ends, token_ids = (np.asarray(column, dtype=np.int64) for column in zip(*found))
+        first = np.searchsorted(offsets, starts, side="right") - 1
+        last = np.searchsorted(offsets, ends - 1, side="right") - 1
+        spanning = first != last
+        if spanning.any():
+            redo = np.union1d(first[spanning], last[spanning])
+            keep = ~np.isin(first, redo) & ~np.isin(last, redo)
+            extra = [(doc, s, e, i) for doc in redo.tolist()
+                     for s, e, i in self.find(data, int(offsets[doc]), int(offsets[doc + 1]))]
+            columns = [first[keep], starts[keep], ends[keep], token_ids[keep]]
+            if extra:
+                columns = [np.concatenate([c, np.asarray(x, dtype=np.int64)]) for c, x in zip(columns, zip(*extra))]
+            order = np.argsort(columns[1], kind="stable")
+            first, starts, ends, token_ids = (c[order] for c in columns)
+        return first, starts, ends, token_ids
 
 
 def fragments(data: bytes, found: Sequence[Match]) -> Tuple[bytes, np.ndarray]:

@@ -398,22 +398,80 @@ class Tokenizer:
                                add_bos: bool, add_eos: bool, alpha: float, call_seed: int,
                                num_threads: int, first_index: int):
         """Flat ids and bounds of packed texts with the special tokens of
-        ``matcher`` allowed. Every text is encoded on the fast path; the few
-        that hold a special token are then encoded again around them (with
-        the seed of their own index) and their ids replaced."""
-        ids, bounds = self._segmenter.encode_concat(data, offsets, alpha, call_seed, num_threads,
-                                                    True, add_bos, add_eos, first_index)
+        ``matcher`` allowed. Viterbi: one pass of the core over the text
+        around the occurrences (a text without any is one fragment, as
+        usual), then the special ids spliced in. Sampling: every text on the
+        fast path, then the few that hold a special token encoded again with
+        the seed of their own index and their ids replaced."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        docs, starts, ends, special_ids = matcher.find_packed(data, offsets)
+        if alpha >= 0 or not len(docs):
+            ids, bounds = self._segmenter.encode_concat(data, offsets, alpha, call_seed, num_threads,
+                                                        True, add_bos, add_eos, first_index)
+            ids = self._model_ids(ids)
+            if not len(docs):
+                return ids, bounds
+            return self._replace_special_docs(matcher, np.unique(docs).tolist(), data, offsets, ids, bounds,
+                                              add_bos, add_eos, alpha, call_seed, first_index)
+        n_docs = len(offsets) - 1
+        # Fragments, by position: per document its start, then after each
+        # occurrence its end. A fragment runs to the next occurrence of its
+        # document (the k-th fragment that is not its document's last ends
+        # where the k-th occurrence starts) or to the document's end.
+        frag_starts = np.concatenate([offsets[:-1], ends])
+        frag_doc = np.concatenate([np.arange(n_docs, dtype=np.int64), docs])
+        order = np.lexsort((frag_starts, frag_doc))
+        frag_starts, frag_doc = frag_starts[order], frag_doc[order]
+        is_first = np.concatenate([[True], frag_doc[1:] != frag_doc[:-1]])
+        is_last = np.concatenate([frag_doc[1:] != frag_doc[:-1], [True]])
+        # Pack the fragments back to back: the text without the special tokens' bytes.
+        frag_ends = offsets[1:][frag_doc]
+        frag_ends[~is_last] = starts
+        frag_offsets = np.zeros(len(frag_starts) + 1, dtype=np.int64)
+        np.cumsum(frag_ends - frag_starts, out=frag_offsets[1:])
+        lengths = ends - starts
+        inside = np.arange(int(lengths.sum()), dtype=np.int64)
+        inside += np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        keep = np.ones(len(data), dtype=bool)
+        keep[inside] = False
+        packed = np.frombuffer(data, dtype=np.uint8)[keep].tobytes()
+        ids, bounds = self._segmenter.encode_concat(packed, frag_offsets, alpha, 0, num_threads,
+                                                    True, False, False, 0)
         ids = self._model_ids(ids)
-        hits = matcher.find_packed(bytes(data) if not isinstance(data, bytes) else data, offsets)
-        if not hits:
-            return ids, bounds
+        # Splice: <bos> before a document's first fragment, each special id
+        # after the fragment it ends, <eos> after a document's last fragment.
+        # Insertions at one position go by document, then <bos>, specials, <eos>.
+        all_docs = np.arange(n_docs, dtype=np.int64)
+        inserts = [(bounds[1:][~is_last], docs, 1, special_ids)]
+        if add_bos:
+            inserts.append((bounds[:-1][is_first], all_docs, 0, np.full(n_docs, 1)))
+        if add_eos:
+            inserts.append((bounds[1:][is_last], all_docs, 2, np.full(n_docs, 2)))
+        positions = np.concatenate([x[0] for x in inserts])
+        owner = np.concatenate([x[1] for x in inserts])
+        rank = np.concatenate([np.full(len(x[0]), x[2]) for x in inserts])
+        order = np.lexsort((rank, owner, positions))
+        values = np.concatenate([x[3] for x in inserts]).astype(np.int32)
+        out = np.insert(ids, positions[order], values[order])
+        # Bounds: a document's ids are its fragments' plus its special tokens and frame.
+        per_doc = np.add.reduceat(np.diff(bounds), np.flatnonzero(is_first))
+        per_doc += np.bincount(docs, minlength=n_docs) + int(add_bos) + int(add_eos)
+        new_bounds = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(per_doc, out=new_bounds[1:])
+        return out, new_bounds
+
+    def _replace_special_docs(self, matcher, docs, data, offsets, ids, bounds, add_bos, add_eos, alpha,
+                              call_seed, first_index):
+        """``ids, bounds`` with every document that holds a special token
+        encoded again by :meth:`_encode_special` (its own seed)."""
         parts = []
         lengths = np.diff(bounds)
         done = 0
-        for doc, found in hits:
+        for doc in docs:
             lo, hi = int(offsets[doc]), int(offsets[doc + 1])
+            text = bytes(data[lo:hi])
             parts.append(ids[bounds[done]:bounds[doc]])
-            new = self._encode_special(bytes(data[lo:hi]), found, alpha, call_seed, add_bos, add_eos,
+            new = self._encode_special(text, matcher.find(text), alpha, call_seed, add_bos, add_eos,
                                        first_index + doc)
             parts.append(new)
             lengths[doc] = len(new)
