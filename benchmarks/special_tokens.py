@@ -22,9 +22,10 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 import unicodedata
 from pathlib import Path
+
+from encode import best_time  # benchmarks/encode.py: the call only, result freed after
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT.parent / "shared" / "reference" / "bytepiece.eu.plus.40k.model"
@@ -48,13 +49,11 @@ def chat_lines(lines):
 
 
 def timed_rounds(modes, repeat):
+    """Best time of each mode, round robin (every round times each mode once)."""
     best = [float("inf")] * len(modes)
     for _ in range(repeat):
         for k, (_name, fn) in enumerate(modes):
-            start = time.perf_counter()
-            result = fn()
-            best[k] = min(best[k], time.perf_counter() - start)
-            del result
+            best[k] = min(best[k], best_time(fn, 1))
     return best
 
 
@@ -65,6 +64,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from bytepiece import Tokenizer
+    from bytepiece.lattice import exact_probability
 
     lines = corpus_lines()
     chats = chat_lines(lines)
@@ -114,7 +114,7 @@ def main() -> None:
             same += 1
         elif sorted(a) == sorted(b):
             reordered += 1  # the same pieces in another order: exactly equal probability
-        elif exact_probability(special, a) == exact_probability(special, b):
+        elif exact_probability(special._vocab, a) == exact_probability(special._vocab, b):
             ties += 1
         else:
             other += 1
@@ -126,18 +126,6 @@ def main() -> None:
     print(f"  other exact ties:                 {ties:6d}  {100 * ties / n:6.2f} %")
     print(f"  other differences:                {other:6d}  {100 * other / n:6.2f} %")
 
-
-def exact_probability(tok, ids):
-    """The probability of a segmentation as an exact fraction (special tokens: 1)."""
-    from fractions import Fraction
-
-    counts = dict(zip(tok._vocab.ids().tolist(), tok._vocab.counts))
-    total = sum(tok._vocab.counts)
-    result = Fraction(1)
-    for i in ids:
-        if i in counts:
-            result *= Fraction(counts[i], total)
-    return result
 
 if __name__ == "__main__":
     sys.exit(main())

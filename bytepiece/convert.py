@@ -44,6 +44,7 @@ __all__ = [
     "save_pretrained",
     "convert_to_bytepiece",
     "read_word_counts",
+    "word_counts",
     "import_words",
 ]
 
@@ -432,20 +433,15 @@ def save_pretrained(tokenizer_or_vocab: Any, directory: PathLike) -> List[str]:
 # ---------------------------------------------------------------------------
 
 
-def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike) -> Dict[bytes, int]:
-    """Import ``{word: count}`` as a BytePiece model file at ``path``.
-
-    ``str`` words are NFC-normalized and UTF-8 encoded (words that become equal
-    add their counts); ``bytes`` words are taken as they are. Every missing
-    single byte is added with count 1, then pieces that are never chosen when
-    segmenting themselves are removed, their counts moving to the pieces they
-    split into (ALGORITHM.md §6.4 step 3, with no length or count limit).
-    Returns the final ``{piece: count}`` (also written, atomically, to ``path``).
-    """
-    if not isinstance(pieces, Mapping):
-        raise TypeError(f"pieces must be a dict of word -> count, got {type(pieces).__name__}")
+def word_counts(words: Mapping[Union[str, bytes], int]) -> Dict[bytes, int]:
+    """``{piece: count}`` of ``{word: count}``, checked: ``str`` words are
+    NFC-normalized and UTF-8 encoded (words that become equal add their
+    counts), ``bytes`` words are taken as they are. Raises ``ValueError`` or
+    ``TypeError`` naming a word that cannot be a piece or a bad count."""
+    if not isinstance(words, Mapping):
+        raise TypeError(f"pieces must be a dict of word -> count, got {type(words).__name__}")
     counts: Dict[bytes, int] = {}
-    for word, count in pieces.items():
+    for word, count in words.items():
         if isinstance(word, str):
             key = nfc_utf8(word)
         elif isinstance(word, (bytes, bytearray)):
@@ -461,6 +457,20 @@ def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike
         if count <= 0:
             raise ValueError(f"count of {word!r} must be positive, got {count}")
         counts[key] = counts.get(key, 0) + int(count)
+    return counts
+
+
+def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike) -> Dict[bytes, int]:
+    """Import ``{word: count}`` as a BytePiece model file at ``path``.
+
+    ``str`` words are NFC-normalized and UTF-8 encoded (words that become equal
+    add their counts); ``bytes`` words are taken as they are. Every missing
+    single byte is added with count 1, then pieces that are never chosen when
+    segmenting themselves are removed, their counts moving to the pieces they
+    split into (ALGORITHM.md §6.4 step 3, with no length or count limit).
+    Returns the final ``{piece: count}`` (also written, atomically, to ``path``).
+    """
+    counts = word_counts(pieces)
     for b in range(256):
         counts.setdefault(bytes([b]), 1)
     if sum(counts.values()) >= 1 << 62:

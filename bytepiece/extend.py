@@ -23,11 +23,12 @@ from __future__ import annotations
 import base64
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from .model_io import MAX_PIECE_BYTES, vocabulary_dict
+from .convert import word_counts
+from .model_io import vocabulary_dict
 from .normalization import nfc_utf8
 from .tokenizer import Tokenizer
 
@@ -61,20 +62,6 @@ def _as_tokenizer(base: Any) -> Tokenizer:
     if isinstance(base, (str, os.PathLike, Mapping)):
         return Tokenizer(base)
     raise TypeError(f"base must be a Tokenizer, a model path or a model dict, got {type(base).__name__}")
-
-
-def _word_bytes(word: Union[str, bytes]) -> bytes:
-    if isinstance(word, str):
-        key = nfc_utf8(word)
-    elif isinstance(word, (bytes, bytearray)):
-        key = bytes(word)
-    else:
-        raise TypeError(f"words must be str or bytes, got {type(word).__name__} ({word!r:.40})")
-    if not key:
-        raise ValueError("an empty word cannot be a piece")
-    if len(key) > MAX_PIECE_BYTES:
-        raise ValueError(f"word {word!r:.40}... is {len(key)} bytes long (a piece may have at most {MAX_PIECE_BYTES})")
-    return key
 
 
 def _extend(base: Tokenizer, frequencies: Mapping[bytes, int], add: Optional[int]) -> Extension:
@@ -126,17 +113,8 @@ def extend_with_words(base: Any, words: Mapping[Union[str, bytes], int],
     limits the new pieces to those of most gain (count times base tokens
     saved). Raises ``ValueError``/``TypeError`` naming a bad word or count.
     """
-    if not isinstance(words, Mapping):
-        raise TypeError(f"words must be a dict of word -> count, got {type(words).__name__}")
     _check_add(add)
-    frequencies: Dict[bytes, int] = {}
-    for word, count in words.items():
-        key = _word_bytes(word)
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
-            raise TypeError(f"count of {word!r} must be an int, got {type(count).__name__}")
-        if count <= 0:
-            raise ValueError(f"count of {word!r} must be positive, got {count}")
-        frequencies[key] = frequencies.get(key, 0) + int(count)
+    frequencies = word_counts(words)
     return _extend(_as_tokenizer(base), frequencies, add)
 
 
