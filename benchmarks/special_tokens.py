@@ -7,7 +7,10 @@
    none of them allowed, encodes every line of ``corpora/`` with
    ``encode_batch`` (lists, all threads) and ``encode_batch_flat``; then with
    ``allowed_special="all"`` on the plain lines and on chat-formatted lines.
-   Round robin: each round times every mode once, the best round is kept.
+   Round robin: each round times every mode once. MB/s from the best round;
+   the speed ratio of "with, none allowed" to "without" both as the ratio of
+   best times and as the median of the per-round ratios (the machine is
+   shared: the median is the steadier figure).
 2. Agreement. ``save_pretrained`` then ``transformers.AutoTokenizer`` on
    chat-formatted lines built from ``corpora/`` (each line as a user turn,
    the next line as the assistant turn); ids compared with ours
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import unicodedata
@@ -49,12 +53,14 @@ def chat_lines(lines):
 
 
 def timed_rounds(modes, repeat):
-    """Best time of each mode, round robin (every round times each mode once)."""
-    best = [float("inf")] * len(modes)
-    for _ in range(repeat):
-        for k, (_name, fn) in enumerate(modes):
-            best[k] = min(best[k], best_time(fn, 1))
-    return best
+    """Every round times each mode once, odd rounds in reverse order (so
+    neither of two compared modes always runs first): ``times[mode][round]``."""
+    times = [[] for _ in modes]
+    for round_ in range(repeat):
+        order = range(len(modes)) if round_ % 2 == 0 else reversed(range(len(modes)))
+        for k in order:
+            times[k].append(best_time(modes[k][1], 1))
+    return times
 
 
 def main() -> None:
@@ -90,13 +96,24 @@ def main() -> None:
         ("with, all allowed:      encode_batch (chat lines)",
          lambda: special.encode_batch(chats, allowed_special="all")),
     ]
-    best = timed_rounds(modes + chat_modes, args.repeat)
-    print(f"\n{'mode':52s} {'MB/s':>8s} {'ratio':>7s}")
-    for k, ((name, _), seconds) in enumerate(zip(modes + chat_modes, best)):
+    times = timed_rounds(modes + chat_modes, args.repeat)
+    print(f"\n{'mode':52s} {'MB/s':>8s} {'ratio':>7s} {'median':>7s}")
+    for k, ((name, _), rounds) in enumerate(zip(modes + chat_modes, times)):
         size = chat_mb if k >= len(modes) else mb
-        base = best[k - 1] if name.startswith("with, none") else None
-        ratio = f"{base / seconds:6.3f}x" if base else ""
-        print(f"{name:52s} {size / seconds:8.2f} {ratio:>7s}")
+        ratio = median = ""
+        if name.startswith("with, none"):  # against the mode before it: best times, median of rounds
+            base = times[k - 1]
+            ratio = f"{min(base) / min(rounds):6.3f}x"
+            median = f"{statistics.median(b / r for b, r in zip(base, rounds)):6.3f}x"
+        print(f"{name:52s} {size / min(rounds):8.2f} {ratio:>7s} {median:>7s}")
+
+    # The fixed cost per call, where any check on the not-allowed path would show.
+    one = lines[:1]
+    calls = [("without", lambda: [plain.encode_batch_flat(one) for _ in range(2000)]),
+             ("with, none allowed", lambda: [special.encode_batch_flat(one) for _ in range(2000)])]
+    call_times = timed_rounds(calls, args.repeat)
+    print("\nencode_batch_flat of a one-line batch, per call: "
+          + ", ".join(f"{name} {min(t) / 2000 * 1e6:.2f} us" for (name, _), t in zip(calls, call_times)))
 
     try:
         from transformers import AutoTokenizer

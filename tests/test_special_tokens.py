@@ -345,3 +345,16 @@ def test_model_dict_rejects_special_equal_to_piece():
     with pytest.raises(ValueError, match="'<s>'"):
         model_dict(counts, ["<s>"])
     assert len(load_vocabulary(model_dict(counts, ["<t>"])).special_tokens) == 1
+
+
+def test_an_occurrence_across_two_texts_of_a_batch_does_not_count(tok):
+    # Packed back to back these read "a<|im_end|>b<|im_end|>": the first
+    # occurrence spans the boundary and must neither count nor hide the second.
+    texts = ["a<|im_", "end|>b<|im_end|>", "<|im_", "end|>", "<|im_end|>"]
+    single = [tok.encode(t, allowed_special="all") for t in texts]
+    assert single[0] == tok.encode("a<|im_")
+    assert single[1][-1] == tok.special_tokens["<|im_end|>"]
+    assert tok.encode_batch(texts, allowed_special="all") == single
+    assert tok.encode_batch(texts, allowed_special="all", alpha=0.5, seed=3) == [
+        tok.encode_batch([t], allowed_special="all", alpha=0.5, seed=3, first_index=i)[0]
+        for i, t in enumerate(texts)]
