@@ -3,14 +3,15 @@
     python benchmarks/special_tokens.py [--model PATH] [--repeat 7]
 
 1. Speed. The same vocabulary without and with added special tokens
-   (``<|im_start|> <|im_end|> <|endoftext|>`` and 100 ``<|reserved_k|>``),
-   none of them allowed, encodes every line of ``corpora/`` with
+   (``<|im_start|> <|im_end|> <|endoftext|>`` and 100 ``<|reserved_k|>``,
+   loaded from a model file), none of them allowed, encodes every line of ``corpora/`` with
    ``encode_batch`` (lists, all threads) and ``encode_batch_flat``; then with
    ``allowed_special="all"`` on the plain lines and on chat-formatted lines.
    Round robin: each round times every mode once. MB/s from the best round;
    the speed ratio of "with, none allowed" to "without" both as the ratio of
    best times and as the median of the per-round ratios (the machine is
-   shared: the median is the steadier figure).
+   shared: the median is the steadier figure). A second load of the model
+   without special tokens (A/A) shows how far two identical runs differ.
 2. Agreement. ``save_pretrained`` then ``transformers.AutoTokenizer`` on
    chat-formatted lines built from ``corpora/`` (each line as a user turn,
    the next line as the assistant turn); ids compared with ours
@@ -80,29 +81,34 @@ def main() -> None:
     print(f"text: {len(lines)} lines, {mb:.2f} MB ({len(chats)} chat lines, {chat_mb:.2f} MB); "
           f"model: {args.model}; cores: {cores}")
     plain = Tokenizer(args.model)
-    special = Tokenizer(args.model)
-    special.add_special_tokens(CHAT + [f"<|reserved_{k}|>" for k in range(100)])
+    control = Tokenizer(args.model)  # A/A: how much two loads of one model differ here
+    with tempfile.TemporaryDirectory() as directory:
+        adding = Tokenizer(args.model)
+        adding.add_special_tokens(CHAT + [f"<|reserved_{k}|>" for k in range(100)])
+        adding.save(os.path.join(directory, "special.model"))
+        special = Tokenizer(os.path.join(directory, "special.model"))
 
+    # (name, fn, index of the mode it is compared with)
     modes = [
-        ("without special tokens: encode_batch", lambda: plain.encode_batch(lines)),
-        ("with, none allowed:     encode_batch", lambda: special.encode_batch(lines)),
-        ("without special tokens: encode_batch_flat", lambda: plain.encode_batch_flat(lines)),
-        ("with, none allowed:     encode_batch_flat", lambda: special.encode_batch_flat(lines)),
+        ("without special tokens: encode_batch", lambda: plain.encode_batch(lines), None),
+        ("with, none allowed:     encode_batch", lambda: special.encode_batch(lines), 0),
+        ("without, 2nd load (A/A): encode_batch", lambda: control.encode_batch(lines), 0),
+        ("without special tokens: encode_batch_flat", lambda: plain.encode_batch_flat(lines), None),
+        ("with, none allowed:     encode_batch_flat", lambda: special.encode_batch_flat(lines), 3),
+        ("without, 2nd load (A/A): encode_batch_flat", lambda: control.encode_batch_flat(lines), 3),
         ("with, all allowed:      encode_batch (plain lines)",
-         lambda: special.encode_batch(lines, allowed_special="all")),
-    ]
-    chat_modes = [
-        ("without special tokens: encode_batch (chat lines)", lambda: plain.encode_batch(chats)),
+         lambda: special.encode_batch(lines, allowed_special="all"), None),
+        ("without special tokens: encode_batch (chat lines)", lambda: plain.encode_batch(chats), None),
         ("with, all allowed:      encode_batch (chat lines)",
-         lambda: special.encode_batch(chats, allowed_special="all")),
+         lambda: special.encode_batch(chats, allowed_special="all"), None),
     ]
-    times = timed_rounds(modes + chat_modes, args.repeat)
+    times = timed_rounds([m[:2] for m in modes], args.repeat)
     print(f"\n{'mode':52s} {'MB/s':>8s} {'ratio':>7s} {'median':>7s}")
-    for k, ((name, _), rounds) in enumerate(zip(modes + chat_modes, times)):
-        size = chat_mb if k >= len(modes) else mb
+    for (name, _, against), rounds in zip(modes, times):
+        size = chat_mb if "chat" in name else mb
         ratio = median = ""
-        if name.startswith("with, none"):  # against the mode before it: best times, median of rounds
-            base = times[k - 1]
+        if against is not None:  # speed against that mode: of the best times, median of the rounds
+            base = times[against]
             ratio = f"{min(base) / min(rounds):6.3f}x"
             median = f"{statistics.median(b / r for b, r in zip(base, rounds)):6.3f}x"
         print(f"{name:52s} {size / min(rounds):8.2f} {ratio:>7s} {median:>7s}")

@@ -300,10 +300,14 @@ def test_cli_train_special_token(tmp_path):
 # -- exports ---------------------------------------------------------------------
 
 
-def test_transformers_round_trip(tmp_path):
+@pytest.mark.parametrize("which", ["trained here", "reference"])
+def test_transformers_round_trip(tmp_path, model_path, which):
     transformers = pytest.importorskip("transformers")
-    tok = Tokenizer(reference_file("bytepiece.eu.plus.40k.model"))
-    tok.add_special_tokens(CHAT)
+    if which == "reference":
+        tok = Tokenizer(reference_file("bytepiece.eu.plus.40k.model"))
+        tok.add_special_tokens(CHAT)
+    else:
+        tok = Tokenizer(model_path)  # trained with CHAT
     written = tok.save_pretrained(tmp_path / "hf")
     assert sorted(Path(p).name for p in written) == ["special_tokens_map.json", "tokenizer.json",
                                                      "tokenizer_config.json"]
