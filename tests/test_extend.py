@@ -105,3 +105,15 @@ def test_cli_extend(english_path, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bytepiece.cli", "extend", "-m", str(english_path), "-o", str(out),
                           "--train", str(poems)], capture_output=True, text=True)
     assert bad.returncode != 0 and "--add" in bad.stderr
+
+
+def test_educational_twin_refuses_interleaved_ids(english_path, tmp_path):
+    from bytepiece._educational import EducationalTokenizer
+
+    base = Tokenizer(english_path)
+    base.add_special_tokens(["<|sep|>"])
+    extend_with_words(base, {"北京": 10}).tokenizer.save(tmp_path / "x.model")
+    with pytest.raises(ValueError, match="between its pieces"):
+        EducationalTokenizer.from_model(tmp_path / "x.model")
+    twin = EducationalTokenizer.from_model(english_path)  # special tokens after the pieces: fine
+    assert twin.encode("hello") == Tokenizer(english_path).encode("hello")
