@@ -19,6 +19,9 @@
    pieces in another order, another segmentation of exactly the same
    probability (exact fractions of the counts), or anything else.
    Skipped when transformers is not installed.
+3. Extension. ``extend_with_texts`` adds ``--add`` pieces learned on the even
+   lines of ``tang300.zh.txt``; bytes/token on the odd lines and on the
+   English handbook, before and after.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 import unicodedata
 from pathlib import Path
 
@@ -68,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--add", type=int, default=2000, help="pieces to add in the extension run")
     args = parser.parse_args()
 
     from bytepiece import Tokenizer
@@ -120,6 +125,20 @@ def main() -> None:
     call_times = timed_rounds(calls, args.repeat)
     print("\nencode_batch_flat of a one-line batch, per call: "
           + ", ".join(f"{name} {min(t) / 2000 * 1e6:.2f} us" for (name, _), t in zip(calls, call_times)))
+
+    # Extension: pieces learned on every other line of the Tang poems.
+    from bytepiece.extend import bytes_per_token, extend_with_texts
+
+    poems = (ROOT / "corpora" / "tang300.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    english = (ROOT / "corpora" / "handbook.en-US.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    start = time.perf_counter()
+    extension = extend_with_texts(plain, poems[::2], args.add)
+    seconds = time.perf_counter() - start
+    print(f"\nextend_with_texts(add={args.add}) on the even lines of tang300.zh.txt: "
+          f"{len(extension.added)} pieces added in {seconds:.1f} s; bytes/token:")
+    for name, texts in (("tang300 odd lines (held out)", poems[1::2]), ("handbook.en-US", english)):
+        before, after = bytes_per_token(plain, texts), bytes_per_token(extension.tokenizer, texts)
+        print(f"  {name:30s} {before[0] / before[1]:.3f} -> {after[0] / after[1]:.3f}")
 
     try:
         from transformers import AutoTokenizer
