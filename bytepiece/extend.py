@@ -125,7 +125,8 @@ def extend_with_texts(base: Any, texts: Iterable[str], add: int, algorithm: str 
 
     A vocabulary of ``259 + 4 * add`` ids is trained on the texts with
     :class:`~bytepiece.Trainer` (``algorithm``, ``max_piece_length``,
-    ``min_count``); its pieces that ``base`` lacks are candidates, their
+    ``min_count``; the texts cut at ``base``'s special tokens, so no new
+    piece holds one); its pieces that ``base`` lacks are candidates, their
     counts in it the frequencies, and the ``add`` of most gain are added
     (fewer if there are not that many).
     """
@@ -134,10 +135,12 @@ def extend_with_texts(base: Any, texts: Iterable[str], add: int, algorithm: str 
     _check_add(add)
     if add is None:
         raise ValueError("add must be given: the number of pieces to learn")
-    trainer = Trainer(max_vocab_size=259 + CANDIDATES_PER_PIECE * add, algorithm=algorithm,
-                      max_piece_length=max_piece_length, min_count=min_count, verbose=verbose)
-    trained = trainer.train(texts, workers=workers)[trainer.sizes[0]]
     tokenizer = _as_tokenizer(base)
+    # The texts are cut at the base model's special tokens, as in training.
+    trainer = Trainer(max_vocab_size=259 + CANDIDATES_PER_PIECE * add, algorithm=algorithm,
+                      max_piece_length=max_piece_length, min_count=min_count, verbose=verbose,
+                      special_tokens=[text for text, _ in tokenizer._vocab.special_tokens])
+    trained = trainer.train(texts, workers=workers)[trainer.sizes[0]]
     extension = _extend(tokenizer, trained, add)
     extension.kept = []  # trained pieces the base already has are not requests
     return extension

@@ -117,3 +117,10 @@ def test_educational_twin_refuses_interleaved_ids(english_path, tmp_path):
         EducationalTokenizer.from_model(tmp_path / "x.model")
     twin = EducationalTokenizer.from_model(english_path)  # special tokens after the pieces: fine
     assert twin.encode("hello") == Tokenizer(english_path).encode("hello")
+
+
+def test_learned_pieces_never_hold_a_special_token(english_path):
+    base = Tokenizer(english_path)  # has <|endoftext|>
+    texts = [line.rstrip("\n") + "<|endoftext|>" for line in lines("tang300.zh.txt")[:2000]]
+    ext = extend_with_texts(base, texts, 100)
+    assert ext.added and not [p for p in ext.added if b"<|" in p or b"|>" in p]
