@@ -362,3 +362,18 @@ def test_an_occurrence_across_two_texts_of_a_batch_does_not_count(tok):
     assert tok.encode_batch(texts, allowed_special="all", alpha=0.5, seed=3) == [
         tok.encode_batch([t], allowed_special="all", alpha=0.5, seed=3, first_index=i)[0]
         for i, t in enumerate(texts)]
+
+
+def test_allowed_special_equals_splitting_by_hand(tok, plain):
+    import re
+
+    ids = tok.special_tokens
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(ids, key=len, reverse=True)))
+    for text in _mixed_texts(4):
+        expected = []
+        pos = 0
+        for m in pattern.finditer(text):
+            expected += plain.encode(text[pos:m.start()]) + [ids[m.group()]]
+            pos = m.end()
+        expected += plain.encode(text[pos:])
+        assert tok.encode(text, allowed_special="all") == expected, text
