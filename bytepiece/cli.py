@@ -1,4 +1,4 @@
-"""The ``bytepiece`` command line: train, encode, decode, info, import-words.
+"""The ``bytepiece`` command line: train, encode, decode, info, import-words, extend.
 
 User errors (missing or unreadable files, text that is not UTF-8, bad
 parameters, unusable output paths) end with a one-line message naming the
@@ -127,7 +127,9 @@ def _input_lines(files: Sequence[str], errors: str) -> Iterator[Tuple[str, int, 
             yield path, number, _strip_newline(line)
 
 
-def _show_piece(piece: bytes) -> str:
+def _show_piece(piece) -> str:
+    if isinstance(piece, str):  # a special token
+        return piece
     return piece.decode("utf-8", "backslashreplace").replace(" ", "\u2581").replace("\n", "\\n")
 
 
@@ -158,10 +160,12 @@ def main() -> None:
 @click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
+@click.option("--special-token", "special_tokens", multiple=True, metavar="TEXT",
+              help="Add a special token (ids after the last piece; the text is cut at it); repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_user_errors
 def train(files, output, vocab_sizes, order, min_count, max_piece_length, algorithm, isolate_digits,
-          no_ensure_unicode, workers, jsonl_field, errors, quiet) -> None:
+          no_ensure_unicode, workers, jsonl_field, errors, special_tokens, quiet) -> None:
     """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin)."""
     from .trainer import Trainer
 
@@ -181,6 +185,7 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
         isolate_digits=isolate_digits,
         ensure_unicode=not no_ensure_unicode,
         verbose=not quiet,
+        special_tokens=list(special_tokens),
     )
     try:
         trainer.train(corpus, workers=_workers(workers))
@@ -210,26 +215,30 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
               help="Text output: ids, or pieces (spaces shown as \u2581).")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
+@click.option("--allow-special", is_flag=True,
+              help="Encode the text of every special token as its id (default: as ordinary text).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_user_errors
-def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, errors, quiet) -> None:
+def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, errors, allow_special,
+           quiet) -> None:
     """Encode FILES (default: stdin): a document per line (.jsonl: per record).
 
     Without -o, print one line of ids per input line. With -o, write a
     token file for LM training: every document (its newline included) then
     <eos>, as one .npy array that np.load(path, mmap_mode="r") reads.
     """
+    allowed = "all" if allow_special else None
     if output is None:
         if dtype != "auto":
             raise click.UsageError("--dtype applies to .npy output only (-o)")
-        _encode_to_text(model, files, alpha, seed, workers, jsonl_field, fmt, errors)
+        _encode_to_text(model, files, alpha, seed, workers, jsonl_field, fmt, errors, allowed)
         return
     if fmt != "ids":
         raise click.UsageError("--format applies to text output only (without -o)")
-    _encode_to_npy(model, files, output, dtype, alpha, seed, workers, jsonl_field, errors, quiet)
+    _encode_to_npy(model, files, output, dtype, alpha, seed, workers, jsonl_field, errors, quiet, allowed)
 
 
-def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> None:
+def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors, allowed=None) -> None:
     tokenizer = _load_tokenizer(model, seed)
     if alpha >= 0 and seed is None:
         seed = tokenizer.next_seed()
@@ -241,7 +250,7 @@ def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> N
         if not batch:
             break
         encoded = tokenizer.encode_batch(batch, alpha=alpha, seed=seed, num_threads=workers,
-                                         first_index=done)
+                                         first_index=done, allowed_special=allowed)
         done += len(batch)
         if fmt == "pieces":
             rendered = [" ".join(_show_piece(tokenizer.id_to_piece(i)) for i in ids) for ids in encoded]
@@ -251,7 +260,8 @@ def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> N
     out.flush()
 
 
-def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, errors, quiet) -> None:
+def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, errors, quiet,
+                   allowed=None) -> None:
     from .pipelines import token_dtype
     from .progress import Progress
 
@@ -274,7 +284,8 @@ def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, err
     try:
         tokens, documents = _encode_files(tokenizer, paths, output, dtype=dtype, alpha=alpha, seed=seed,
                                           workers=_workers(workers), field=field, errors=errors,
-                                          on_block=on_block, inputs=paths + [model])
+                                          on_block=on_block, inputs=paths + [model],
+                                          allowed_special=allowed)
     finally:
         progress.close()
     if not quiet:
@@ -285,7 +296,7 @@ def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, err
 def _encode_files(tokenizer, paths: Sequence[str], output: str, dtype: str = "auto", alpha: float = -1.0,
                   seed: Optional[int] = None, workers: int = 0, field: str = "text",
                   errors: str = "strict", on_block=None, stats: Optional[Dict[str, float]] = None,
-                  inputs: Sequence[str] = ()):
+                  inputs: Sequence[str] = (), allowed_special=None):
     """Encode the documents of ``paths`` into the token file ``output``:
     ``workers`` processes (0: one per CPU) each read, decode, normalize and
     encode blocks of the input; with one, all of it runs in this thread.
@@ -297,7 +308,7 @@ def _encode_files(tokenizer, paths: Sequence[str], output: str, dtype: str = "au
     blocks = _blocks(paths, field, errors, count=alpha >= 0 and workers > 1, workers=workers)
     return encode_blocks_to_token_file(tokenizer, blocks, output, dtype=dtype, alpha=alpha, seed=seed,
                                        workers=workers, on_block=on_block, stats=stats,
-                                       inputs=list(paths) + list(inputs))
+                                       inputs=list(paths) + list(inputs), allowed_special=allowed_special)
 
 
 def _count(n: int) -> str:
@@ -357,9 +368,12 @@ def decode(model, files) -> None:
 def info(model, file, jsonl_field, errors) -> None:
     """Describe a model; with FILE, also its compression (bytes per token)."""
     tokenizer = _load_tokenizer(model)
-    pieces = [tokenizer.id_to_piece(i) for i in range(3, tokenizer.vocab_size)]
+    pieces = tokenizer._vocab.pieces
     longest = max(pieces, key=len)
-    click.echo(f"vocab size:     {tokenizer.vocab_size} ({len(pieces)} pieces + 3 special tokens)")
+    specials = tokenizer.special_tokens
+    click.echo(f"vocab size:     {tokenizer.vocab_size} ({len(pieces)} pieces + {len(specials)} special tokens)")
+    if len(specials) > 3:
+        click.echo("special tokens: " + ", ".join(f"{t} ({i})" for t, i in list(specials.items())[3:]))
     click.echo(f"longest piece:  {len(longest)} bytes {longest.decode('utf-8', 'backslashreplace')!r}")
     multi = sum(1 for p in pieces if len(p) > 1)
     click.echo(f"multi-byte:     {multi} pieces")
@@ -385,6 +399,59 @@ def info(model, file, jsonl_field, errors) -> None:
         unit = "records" if (file[:-3] if file.endswith(".gz") else file).endswith(".jsonl") else "lines"
         click.echo(f"file:           {file}: {n_docs} {unit}, {n_bytes} bytes, {n_tokens} tokens")
         click.echo(f"bytes/token:    {ratio:.3f}")
+
+
+@main.command()
+@click.option("-m", "--model", required=True, type=click.Path(dir_okay=False), help="Base model file.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+@click.option("--words", type=click.Path(dir_okay=False),
+              help="Add the words of a word-frequency list (lines of 'word count [tag]').")
+@click.option("--train", "train_files", multiple=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Learn new pieces on this text file (.txt/.jsonl/.gz); repeatable.")
+@click.option("--add", type=int, default=None,
+              help="Number of pieces to add (required with --train; with --words: the words of most gain).")
+@click.option("--text", "text_files", multiple=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Measure bytes/token on this file (default: the --train files); repeatable.")
+@click.option("--algorithm", type=click.Choice(["bnlm", "compress"]), default="compress", show_default=True,
+              help="Trainer that learns the candidate pieces (--train).")
+@click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
+@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
+              help="What to do with bytes that are not UTF-8.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary.")
+@_user_errors
+def extend(model, output, words, train_files, add, text_files, algorithm, jsonl_field, errors, quiet) -> None:
+    """Add pieces to a model after its last id; every existing id keeps its piece."""
+    from .convert import read_word_counts
+    from .extend import bytes_per_token, extend_with_texts, extend_with_words
+
+    if bool(words) == bool(train_files):
+        raise click.UsageError("give exactly one of --words FILE and --train FILE")
+    if train_files and add is None:
+        raise click.UsageError("--train needs --add N (the number of pieces to learn)")
+    base = _load_tokenizer(model)
+    if words:
+        _check_input(words)
+        extension = extend_with_words(base, read_word_counts(words), add)
+    else:
+        extension = extend_with_texts(base, Corpus(train_files, jsonl_field, errors), add,
+                                      algorithm=algorithm, verbose=not quiet)
+    extension.tokenizer.save(output)
+    if quiet:
+        return
+    click.echo(f"wrote {output}: {len(extension.added)} pieces added "
+               f"(ids {extension.first_id}..{extension.tokenizer.vocab_size - 1}), "
+               f"{extension.tokenizer.vocab_size} ids", err=True)
+    if extension.kept:
+        shown = ", ".join(_show_piece(p) for p in extension.kept[:10])
+        more = f" and {len(extension.kept) - 10} more" if len(extension.kept) > 10 else ""
+        click.echo(f"kept {len(extension.kept)} words that already are pieces: {shown}{more}", err=True)
+    measure = list(text_files) or list(train_files)
+    if measure:
+        before = bytes_per_token(base, Corpus(measure, jsonl_field, errors))
+        after = bytes_per_token(extension.tokenizer, Corpus(measure, jsonl_field, errors))
+        old, new = before[0] / max(before[1], 1), after[0] / max(after[1], 1)
+        click.echo(f"bytes/token:    {old:.3f} -> {new:.3f} ({(new / old - 1) * 100:+.1f} %) on "
+                   f"{', '.join(measure)} ({before[1]} -> {after[1]} tokens)", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
