@@ -224,6 +224,13 @@ def test_escaped_lone_surrogate_in_jsonl(tmp_path, tang_model):
 # -- command-line values -------------------------------------------------------------
 
 
+def test_trainer_refuses_a_min_count_the_core_cannot_take():
+    from bytepiece.trainer import Trainer
+
+    with pytest.raises(ValueError, match="min_count must be at most"):
+        Trainer(min_count=3_000_000_000)
+
+
 @pytest.mark.parametrize("args, flag", [
     (["--min-count", "3000000000"], "--min-count"),
     (["--workers", "99999999999999999999"], "--workers"),
@@ -236,6 +243,14 @@ def test_train_errors_name_the_flag(tmp_path, args, flag):
     result = run("train", str(SONG), "-o", str(tmp_path / "m"), "--vocab-size", "500", *args, "-q")
     one_line_error(result, flag)
     assert "max_vocab_size" not in result.output and "min_count" not in result.output
+
+
+@pytest.mark.parametrize("alpha", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("output", [False, True])
+def test_encode_alpha_must_be_finite(tmp_path, tang_model, alpha, output):
+    extra = ["-o", str(tmp_path / "t.npy"), "-q"] if output else []
+    one_line_error(run("encode", "-m", tang_model, str(SONG), "--alpha", alpha, *extra), "--alpha")
+    assert not (tmp_path / "t.npy").exists()
 
 
 def test_encode_workers_are_bounded(tmp_path, tang_model):
