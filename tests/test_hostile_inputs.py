@@ -163,6 +163,32 @@ def test_train_on_one_shot_inputs(tmp_path):
     assert _model_of(tmp_path / "fd.model") == _model_of(reference)
 
 
+def test_corpus_reads_a_pipe_on_every_pass():
+    """A one-shot input is copied aside on the first pass and read again from
+    there, small ones (that a write buffer would hold back) included."""
+    import threading
+
+    from bytepiece.inputs import Corpus
+
+    for payload in (b"c\nd\n", b"x" * 70000 + b"\ny\n", b""):
+        read_end, write_end = os.pipe()
+
+        def feed(end=write_end, data=payload):
+            os.write(end, data)
+            os.close(end)
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        corpus = Corpus([f"/dev/fd/{read_end}"])
+        try:
+            first, second = list(corpus), list(corpus)
+        finally:
+            corpus.close()
+            os.close(read_end)
+            writer.join()
+        assert first == second == payload.decode().splitlines(keepends=True)
+
+
 # -- a single string where texts are expected ----------------------------------------
 
 
