@@ -75,9 +75,9 @@ def main() -> None:
 @click.option("--min-count", default=2, show_default=True, help="Drop n-grams/pieces seen less often.")
 @click.option("--max-piece-length", type=int, default=None,
               help="Longest piece, in bytes.  [default: 36 for bnlm, 16 for compress]")
-@click.option("--algorithm", type=click.Choice(["bnlm", "compress"]), default="bnlm", show_default=True,
-              help="bnlm: the reference n-gram trainer (bit-exact with 0.6.3); "
-                   "compress: fewer tokens per text.")
+@click.option("--algorithm", type=click.Choice(["compress", "bnlm"]), default="compress", show_default=True,
+              help="compress: fewer tokens per text, memory bounded whatever the corpus size; "
+                   "bnlm: the reference n-gram trainer (bit-exact with 0.6.3).")
 @click.option("--isolate-digits", is_flag=True, help="Make every digit a piece of its own.")
 @click.option("--no-ensure-unicode", is_flag=True, help="Allow pieces to start inside a character.")
 @click.option("--workers", default=0, show_default=True, help="Threads (0: one per CPU).")
@@ -88,7 +88,11 @@ def main() -> None:
 @_user_errors
 def train(files, output, vocab_sizes, order, min_count, max_piece_length, algorithm, isolate_digits,
           no_ensure_unicode, workers, jsonl_field, errors, quiet) -> None:
-    """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin)."""
+    """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin).
+
+    Files are streamed on every pass, never loaded whole; standard input and
+    pipes are first copied to a temporary file.
+    """
     from .trainer import Trainer
 
     corpus = Corpus(files, jsonl_field, errors)
