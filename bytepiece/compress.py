@@ -144,9 +144,13 @@ class Scan:
         self.sample_bytes = 0
         self.blocks: List[Tuple[str, int, int, int]] = []
 
-    def _shrink(self) -> None:
-        while self.sample_bytes > self.budget:
-            self.threshold = _lower(self.threshold)
+    def _shrink(self, refilter: bool = False) -> None:
+        """Lower the threshold until the sample fits; ``refilter``: the sample may
+        hold chunks over the current threshold (just lowered by a merge)."""
+        while refilter or self.sample_bytes > self.budget:
+            if not refilter:
+                self.threshold = _lower(self.threshold)
+            refilter = False
             limit = self.threshold
             self.sample = {c: n for c, n in self.sample.items() if _chunk_hash(c) < limit}
             self.sample_bytes = sum(map(len, self.sample))
@@ -171,7 +175,7 @@ class Scan:
                     self.sample_bytes += len(chunk)
                     if self.sample_bytes > self.budget:
                         self._shrink()
-                        limit = self.threshold
+                        limit, sample = self.threshold, self.sample
 
     def merge(self, other: "Scan") -> "Scan":
         """Add ``other`` (the shards after this one's) into this partial; returns ``self``."""
@@ -179,9 +183,8 @@ class Scan:
         self.byte_counts += other.byte_counts
         for cp, n in other.chars.items():
             self.chars[cp] = self.chars.get(cp, 0) + n
-        if other.threshold < self.threshold:
-            self.threshold = other.threshold
-            self.sample_bytes = self.budget + 1  # re-filter below
+        lowered = other.threshold < self.threshold
+        self.threshold = min(self.threshold, other.threshold)
         limit, sample = self.threshold, self.sample
         for chunk, n in other.sample.items():
             if chunk in sample:
@@ -189,9 +192,7 @@ class Scan:
             elif _chunk_hash(chunk) < limit:
                 sample[chunk] = n
                 self.sample_bytes += len(chunk)
-        if self.sample_bytes > self.budget:
-            self.sample_bytes = sum(map(len, self.sample))
-            self._shrink()
+        self._shrink(refilter=lowered)
         self.blocks.extend(other.blocks)
         return self
 

@@ -155,6 +155,10 @@ class Trainer:
     * ``isolate_digits``: every decimal digit is a chunk of its own.
     * ``ensure_unicode``: pieces never start inside a UTF-8 character.
     * ``verbose``: a progress bar per pass on stderr.
+    * ``candidate_bytes``: memory budget of ``compress`` (default 24 MiB of
+      distinct text): a corpus larger than this is streamed from a temporary
+      spill on every pass, and candidate pieces are counted on a sample of
+      this size. About 21 bytes of memory per byte of it, whatever the corpus.
 
     ``train(texts)`` then ``save(path)``; see ``docs/training.md``.
     """
@@ -169,6 +173,7 @@ class Trainer:
         ensure_unicode: bool = True,
         verbose: bool = True,
         algorithm: str = "compress",
+        candidate_bytes: Optional[int] = None,
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
@@ -191,6 +196,10 @@ class Trainer:
         self.isolate_digits = bool(isolate_digits)
         self.ensure_unicode = bool(ensure_unicode)
         self.verbose = bool(verbose)
+        from .compress import CANDIDATE_BYTES
+
+        self.candidate_bytes = _check_int(
+            "candidate_bytes", CANDIDATE_BYTES if candidate_bytes is None else candidate_bytes, 1)
         #: ``{size: {piece: count}}`` after :meth:`train`.
         self.vocabularies: Dict[int, Dict[bytes, int]] = {}
 
@@ -295,6 +304,7 @@ class Trainer:
                 verbose=self.verbose,
                 engine=engine,
                 require_text=True,
+                candidate_bytes=self.candidate_bytes,
             )
             return self.vocabularies
 
