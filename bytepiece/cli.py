@@ -84,10 +84,12 @@ def main() -> None:
 @click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
+@click.option("--candidate-mb", type=click.IntRange(min=1), default=24, show_default=True,
+              help="compress: memory budget, MiB of distinct text held in memory (~21 bytes per byte).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_user_errors
 def train(files, output, vocab_sizes, order, min_count, max_piece_length, algorithm, isolate_digits,
-          no_ensure_unicode, workers, jsonl_field, errors, quiet) -> None:
+          no_ensure_unicode, workers, jsonl_field, errors, candidate_mb, quiet) -> None:
     """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin).
 
     Files are streamed on every pass, never loaded whole; standard input and
@@ -106,6 +108,7 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
         isolate_digits=isolate_digits,
         ensure_unicode=not no_ensure_unicode,
         verbose=not quiet,
+        candidate_bytes=candidate_mb << 20,
     )
     trainer.train(corpus, workers=workers)
     for path in trainer.save(output):
