@@ -170,24 +170,35 @@ _BLOCK = 1 << 20
 _PRINTABLE = re.compile(rb"[\x21-\x7e]")
 
 
-def _read_blocks(path: str, block_size: Optional[int] = None) -> Iterator[Tuple[int, bytes]]:
+def _read_blocks(path: str, block_size: Optional[int] = None, start: int = 0, end: int = -1,
+                 number: int = 1) -> Iterator[Tuple[int, bytes]]:
     """``(number of the first line, raw bytes)`` of about ``block_size`` bytes
-    (default ``_BLOCK``) ending at a newline (or at the end of the file)."""
+    (default ``_BLOCK``) ending at a newline (or at the end of the file).
+
+    ``start``, ``end``: only the bytes ``[start, end)`` of a regular file
+    (``end=-1``: to its end), whose first line is line ``number``.
+    """
     block_size = block_size or _BLOCK
     handle = _open_binary(path)
-    number = 1
+    left = end - start if end >= 0 else -1
     try:
-        while True:
+        if start:
+            handle.seek(start)
+        while left:
             try:
-                block = handle.read(block_size)
-                if block and not block.endswith(b"\n"):
-                    block += handle.readline()
+                block = handle.read(block_size if left < 0 else min(block_size, left))
+                if block and not block.endswith(b"\n") and len(block) != left:
+                    block += handle.readline(-1 if left < 0 else left - len(block))
             except (OSError, EOFError, gzip.BadGzipFile) as exc:
                 raise CorpusError(f"{path}: read error ({exc})") from None
             if not block:
+                if left > 0:
+                    raise CorpusError(f"{path}: file changed while it was being read")
                 return
             yield number, block
             number += block.count(b"\n")
+            if left > 0:
+                left -= len(block)
     finally:
         if path != "-":
             handle.close()
@@ -330,15 +341,12 @@ def _count_block(raw: bytes, jsonl: bool) -> int:
 
 
 def _mapped_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool,
-                   later: Optional[int] = None, workers: int = 1,
-                   block_size: Optional[int] = None) -> Iterator[_Block]:
+                   later: Optional[int] = None, workers: int = 1) -> Iterator[_Block]:
     """Blocks of a regular file, found through a memory map without copying the file.
 
     ``later``: bytes of the regular files that follow (``None``: unknown). With
     several workers, the last blocks of the input get smaller, so that the
     workers finish together instead of one of them encoding the last block alone.
-    ``block_size``: bytes per block before it is extended to the next newline
-    (default ``_BLOCK``).
     """
     import numpy as np
 
@@ -356,9 +364,9 @@ def _mapped_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool,
     try:
         start, number = 0, 1
         while start < size:
-            block = block_size or _BLOCK
+            block = _BLOCK
             if workers > 1 and later is not None:
-                block = max(1, block // 16, min(block, (size - start + later) // (2 * workers)))
+                block = max(1, _BLOCK // 16, min(_BLOCK, (size - start + later) // (2 * workers)))
             cut = mapped.find(b"\n", start + block - 1)
             end = size if cut < 0 else cut + 1
             segment = view[start:end]
@@ -468,9 +476,12 @@ def plan_shards(paths: Sequence[str], shard_bytes: int = SHARD_BYTES, field: str
         if not _mappable(path):
             shards.append(Shard(path, 0, -1, field, errors, kind, 1, name))
             continue
-        for block in _mapped_blocks(path, jsonl, field, errors, False, block_size=shard_bytes):
-            shards.append(Shard(path, block.offset, block.offset + block.size, field, errors, kind,
-                                block.number, name))
+        # Read, not mapped: the cuts of a file larger than memory must not
+        # count its pages in the resident set; one block is held at a time.
+        offset = 0
+        for number, raw in _read_blocks(path, shard_bytes):
+            shards.append(Shard(path, offset, offset + len(raw), field, errors, kind, number, name))
+            offset += len(raw)
     return shards
 
 
@@ -485,25 +496,21 @@ def shard_texts(shard: Shard) -> Iterator[str]:
     if shard.kind not in _KINDS:
         raise ValueError(f"unknown shard kind {shard.kind!r}")
     name = shard.name or shard.path
-    if shard.end < 0:  # a whole file read as a stream (.gz)
-        try:
-            reader = (read_records(shard.path, shard.field, shard.errors) if shard.kind == "jsonl"
-                      else read_lines(shard.path, shard.errors))
-            for _number, text in reader:
-                yield text
-        except CorpusError as exc:
-            raise CorpusError(str(exc).replace(shard.path, name, 1)) from None
-        return
-    raw = _Block(shard.path, shard.number, shard.start, shard.end - shard.start, None,
-                 shard.kind == "jsonl", shard.field, shard.errors, None).raw()
-    if shard.kind == "jsonl":
-        for _where, text in _jsonl_texts(raw, name, shard.number, shard.errors, shard.field):
-            yield text
-        return
-    text = _decode_block(raw, name, shard.number, shard.errors)
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    yield from _LINE.findall(text)
+    try:
+        # read in blocks of _BLOCK bytes: a shard's text is never held whole
+        for number, raw in _read_blocks(shard.path, None, shard.start, shard.end, shard.number):
+            if shard.kind == "jsonl":
+                for _where, text in _jsonl_texts(raw, name, number, shard.errors, shard.field):
+                    yield text
+                continue
+            text = _decode_block(raw, name, number, shard.errors)
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            yield from _LINE.findall(text)
+    except CorpusError as exc:
+        if name == shard.path:
+            raise
+        raise CorpusError(str(exc).replace(shard.path, name)) from None
 
 
 def check_corpus(corpus: object) -> None:

@@ -67,12 +67,29 @@ def _pack(pieces: Sequence[bytes]) -> Batch:
     return b"".join(pieces), offsets
 
 
-def shard_chunks(shard: Shard, isolate_digits: bool) -> List[bytes]:
-    """The training chunks (ALGORITHM.md §1, ``maxlen=10000``) of a shard's texts, in order."""
+#: Bytes of chunks packed at a time within a shard (bounds the memory of a call).
+BATCH_BYTES = 1 << 20
+
+
+def shard_batches(shard: Shard, isolate_digits: bool, batch_bytes: int = BATCH_BYTES) -> Iterable[List[bytes]]:
+    """The training chunks (ALGORITHM.md §1, ``maxlen=10000``) of a shard's texts,
+    in order, in lists of about ``batch_bytes`` bytes."""
     chunks: List[bytes] = []
+    size = 0
     for text in shard_texts(shard):
-        chunks.extend(normalize(text, TRAIN_MAXLEN, isolate_digits))
-    return chunks
+        parts = normalize(text, TRAIN_MAXLEN, isolate_digits)
+        chunks.extend(parts)
+        size += sum(map(len, parts))
+        if size >= batch_bytes:
+            yield chunks
+            chunks, size = [], 0
+    if chunks:
+        yield chunks
+
+
+def shard_chunks(shard: Shard, isolate_digits: bool) -> List[bytes]:
+    """All the training chunks of a shard's texts, in order."""
+    return [chunk for batch in shard_batches(shard, isolate_digits) for chunk in batch]
 
 
 _ROTATION = itertools.count()
@@ -84,19 +101,25 @@ def _count_ngrams(counts: NgramCounts, isolate_digits: bool, parts: int,
     shard's bytes. The n-gram lengths are counted in ``parts`` groups, each
     under its own lock, starting at a different group in each call: calls on
     several threads then count into one shared table at the same time."""
-    data, offsets = _pack(shard_chunks(shard, isolate_digits))
-    first = next(_ROTATION)
-    for k in range(parts):
-        counts.add_packed(data, offsets, (first + k) % parts, parts)
-    return counts, len(data)
+    size = 0
+    for chunks in shard_batches(shard, isolate_digits):
+        data, offsets = _pack(chunks)
+        first = next(_ROTATION)
+        for k in range(parts):
+            counts.add_packed(data, offsets, (first + k) % parts, parts)
+        size += len(data)
+    return counts, size
 
 
 def _count_pieces(model: NgramModel, out: PieceCounts, isolate_digits: bool, ensure_unicode: bool,
                   shard: Shard) -> Tuple[PieceCounts, int]:
     """§6.3 for one shard: segment its chunks with ``model`` and add the pieces into ``out``."""
-    data, offsets = _pack(shard_chunks(shard, isolate_digits))
-    model.count_pieces_packed(data, offsets, out, ensure_unicode)
-    return out, len(data)
+    size = 0
+    for chunks in shard_batches(shard, isolate_digits):
+        data, offsets = _pack(chunks)
+        model.count_pieces_packed(data, offsets, out, ensure_unicode)
+        size += len(data)
+    return out, size
 
 
 def _merge_shared(a: tuple, b: tuple) -> tuple:
