@@ -549,3 +549,19 @@ def test_train_algorithm_compress(tmp_path):
     bad = CliRunner().invoke(main, ["train", str(corpus), "-o", str(out), "--vocab-size", "500",
                                     "--algorithm", "bpe"])
     assert bad.exit_code != 0
+
+
+def test_train_default_is_compress_and_budget_streams(tmp_path, capsys):
+    from bytepiece.inputs import Corpus
+    from bytepiece.model_io import model_dict
+    from bytepiece.trainer import Trainer
+
+    root = Path(__file__).resolve().parents[1] / "corpora"
+    files = [str(root / "handbook.en-US.txt"), str(root / "handbook.zh-CN.txt")]
+    out = tmp_path / "m.model"
+    result = run("train", *files, "-o", str(out), "--vocab-size", "900", "-q", "--candidate-mb", "1")
+    assert result.exit_code == 0, result.output
+    trainer = Trainer(max_vocab_size=900, candidate_bytes=1 << 20)
+    want = trainer.train(Corpus(files), workers=2)[900]
+    assert "spilled blocks" in capsys.readouterr().err  # the corpus did not fit: streamed
+    assert json.loads(out.read_text(encoding="utf-8")) == model_dict(want)

@@ -314,3 +314,17 @@ def test_algorithm_compress_through_trainer(tmp_path):
 def test_unknown_algorithm_is_rejected():
     with pytest.raises(ValueError, match="algorithm"):
         Trainer(algorithm="bpe")
+
+
+@pytest.mark.parametrize("algorithm,passes", [("bnlm", ["count n-grams", "segment"]),
+                                              ("compress", ["compress: read"])])
+def test_every_pass_has_a_progress_bar_in_bytes(poem_lines, capsys, tmp_path, algorithm, passes):
+    path = tmp_path / "poems.txt"
+    path.write_text("".join(poem_lines[:300]), encoding="utf-8")
+    Trainer(max_vocab_size=500, verbose=True, algorithm=algorithm).train(path)
+    err = capsys.readouterr().err
+    for name in passes:
+        line = [part for part in err.replace("\r", "\n").split("\n") if part.startswith(name)][-1]
+        assert "100%" in line and "B/s" in line, line  # a file: bytes, rate, and the total
+    Trainer(max_vocab_size=500, verbose=False, algorithm=algorithm).train(path)
+    assert capsys.readouterr().err == ""
