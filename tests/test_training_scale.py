@@ -202,3 +202,29 @@ def test_an_error_during_training_leaves_no_model_and_no_spill(tmp_path, monkeyp
     assert calls
     assert not trainer.vocabularies
     assert list(tmp_path.iterdir()) == []  # spilled texts and chunks removed
+
+
+# -- engines -------------------------------------------------------------------------
+
+
+class _CopyingEngine(LocalEngine):
+    """Runs every call on pickled copies of ``fn`` and its item and returns a pickled
+    copy of the result, as an engine that runs calls in other processes does."""
+
+    def map(self, fn, items):
+        def remote(item):
+            call = pickle.loads(pickle.dumps(fn))
+            return pickle.loads(pickle.dumps(call(pickle.loads(pickle.dumps(item)))))
+
+        return super().map(remote, items)
+
+
+@pytest.mark.parametrize("algorithm,options", [("bnlm", {}), ("compress", {"candidate_bytes": 25000})])
+def test_an_engine_that_copies_every_call_trains_the_same(lines, algorithm, options):
+    want = Trainer(max_vocab_size=700, verbose=False, algorithm=algorithm, **options).train(lines)
+    with _CopyingEngine(2) as engine:
+        got = Trainer(max_vocab_size=700, verbose=False, algorithm=algorithm, **options).train(
+            lines, engine=engine, shard_bytes=5000)
+        assert got == want
+        # the engine is the caller's: still open after training
+        assert list(engine.map(len, ["ab", "c"])) == [2, 1]
