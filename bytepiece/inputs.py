@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import unicodedata
-from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .normalization import nfc_utf8
 
@@ -487,26 +487,48 @@ def plan_shards(paths: Sequence[str], shard_bytes: int = SHARD_BYTES, field: str
 
 def shard_texts(shard: Shard) -> Iterator[str]:
     """The texts of a shard, as :class:`Corpus` yields them for the whole file."""
+    for texts in shard_text_blocks(shard):
+        if texts and isinstance(texts[0], bytes):
+            yield from (line.decode("utf-8") for line in texts)  # type: ignore[union-attr]
+        else:
+            yield from texts  # type: ignore[misc]
+
+
+def shard_text_blocks(shard: Shard, plain_lines: int = 0) -> Iterator[Union[List[str], List[bytes]]]:
+    """The texts of a shard a block (about 1 MB) at a time.
+
+    With ``plain_lines > 0``, a block of a text file that is already NFC UTF-8
+    with ``\n`` line ends and no line over ``plain_lines`` bytes comes as its
+    lines in ``bytes`` (newline kept), not decoded: the common case, where
+    normalizing each line would give the line back.
+    """
     if shard.kind == "texts":
-        for text in shard.texts or ():
+        texts = list(shard.texts or ())
+        for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"texts must yield str, got {type(text).__name__}")
-            yield text
+        yield texts
         return
     if shard.kind not in _KINDS:
         raise ValueError(f"unknown shard kind {shard.kind!r}")
+    from . import _core
+
     name = shard.name or shard.path
     try:
         # read in blocks of _BLOCK bytes: a shard's text is never held whole
         for number, raw in _read_blocks(shard.path, None, shard.start, shard.end, shard.number):
             if shard.kind == "jsonl":
-                for _where, text in _jsonl_texts(raw, name, number, shard.errors, shard.field):
-                    yield text
+                yield [text for _where, text in _jsonl_texts(raw, name, number, shard.errors, shard.field)]
                 continue
+            if plain_lines > 0 and _core.is_plain_nfc_utf8(raw):
+                lines = raw.splitlines(keepends=True)  # \n only: no \r in a plain block
+                if max(map(len, lines), default=0) <= plain_lines:
+                    yield lines
+                    continue
             text = _decode_block(raw, name, number, shard.errors)
             if "\r" in text:
                 text = text.replace("\r\n", "\n").replace("\r", "\n")
-            yield from _LINE.findall(text)
+            yield _LINE.findall(text)
     except CorpusError as exc:
         if name == shard.path:
             raise

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._ngram import NgramCounts, NgramModel, PieceCounts
 from .engine import LocalEngine, run_pass
-from .inputs import SHARD_BYTES, Shard, TrainingCorpus, shard_texts
+from .inputs import SHARD_BYTES, Shard, TrainingCorpus, shard_text_blocks
 from .model_io import MAX_PIECE_BYTES, save_model, unigram_scores
 from .normalization import normalize
 from .progress import Progress
@@ -76,10 +76,17 @@ def shard_batches(shard: Shard, isolate_digits: bool, batch_bytes: int = BATCH_B
     in order, in lists of about ``batch_bytes`` bytes."""
     chunks: List[bytes] = []
     size = 0
-    for text in shard_texts(shard):
-        parts = normalize(text, TRAIN_MAXLEN, isolate_digits)
-        chunks.extend(parts)
-        size += sum(map(len, parts))
+    # A plain line of at most TRAIN_MAXLEN bytes (so characters) is its own
+    # only chunk unless digits are isolated: no need to decode and normalize it.
+    for texts in shard_text_blocks(shard, 0 if isolate_digits else TRAIN_MAXLEN):
+        if texts and isinstance(texts[0], bytes):
+            chunks.extend(texts)  # type: ignore[arg-type]
+            size += sum(map(len, texts))
+        else:
+            for text in texts:
+                parts = normalize(text, TRAIN_MAXLEN, isolate_digits)  # type: ignore[arg-type]
+                chunks.extend(parts)
+                size += sum(map(len, parts))
         if size >= batch_bytes:
             yield chunks
             chunks, size = [], 0
