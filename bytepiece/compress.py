@@ -92,10 +92,13 @@ class Corpus:
     def byte_counts(self) -> np.ndarray:
         """Weighted count of every byte value."""
         counts = np.bincount(self.array, minlength=256).astype(np.int64)
-        offs = self.offsets
-        for i in np.flatnonzero(self.weights > 1).tolist():  # repeated chunks: few
-            counts += (int(self.weights[i]) - 1) * np.bincount(
-                self.array[offs[i]:offs[i + 1]], minlength=256)
+        repeated = np.flatnonzero(self.weights > 1)
+        if len(repeated):  # each byte of a repeated chunk counts (weight - 1) times more
+            lengths = np.diff(self.offsets)[repeated]
+            starts = np.repeat(self.offsets[repeated] - np.cumsum(lengths) + lengths, lengths)
+            where = starts + np.arange(int(lengths.sum()), dtype=np.int64)
+            extra = np.repeat(self.weights[repeated] - 1, lengths).astype(np.float64)
+            counts += np.rint(np.bincount(self.array[where], weights=extra, minlength=256)).astype(np.int64)
         return counts
 
 

@@ -228,3 +228,20 @@ def test_an_engine_that_copies_every_call_trains_the_same(lines, algorithm, opti
         assert got == want
         # the engine is the caller's: still open after training
         assert list(engine.map(len, ["ab", "c"])) == [2, 1]
+
+
+def test_byte_counts_weigh_repeated_chunks():
+    import random
+    from collections import Counter
+
+    from bytepiece.compress import Corpus
+
+    rng = random.Random(1)
+    for _ in range(50):
+        chunks = Counter({bytes(rng.randrange(256) for _ in range(rng.randrange(1, 9))): rng.choice([1, 1, 2, 5])
+                          for _ in range(rng.randrange(0, 30))})
+        want = np.zeros(256, dtype=np.int64)
+        for chunk, n in chunks.items():
+            for b in chunk:
+                want[b] += n
+        assert np.array_equal(Corpus(chunks).byte_counts(), want)
