@@ -601,9 +601,13 @@ def train_compress(
         # chunks (skipped when the input is known to fit in the budget).
         known = texts.size
         spill = spill_dir if known is None or known > budget else None
-        scan, _ = run_pass(engine, functools.partial(scan_shard, isolate_digits, budget, spill),
-                           texts.shards(), _merge_scans, "compress: read", known, verbose)
-        scan = scan if scan is not None else Scan(budget)
+        while True:
+            scan, _ = run_pass(engine, functools.partial(scan_shard, isolate_digits, budget, spill),
+                               texts.shards(), _merge_scans, "compress: read", known, verbose)
+            scan = scan if scan is not None else Scan(budget)
+            if scan.complete or spill is not None:
+                break
+            spill = spill_dir  # normalization made the text outgrow the budget: read again, spilling
         if require_text and scan.total_bytes == 0:
             raise ValueError("the corpus is empty: texts holds no characters to train on")
         if scan.complete:

@@ -245,3 +245,14 @@ def test_byte_counts_weigh_repeated_chunks():
             for b in chunk:
                 want[b] += n
         assert np.array_equal(Corpus(chunks).byte_counts(), want)
+
+
+def test_a_file_that_outgrows_the_budget_when_normalized_is_spilled(tmp_path):
+    # U+0958 is excluded from composition: NFC turns its 3 bytes into 6
+    lines = ["\u0958" * 20 + f" {i} क़ख\n" for i in range(300)]
+    path = tmp_path / "nfc.txt"
+    path.write_text("".join(lines), encoding="utf-8")
+    assert path.stat().st_size < 25000
+    got = train_compress(path, 400, verbose=False, candidate_bytes=25000)[400]
+    assert got == train_compress(lines, 400, verbose=False, candidate_bytes=25000)[400]
+    assert all(bytes([b]) in got for b in range(256))
