@@ -653,11 +653,11 @@ def _train_on(corpus: Union[Corpus, "SpilledCorpus"], sample: Corpus, byte_count
         work = Corpus.__new__(Corpus)
         work.data, work.offsets, work.array = corpus.data, corpus.offsets, corpus.array
         work.weights = _damped(corpus.weights, repeats)
+    scale = 1.0 if sample is corpus else corpus.total_bytes / max(1, sample.total_bytes)
     if isinstance(corpus, SpilledCorpus) and repeats != "count":
         sample.weights = _damped(sample.weights, repeats)
 
     mode = 1 if ensure_unicode else (2 if char_starts else 0)
-    scale = 1.0 if sample is corpus else corpus.total_bytes / max(1, sample.total_bytes)
     if sample is corpus and repeats != "count":
         sample = work  # type: ignore[assignment]
     cand, cand_counts = count_candidates(
