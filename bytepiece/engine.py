@@ -87,14 +87,7 @@ class LocalEngine:
     def map_reduce(self, fn: Callable[[T], R], items: Iterable[T], merge: Callable[[R, R], R]) -> Optional[R]:
         """``merge`` of ``fn(item)`` over all items, in input order (``None`` when
         there are no items). ``merge(a, b)`` may update and return ``a``."""
-        result: Any = None
-        first = True
-        for partial in self.map(fn, items):
-            if first:
-                result, first = partial, False
-            else:
-                result = merge(result, partial)
-        return result
+        return _fold(self.map(fn, items), merge)
 
     def close(self) -> None:
         """Stop the threads (idempotent)."""
@@ -138,15 +131,26 @@ def run_pass(engine: LocalEngine, fn: Callable[[T], R], items: Iterable[T], merg
             sizes.append(int(getattr(item, "size", 0)))
             yield item
 
-    result: Any = None
-    first = True
-    with progress_bar(desc, total, verbose) as bar:
-        for partial in engine.map(fn, sized()):
+    def counted(partials: Iterator[R]) -> Iterator[R]:
+        nonlocal done
+        for partial in partials:
             step = sizes.popleft()
             done += step
             bar.update(step)
-            if first:
-                result, first = partial, False
-            else:
-                result = merge(result, partial)
+            yield partial
+
+    with progress_bar(desc, total, verbose) as bar:
+        result = _fold(counted(engine.map(fn, sized())), merge)
     return result, done
+
+
+def _fold(partials: Iterable[R], merge: Callable[[R, R], R]) -> Optional[R]:
+    """``merge`` of the partials in order (``None`` when there are none)."""
+    result: Any = None
+    first = True
+    for partial in partials:
+        if first:
+            result, first = partial, False
+        else:
+            result = merge(result, partial)
+    return result
