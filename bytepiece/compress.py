@@ -91,7 +91,10 @@ class Corpus:
 
     def byte_counts(self) -> np.ndarray:
         """Weighted count of every byte value."""
-        counts = np.bincount(self.array, minlength=256).astype(np.int64)
+        counts = np.zeros(256, dtype=np.int64)
+        step = 1 << 18  # bincount widens its input to intp: 8 bytes per byte, so a slice at a time
+        for lo in range(0, len(self.array), step):
+            counts += np.bincount(self.array[lo:lo + step], minlength=256)
         repeated = np.flatnonzero(self.weights > 1)
         if len(repeated):  # each byte of a repeated chunk counts (weight - 1) times more
             lengths = np.diff(self.offsets)[repeated]
