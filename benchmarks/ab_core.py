@@ -5,7 +5,7 @@
 Variant A is ``bytepiece/`` at git revision ``--ref-a``, exported to a
 temporary directory and built there (``_core`` only; the other extensions are
 copied from this tree); variant B is this working tree as built in place
-(``python setup.py build_ext --inplace``). Each round runs one child process
+(``python setup.py build_ext --inplace``), or ``--tree-b DIR``. Each round runs one child process
 per variant, in the order A B then B A, so that a slow spell of the shared
 machine hits both alike. A child loads the reference model and every line of
 ``corpora/`` (NFC) and times each mode (best of ``--repeat`` calls); the
@@ -137,6 +137,7 @@ def build_ref(ref: str, where: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ref-a", default="7f08ddd", help="git revision of variant A")
+    parser.add_argument("--tree-b", default=str(ROOT), help="directory holding variant B's built bytepiece/")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3, help="calls per mode in a child (best kept)")
     parser.add_argument("--lines", type=int, default=0, help="only the first N lines (0: all)")
@@ -148,7 +149,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="ab_core_") as tmp:
         print(f"building variant A ({args.ref_a}) in {tmp} ...", flush=True)
-        trees = {"A": str(build_ref(args.ref_a, Path(tmp))), "B": str(ROOT)}
+        trees = {"A": str(build_ref(args.ref_a, Path(tmp))), "B": args.tree_b}
         if shutil.which("objdump"):
             compare_code(*(glob.glob(os.path.join(trees[v], "bytepiece", "_core.*.so"))[0] for v in "AB"))
         runs = {"A": [], "B": []}
@@ -164,7 +165,7 @@ def main() -> None:
             print(f"  round {r + 1}/{args.rounds} done", flush=True)
         if len(digests) != 1:
             sys.exit("the two variants produced different ids")
-        print(f"\nA = {args.ref_a}, B = working tree; median over {args.rounds} rounds "
+        print(f"\nA = {args.ref_a}, B = {args.tree_b}; median over {args.rounds} rounds "
               f"(each the best of {args.repeat} calls); same ids: yes")
         for key, unit in (("mb_s", "MB per wall second"), ("mb_cpu_s", "MB per CPU second of the process")):
             print(f"\n{unit}")
