@@ -3,8 +3,8 @@
     python benchmarks/ab_core.py --ref-a 7f08ddd [--rounds 7] [--lines N]
 
 Variant A is ``bytepiece/`` at git revision ``--ref-a``, exported to a
-temporary directory and built there (``_core`` only; the other extensions are
-copied from this tree); variant B is this working tree as built in place
+temporary directory and built there (the core's modules; the trainers'
+extensions are copied from this tree); variant B is this working tree as built in place
 (``python setup.py build_ext --inplace``), or ``--tree-b DIR``. Each round runs one child process
 per variant, in the order A B then B A, so that a slow spell of the shared
 machine hits both alike. A child loads the reference model and every line of
@@ -88,9 +88,20 @@ HOT = ["viterbi", "sample", "sample_linear", "sample_log", "encode_text", "run_b
        "fill_ready", "chunk_entropy", "edges_ending_at", "trie_build"]
 
 
-def disassembly(so: str, function: str) -> list:
-    """The instructions of ``function`` in ``so``, addresses, offsets and immediates blanked."""
-    symbol = f"__pyx_f_9bytepiece_5_core_{function}"
+def functions(tree: str) -> dict:
+    """C functions of the core's modules in ``tree``: name -> (.so file, symbol)."""
+    found = {}
+    for so in sorted(glob.glob(os.path.join(tree, "bytepiece", "_*.so"))):
+        if not re.match(r"_(core|trie|lattice)\.", os.path.basename(so)):
+            continue
+        symbols = subprocess.run(["nm", so], capture_output=True, text=True).stdout
+        for symbol in set(re.findall(r"\b(__pyx_f_9bytepiece_\d+_(?:core|trie|lattice)_\w+)", symbols)):
+            found[re.sub(r"^__pyx_f_9bytepiece_\d+_(core|trie|lattice)_", "", symbol)] = (so, symbol)
+    return found
+
+
+def disassembly(so: str, symbol: str) -> list:
+    """The instructions of ``symbol`` in ``so``, addresses, offsets and immediates blanked."""
     text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", f"--disassemble={symbol}", so],
                           check=True, capture_output=True, text=True).stdout
     body = [line.split("\t", 1)[-1] for line in text.splitlines() if re.match(r"^\s+[0-9a-f]+:\t", line)]
@@ -98,26 +109,26 @@ def disassembly(so: str, function: str) -> list:
     return [re.sub(r"<[^>]*>", "<>", re.sub(r"\$0x[0-9a-f]+|\b(0x)?[0-9a-f]{4,}\b", "X", line)) for line in body]
 
 
-def compare_code(so_a: str, so_b: str) -> None:
-    """Whether the hot functions compiled to the same instructions in both builds."""
-    print("machine code of the hot functions (objdump, addresses blanked):")
+def compare_code(tree_a: str, tree_b: str) -> None:
+    """Whether the hot functions compiled to the same instructions in both builds
+    (a function called across modules can no longer be inlined by its caller)."""
+    fa, fb = functions(tree_a), functions(tree_b)
+    print("machine code of the hot functions (objdump; addresses, offsets, immediates blanked):")
     for function in HOT:
-        a, b = disassembly(so_a, function), disassembly(so_b, function)
+        a = disassembly(*fa[function]) if function in fa else []
+        b = disassembly(*fb[function]) if function in fb else []
         if not a and not b:
             state = "inlined in both"
         elif not a or not b:
             state = f"inlined in {'A' if not a else 'B'} only"
         else:
             state = "identical" if a == b else f"differs ({len(a)} vs {len(b)} instructions)"
-        print(f"  {function:18s} {state}")
-    prefix = "__pyx_f_9bytepiece_5_core_"
-    names = [set(re.findall(rf"\b{prefix}(\w+)", subprocess.run(["nm", so], capture_output=True, text=True).stdout))
-             for so in (so_a, so_b)]
-    common = sorted(names[0] & names[1])
-    differ = [f for f in common if disassembly(so_a, f) != disassembly(so_b, f)]
-    print(f"  all C functions of the module in both builds: {len(common)}, identical: {len(common) - len(differ)}"
-          f"{', differ: ' + ', '.join(differ) if differ else ''}; only in A: {sorted(names[0] - names[1])}, "
-          f"only in B: {sorted(names[1] - names[0])}")
+        where = os.path.basename(fb[function][0]).split(".")[0] if function in fb else "-"
+        print(f"  {function:18s} {state:36s} B: in {where}")
+    common = sorted(set(fa) & set(fb))
+    differ = [f for f in common if disassembly(*fa[f]) != disassembly(*fb[f])]
+    print(f"  C functions in both builds: {len(common)}, same instructions: {len(common) - len(differ)}; "
+          f"only in A: {sorted(set(fa) - set(fb))}; only in B: {sorted(set(fb) - set(fa))}")
 
 
 def build_ref(ref: str, where: Path) -> Path:
@@ -126,9 +137,9 @@ def build_ref(ref: str, where: Path) -> Path:
                               "README.md"], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
     for so in glob.glob(str(ROOT / "bytepiece" / "*.so")):
-        if not Path(so).name.startswith("_core."):
+        if not re.match(r"_(core|trie|lattice)\.", Path(so).name):
             shutil.copy(so, where / "bytepiece")
-    env = dict(os.environ, BYTEPIECE_ONLY="_core")
+    env = dict(os.environ, BYTEPIECE_ONLY="_core,_trie,_lattice")
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=where, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return where
@@ -151,7 +162,7 @@ def main() -> None:
         print(f"building variant A ({args.ref_a}) in {tmp} ...", flush=True)
         trees = {"A": str(build_ref(args.ref_a, Path(tmp))), "B": args.tree_b}
         if shutil.which("objdump"):
-            compare_code(*(glob.glob(os.path.join(trees[v], "bytepiece", "_core.*.so"))[0] for v in "AB"))
+            compare_code(trees["A"], trees["B"])
         runs = {"A": [], "B": []}
         digests = set()
         for r in range(args.rounds):

@@ -21,16 +21,14 @@ Design
 
 Files
 -----
-Three extension modules: ``_trie`` (building the double-array trie),
-``_lattice`` (one chunk, one text: every per-byte and per-edge loop) and
-this one, assembled from ``_batch.pxi`` (native-thread batches, id lists),
-``_text.pxi`` (packing, the NFC fast path) and ``_segmenter.pxi`` (the
-Python class, pickling), which reach into each other's cdef classes. The
-structs, the inline functions of the hot loops and the functions the
-modules share are declared in ``_rng.pxd``, ``_trie.pxd``, ``_lattice.pxd``
-and ``_batch.pxd``; ``_core.pxd`` is this module's interface. The layout
-was timed against the single file: ``benchmarks/README.md`` ("The compiled
-core in files").
+One extension module, one include file per responsibility: ``_trie.pxi``
+(building the trie), ``_lattice.pxi`` (one chunk, one text), ``_batch.pxi``
+(native-thread batches, id lists), ``_text.pxi`` (packing, the NFC fast
+path), ``_segmenter.pxi`` (the Python class, pickling). The structs and the
+inline functions of the hot loops are in ``_rng.pxd``, ``_trie.pxd``,
+``_lattice.pxd`` and ``_batch.pxd``; ``_core.pxd`` is the module's
+interface. Why one module and not several: ``benchmarks/README.md`` ("The
+compiled core in files").
 """
 import gc
 import os
@@ -101,7 +99,22 @@ cdef extern from *:
     }
     static void bp_thread_join(bp_thread t) { pthread_join(t, NULL); }
     #endif
+    /* Keep the better of the candidate (cand, node, k) and the best so far;
+       ties go to the candidate. Written as selects so that compilers emit
+       maxsd and cmov: which edge wins is unpredictable, and a branch here
+       costs a pipeline flush on about every other lattice edge. The max is
+       spelled "best > cand ? best : cand", the one form GCC maps to a
+       single maxsd without -ffast-math. */
+    static inline void bp_keep_best(double cand, int32_t node, int64_t k, double *best,
+                                    int32_t *best_node, int64_t *best_k) {
+        int take = cand >= *best;
+        *best = *best > cand ? *best : cand;
+        *best_node = take ? node : *best_node;
+        *best_k = take ? k : *best_k;
+    }
     """
+    void bp_keep_best(double cand, int32_t node, int64_t k, double *best, int32_t *best_node,
+                      int64_t *best_k) noexcept nogil
     long long bp_fetch_add(long long *p, long long v) noexcept nogil
     void bp_store_release(unsigned char *p, unsigned char v) noexcept nogil
     unsigned char bp_load_acquire(const unsigned char *p) noexcept nogil
@@ -131,7 +144,12 @@ cdef double LINEAR_RANGE = 415.0
 # Beyond this alpha * -min_score, sampling is Viterbi (and alpha * score would
 # overflow towards -inf).
 cdef double POINT_MASS = 1e280
+cdef double SCALE_HI = ldexp(1.0, 400)
+cdef double SCALE_LO = ldexp(1.0, -400)
+cdef unsigned char NEWLINE = 10
 
+include "_trie.pxi"
+include "_lattice.pxi"
 include "_batch.pxi"
 include "_text.pxi"
 include "_segmenter.pxi"

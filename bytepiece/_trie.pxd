@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""The double-array trie over *reversed* pieces (built in ``_trie.pyx``).
+"""The double-array trie over *reversed* pieces (built in ``_trie.pxi``).
 
 Walking it backwards from an end position ``e`` visits every piece that ends
 at ``e``, shortest first. That one walk serves Viterbi (ALGORITHM.md §4), the
@@ -28,23 +28,8 @@ cdef struct Trie:
     int32_t max_depth   # longest piece in bytes
 
 
-# A unit keeps a node's base in its top 23 bits (see trie_units).
-cdef enum:
-    TRIE_MAX_CELLS = 1 << 23
-
-
 cdef inline int32_t trie_step(const uint32_t *unit, int32_t node, unsigned char c) noexcept nogil:
     """The child of ``node`` by byte ``c``, or -1 when there is none."""
     cdef int32_t nxt = (unit[node] >> 9) + c
     return nxt if (unit[nxt] & 0x1FF) == (0x100 | <uint32_t> c) else -1
-
-
-cdef int trie_build(Trie *trie, const unsigned char *keys, const int64_t *offsets,
-                    const int32_t *ids, int64_t n) noexcept nogil
-
-
-cdef void trie_free(Trie *trie) noexcept nogil
-
-
-cdef int64_t trie_depth(const uint32_t *unit, int64_t size) noexcept nogil
 

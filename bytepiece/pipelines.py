@@ -105,6 +105,8 @@ def token_dtype(vocab_size: int, dtype: str = "auto") -> np.dtype:
     return chosen
 
 
+# Not numpy.lib.format.write_array_header_1_0: fixed size checked on NumPy 2.4 only, and
+# pyproject allows 1.23 (benchmarks/README.md, "Hand-written code, and why").
 def npy_header(dtype: np.dtype, length: int) -> bytes:
     """A version 1.0 ``.npy`` header for a 1-D C array, exactly ``NPY_HEADER_BYTES`` long."""
     described = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
@@ -212,6 +214,8 @@ class _Failure:
         self.error = error
 
 
+# Not a ThreadPoolExecutor: its threads are joined at exit, so a producer blocked on input
+# (stdin) would hang the process (measured: benchmarks/README.md, "Hand-written code, and why").
 class Prefetcher:
     """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead.
 

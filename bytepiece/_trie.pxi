@@ -1,14 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Double-array trie of the compiled core: building, freeing and checking.
-
-The structs and the step of the hot loops (``trie_step``, inline) are in
-``_trie.pxd``; other modules call these functions through the module's
-function table, once per vocabulary.
-"""
-from libc.math cimport INFINITY
-from libc.stdint cimport int32_t, int64_t, uint32_t
-from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memchr, memset
+# Double-array trie: building, freeing and checking (structs and trie_step in _trie.pxd).
+# Included by _core.pyx: part of the one extension module bytepiece._core.
 
 # ---------------------------------------------------------------------------
 # Double-array trie
@@ -19,6 +10,10 @@ cdef struct BuildItem:
     int32_t depth
     int64_t lo
     int64_t hi
+
+
+# A unit keeps a node's base in its top 23 bits (see trie_units).
+cdef int64_t TRIE_MAX_CELLS = 1 << 23
 
 
 cdef int trie_reserve(Trie *trie, int64_t need) noexcept nogil:

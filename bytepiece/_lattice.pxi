@@ -1,42 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Segmentation of one chunk and one text: Viterbi, exact sampling, entropy, edges.
-
-See ``_core.pyx`` for the design. Every per-byte and per-edge loop is in
-this module (``trie_step`` and the random draws are inline from
-``_trie.pxd`` and ``_rng.pxd``); the batch jobs and the Segmenter call in
-once per chunk or per text.
-"""
-from libc.math cimport INFINITY, NAN, exp, frexp, ldexp, log1p
-from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memset
-
-from bytepiece._rng cimport rng_uniform
-from bytepiece._trie cimport trie_step
-
-cdef extern from *:
-    """
-    /* Keep the better of the candidate (cand, node, k) and the best so far;
-       ties go to the candidate. Written as selects so that compilers emit
-       maxsd and cmov: which edge wins is unpredictable, and a branch here
-       costs a pipeline flush on about every other lattice edge. The max is
-       spelled "best > cand ? best : cand", the one form GCC maps to a
-       single maxsd without -ffast-math. */
-    static inline void bp_keep_best(double cand, int32_t node, int64_t k, double *best,
-                                    int32_t *best_node, int64_t *best_k) {
-        int take = cand >= *best;
-        *best = *best > cand ? *best : cand;
-        *best_node = take ? node : *best_node;
-        *best_k = take ? k : *best_k;
-    }
-    """
-    void bp_keep_best(double cand, int32_t node, int64_t k, double *best, int32_t *best_node,
-                      int64_t *best_k) noexcept nogil
-
-
-cdef double SCALE_HI = ldexp(1.0, 400)
-cdef double SCALE_LO = ldexp(1.0, -400)
-
+# Segmentation of one chunk and one text: Viterbi, exact sampling, entropy, edges.
+# Included by _core.pyx: part of the one extension module bytepiece._core.
 
 # ---------------------------------------------------------------------------
 # Per-thread scratch space
@@ -424,6 +387,22 @@ cdef double chunk_entropy(const Trie *trie, const double *score, double alpha,
         logz[e] = total
         avg[e] = acc
     return logz[n] - alpha * avg[n]
+
+
+# ---------------------------------------------------------------------------
+# Whole texts: cut into chunks at newline runs, segment each chunk.
+# ---------------------------------------------------------------------------
+
+cdef inline int64_t chunk_end(const unsigned char *text, int64_t start, int64_t n) noexcept nogil:
+    """End of the chunk starting at ``start``: non-newlines, then newlines (§1)."""
+    cdef int64_t j = n
+    # memchr scans many bytes per step; a byte loop here cost ~2% of encoding.
+    cdef const void *hit = memchr(text + start, NEWLINE, n - start)
+    if hit != NULL:
+        j = <const unsigned char *> hit - text
+    while j < n and text[j] == NEWLINE:
+        j += 1
+    return j
 
 
 cdef int64_t encode_text(EncodeTask *task, const unsigned char *text, int64_t n, bint chunked,
