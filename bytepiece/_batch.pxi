@@ -607,7 +607,9 @@ cdef _BatchRunner _batch_job(Segmenter segmenter, data, offsets, double alpha, u
     check_offsets(off, view.shape[0])
     cdef _BatchRunner runner = _new_runner(segmenter, n, alpha, seed, chunked, add_bos, add_eos,
                                            first_index)
-    runner.keep += [data, off]
+    # The view is kept too: it holds the buffer exported, so a bytearray
+    # cannot be resized (freed) by another thread while the job reads it.
+    runner.keep += [data, off, view]
     runner.job.data = &view[0] if view.shape[0] else <const unsigned char *> ""
     runner.job.offsets = &off[0]
     runner.alloc_out(off[n])

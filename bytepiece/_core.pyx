@@ -37,7 +37,7 @@ import threading
 import numpy as np
 
 cimport cython
-from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.list cimport PyList_AsTuple, PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF
 from libc.math cimport INFINITY, NAN, exp, frexp, ldexp, log1p
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint32_t, uint64_t

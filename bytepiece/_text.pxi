@@ -282,11 +282,17 @@ cdef class _Packer:
     cdef _BatchRunner runner    # while it packs: the job whose buffers these are
 
     cdef int size(self, texts, nfc_utf8) except -1:
-        """Take the texts and size the buffer. A sequence that is not a list
-        or tuple is read once, item by item, into a list."""
+        """Take the texts and size the buffer. The packer holds a snapshot
+        of them for the whole call: a tuple as it is, a list copied into a
+        tuple (one pointer copy per text), any other sequence read once,
+        item by item, into a tuple. The caller's list may then change at any
+        moment (another thread, or a ``str`` subclass's ``__str__`` run while
+        packing) without the packer reading freed or missing items."""
+        if type(texts) is list:
+            texts = PyList_AsTuple(texts)
+        elif type(texts) is not tuple:
+            texts = tuple([texts[i] for i in range(len(texts))])
         cdef Py_ssize_t n = len(texts)
-        if type(texts) is not list and type(texts) is not tuple:
-            texts = [texts[i] for i in range(n)]
         self.texts = texts
         self.nfc_utf8 = nfc_utf8
         self.n = n

@@ -25,7 +25,6 @@ import queue
 import signal
 import struct
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -33,6 +32,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import numpy as np
 
 from .normalization import nfc_utf8
+from .outputs import check_output, temporary_beside
 
 __all__ = [
     "sampling_seed",
@@ -129,20 +129,16 @@ class TokenFileWriter:
     complete. ``np.load(path, mmap_mode="r")`` reads the result.
     """
 
-    def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4") -> None:
+    def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4",
+                 inputs: Iterable[Optional[PathLike]] = ()) -> None:
         self.path = os.fspath(path)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         if self.dtype.kind not in "iu":
             raise ValueError(f"a token file needs an integer dtype, got {self.dtype}")
         self._info = np.iinfo(self.dtype)
         self.count = 0
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"{self.path}: directory {directory} does not exist")
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(f"{self.path}: is a directory")
-        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(self.path),
-                                         dir=directory)
+        self._real = check_output(self.path, inputs)  # a symlink is written through
+        fd, self._tmp = temporary_beside(self._real)
         self._handle = os.fdopen(fd, "wb")
         self._open = True
         try:
@@ -178,7 +174,7 @@ class TokenFileWriter:
             os.fsync(self._handle.fileno())
             self._handle.close()
             self._open = False
-            os.replace(self._tmp, self.path)
+            os.replace(self._tmp, self._real)
         except BaseException:
             self.discard()
             raise
@@ -311,6 +307,8 @@ def encode_batches_to_token_file(
     num_threads: int = 0,
     on_batch: Optional[Callable[[int, int, int], None]] = None,
     prefetch: int = 2,
+    inputs: Iterable[Optional[PathLike]] = (),
+    allowed_special: Any = None,
 ) -> Tuple[int, int]:
     """Encode ``(documents, input_bytes)`` batches into a ``.npy`` token file.
 
@@ -320,20 +318,22 @@ def encode_batches_to_token_file(
     of the whole stream is sampled from the stream ``(seed, k)``, so the file
     does not depend on ``num_threads`` nor on how documents are batched.
     ``on_batch(input_bytes, tokens, documents)`` is called after each batch.
+    ``path`` must not be one of the files ``inputs``.
+    ``allowed_special`` is as for ``Tokenizer.encode``.
     Returns ``(tokens, documents)`` written.
     """
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
     if alpha >= 0 and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole file is one stream
     documents = 0
-    with TokenFileWriter(path, file_dtype) as writer:
+    with TokenFileWriter(path, file_dtype, inputs) as writer:
         with Prefetcher(batches, prefetch) as source:
             for texts, input_bytes in source:
                 if not texts:
                     continue
                 ids, _bounds = tokenizer.encode_batch_flat(
                     texts, add_eos=True, alpha=alpha, seed=seed, num_threads=num_threads,
-                    first_index=documents)
+                    first_index=documents, allowed_special=allowed_special)
                 writer.write(ids)
                 documents += len(texts)
                 if on_batch is not None:
@@ -351,6 +351,7 @@ def encode_to_token_file(
     seed: Optional[int] = None,
     num_threads: int = 0,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
+    allowed_special: Any = None,
 ) -> Tuple[int, int]:
     """Encode ``documents`` (str or bytes) into one flat ``.npy`` array at ``path``.
 
@@ -362,11 +363,16 @@ def encode_to_token_file(
         encode_to_token_file(tok, open("corpus.txt", encoding="utf-8"), "tokens.npy")
         tokens = np.load("tokens.npy", mmap_mode="r")
     """
+    if isinstance(documents, (str, bytes, bytearray, memoryview)):
+        raise TypeError("documents must be an iterable of texts (a list, or an open file), "
+                        f"not a single {type(documents).__name__}")
     if batch_bytes <= 0:
         raise ValueError(f"batch_bytes must be positive, got {batch_bytes}")
+    source = getattr(documents, "name", None)  # an open file: the output must not replace it
     return encode_batches_to_token_file(tokenizer, _batched(documents, batch_bytes), path,
                                         dtype=dtype, alpha=alpha, seed=seed,
-                                        num_threads=num_threads)
+                                        num_threads=num_threads, allowed_special=allowed_special,
+                                        inputs=[source] if isinstance(source, str) else ())
 
 
 # -- blocks encoded in worker processes ------------------------------------------
@@ -407,14 +413,15 @@ def cpu_count() -> int:
 
 
 def _encode_block(tokenizer: Any, block: Any, first_index: int, alpha: float, seed: Optional[int],
-                  dtype: np.dtype) -> Tuple[np.ndarray, int, float, float]:
+                  dtype: np.dtype, allowed_special: Any = None) -> Tuple[np.ndarray, int, float, float]:
     """``(ids with <eos> after each document, documents, prepare s, encode s)`` of one block."""
     start = time.perf_counter()
     data, offsets = block.prepare()
     prepared = time.perf_counter()
     documents = len(offsets) - 1
     if documents:
-        ids, _bounds = tokenizer._encode_packed(data, offsets, False, True, alpha, seed, 1, first_index)
+        ids, _bounds = tokenizer._encode_packed(data, offsets, False, True, alpha, seed, 1, first_index,
+                                                allowed_special)
         ids = ids.astype(dtype, copy=False)
     else:
         ids = np.empty(0, dtype=dtype)
@@ -441,11 +448,11 @@ def _worker_init(tokenizer: Any) -> None:
 
 
 def _worker_block(block: Any, first_index: int, alpha: float, seed: Optional[int],
-                  dtype: np.dtype) -> Tuple[np.ndarray, int, float, float]:
+                  dtype: np.dtype, allowed_special: Any) -> Tuple[np.ndarray, int, float, float]:
     """:func:`_encode_block` in a worker; its exception reaches the parent (with
     the worker's traceback as its cause, which ``concurrent.futures`` attaches)."""
     try:
-        return _encode_block(_WORKER_TOKENIZER, block, first_index, alpha, seed, dtype)
+        return _encode_block(_WORKER_TOKENIZER, block, first_index, alpha, seed, dtype, allowed_special)
     except BaseException as error:
         raise _portable(error) from None
 
@@ -474,6 +481,8 @@ def encode_blocks_to_token_file(
     on_block: Optional[Callable[[int, int, int], None]] = None,
     in_flight: Optional[int] = None,
     stats: Optional[Dict[str, float]] = None,
+    inputs: Iterable[Optional[PathLike]] = (),
+    allowed_special: Any = None,
 ) -> Tuple[int, int]:
     """Encode independent blocks of input into a ``.npy`` token file.
 
@@ -494,12 +503,20 @@ def encode_blocks_to_token_file(
     for ``workers > 1``, and the file is the same whatever ``workers``.
     ``on_block(input_bytes, tokens, documents)`` is called after each block
     is written; ``stats``, if given, receives the seconds spent in each
+    phase (``prepare`` and ``encode`` summed over the workers). ``path``
+    must not be one of the files ``inputs``.
     phase (``prepare`` and ``encode`` summed over the workers).
+    ``allowed_special`` is as for ``Tokenizer.encode``.
     Returns ``(tokens, documents)``.
     """
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
+    inputs = list(inputs)
+    check_output(path, inputs)  # before any worker starts
+    if allowed_special is not None and not isinstance(allowed_special, str):
+        allowed_special = frozenset(allowed_special)  # sent to the workers with each block
+    tokenizer._matcher(allowed_special)  # fail on an unknown special token before any work
     sampling = alpha >= 0
     if sampling and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole file is one stream
@@ -508,12 +525,13 @@ def encode_blocks_to_token_file(
     pool = _new_pool(tokenizer, int(workers)) if workers > 1 and _fork_available() else None
     times["start"] = time.perf_counter() - started
     try:
-        with TokenFileWriter(path, file_dtype) as writer:
+        with TokenFileWriter(path, file_dtype, inputs) as writer:
             if pool is None:
-                documents = _encode_here(tokenizer, iter(blocks), writer, alpha, seed, on_block, times)
+                documents = _encode_here(tokenizer, iter(blocks), writer, alpha, seed, on_block, times,
+                                         allowed_special)
             else:
                 documents = _encode_in_pool(pool, iter(blocks), writer, alpha, seed, sampling,
-                                            in_flight or 4 * int(workers), on_block, times)
+                                            in_flight or 4 * int(workers), on_block, times, allowed_special)
                 pool.shutdown(wait=False)  # the workers exit while the file is committed
             tokens = writer.count
             tick = time.perf_counter()
@@ -529,7 +547,7 @@ def encode_blocks_to_token_file(
 
 def _encode_here(tokenizer: Any, source: Iterator[Any], writer: TokenFileWriter, alpha: float,
                  seed: Optional[int], on_block: Optional[Callable[[int, int, int], None]],
-                 times: Dict[str, float]) -> int:
+                 times: Dict[str, float], allowed_special: Any = None) -> int:
     documents = 0
     while True:
         tick = time.perf_counter()
@@ -538,7 +556,7 @@ def _encode_here(tokenizer: Any, source: Iterator[Any], writer: TokenFileWriter,
         if block is None:
             return documents
         ids, count, prepare_s, encode_s = _encode_block(tokenizer, block, documents, alpha, seed,
-                                                        writer.dtype)
+                                                        writer.dtype, allowed_special)
         times["prepare"] += prepare_s
         times["encode"] += encode_s
         tick = time.perf_counter()
@@ -556,7 +574,8 @@ class _Failed:
 
 def _encode_in_pool(pool: Any, source: Iterator[Any], writer: TokenFileWriter, alpha: float,
                     seed: Optional[int], sampling: bool, limit: int,
-                    on_block: Optional[Callable[[int, int, int], None]], times: Dict[str, float]) -> int:
+                    on_block: Optional[Callable[[int, int, int], None]], times: Dict[str, float],
+                    allowed_special: Any = None) -> int:
     from concurrent.futures.process import BrokenProcessPool
 
     pending: "collections.deque" = collections.deque()  # (future or _Failed, block), in input order
@@ -578,7 +597,8 @@ def _encode_in_pool(pool: Any, source: Iterator[Any], writer: TokenFileWriter, a
                 break
             finally:
                 times["read"] += time.perf_counter() - tick
-            pending.append((pool.submit(_worker_block, block, first_index, alpha, seed, writer.dtype), block))
+            pending.append((pool.submit(_worker_block, block, first_index, alpha, seed, writer.dtype,
+                                        allowed_special), block))
             if sampling:
                 first_index += block.count
         if not pending:

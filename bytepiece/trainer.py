@@ -22,9 +22,11 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from ._ngram import NgramCounts, NgramModel, PieceCounts
-from .model_io import MAX_PIECE_BYTES, save_model, unigram_scores
+from .model_io import MAX_PIECE_BYTES, check_new_special_tokens, save_model, unigram_scores
 from .normalization import normalize
+from .outputs import check_output
 from .progress import Progress
+from .special import SpecialCutTexts
 
 __all__ = ["Trainer"]
 
@@ -105,6 +107,10 @@ class Trainer:
     * ``isolate_digits``: every decimal digit is a chunk of its own.
     * ``ensure_unicode``: pieces never start inside a UTF-8 character.
     * ``verbose``: progress on stderr.
+    * ``special_tokens``: texts such as ``"<|endoftext|>"`` to add as special
+      tokens, with the ids after the last learned piece (in the order given;
+      they come on top of ``max_vocab_size``). Training cuts the texts at
+      their occurrences, so no piece spans or contains one.
     * ``algorithm``: ``"bnlm"`` (default) is the reference algorithm, bit-exact
       with BytePiece 0.6.3; ``"compress"`` selects the compression-first trainer
       (:mod:`bytepiece.compress`), which yields fewer tokens on held-out text.
@@ -123,6 +129,7 @@ class Trainer:
         ensure_unicode: bool = True,
         verbose: bool = True,
         algorithm: str = "bnlm",
+        special_tokens: Sequence[str] = (),
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
@@ -145,6 +152,7 @@ class Trainer:
         self.isolate_digits = bool(isolate_digits)
         self.ensure_unicode = bool(ensure_unicode)
         self.verbose = bool(verbose)
+        self.special_tokens: List[str] = check_new_special_tokens(special_tokens)
         #: ``{size: {piece: count}}`` after :meth:`train`.
         self.vocabularies: Dict[int, Dict[bytes, int]] = {}
 
@@ -306,12 +314,16 @@ class Trainer:
         count and segment in parallel (``0``: one per CPU); ``batch_size``
         texts are normalized and handed to a worker at a time.
         """
+        if isinstance(texts, (str, bytes, bytearray)):
+            raise TypeError(f"texts must be a list of texts (or a re-iterable of them), not a single "
+                            f"{type(texts).__name__}: pass [text] or text.splitlines(keepends=True)")
         if iter(texts) is texts:
             raise TypeError(
                 "texts must be re-iterable because it is read twice, but got a one-shot "
                 f"iterator ({type(texts).__name__}); pass a list, or an object whose "
                 "__iter__ returns a fresh iterator each time"
             )
+        texts = SpecialCutTexts(texts, self.special_tokens)
         workers = _check_int("workers", workers, 0)
         if workers == 0:
             workers = os.cpu_count() or 1
@@ -395,13 +407,14 @@ class Trainer:
         if not self.vocabularies:
             raise RuntimeError("nothing to save: call train() first")
         path = os.fspath(path)
-        written = []
-        if len(self.sizes) == 1:
-            save_model(self.vocabularies[self.sizes[0]], path)
-            written.append(path)
-        else:
-            for size in self.sizes:
-                target = f"{path}.{size}"
-                save_model(self.vocabularies[size], target)
-                written.append(target)
-        return written
+        targets = self.output_paths(path)
+        for target in targets:  # all checked before any is written
+            check_output(target)
+        for size, target in zip(self.sizes, targets):
+            save_model(self.vocabularies[size], target, self.special_tokens)
+        return targets
+
+    def output_paths(self, path: Union[str, "os.PathLike[str]"]) -> List[str]:
+        """The files :meth:`save` writes: ``path``, or ``path.SIZE`` for each of several sizes."""
+        path = os.fspath(path)
+        return [path] if len(self.sizes) == 1 else [f"{path}.{size}" for size in self.sizes]
