@@ -42,7 +42,7 @@ MODES = [
 ]
 
 
-def child(tree: str, model: str, lines_limit: int, repeat: int) -> None:
+def child(tree: str, model: str, lines_limit: int, repeat: int, modes: list) -> None:
     """Time every mode with the ``bytepiece`` package found in ``tree``."""
     sys.path.insert(0, tree)
     import unicodedata
@@ -71,7 +71,7 @@ def child(tree: str, model: str, lines_limit: int, repeat: int) -> None:
     for ids in tok.encode_batch(lines, num_threads=1) + tok.encode_batch(lines, alpha=0.1, seed=1, num_threads=2):
         digest.update(bytes(str(ids), "ascii"))
     result = {"digest": digest.hexdigest(), "mb_s": {}, "mb_cpu_s": {}}
-    for mode in MODES:
+    for mode in modes:
         best = best_cpu = float("inf")
         for _ in range(repeat):
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -153,10 +153,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="calls per mode in a child (best kept)")
     parser.add_argument("--lines", type=int, default=0, help="only the first N lines (0: all)")
     parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of the modes")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes: {sorted(unknown)}; known: {MODES}")
     if args.child:
-        child(args.child, args.model, args.lines, args.repeat)
+        child(args.child, args.model, args.lines, args.repeat, modes)
         return
     with tempfile.TemporaryDirectory(prefix="ab_core_") as tmp:
         print(f"building variant A ({args.ref_a}) in {tmp} ...", flush=True)
@@ -168,7 +173,7 @@ def main() -> None:
         for r in range(args.rounds):
             for variant in ("AB" if r % 2 == 0 else "BA"):
                 cmd = [sys.executable, __file__, "--child", trees[variant], "--model", args.model,
-                       "--lines", str(args.lines), "--repeat", str(args.repeat)]
+                       "--lines", str(args.lines), "--repeat", str(args.repeat), "--modes", args.modes]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp).stdout
                 result = json.loads(out.strip().splitlines()[-1])
                 digests.add(result["digest"])
@@ -181,7 +186,7 @@ def main() -> None:
         for key, unit in (("mb_s", "MB per wall second"), ("mb_cpu_s", "MB per CPU second of the process")):
             print(f"\n{unit}")
             print(f"{'mode':34s} {'A':>9s} {'B':>9s} {'B/A':>7s}   {'A range':>15s} {'B range':>15s}")
-            for mode in MODES:
+            for mode in modes:
                 a = [run[key][mode] for run in runs["A"]]
                 b = [run[key][mode] for run in runs["B"]]
                 ma, mb = statistics.median(a), statistics.median(b)

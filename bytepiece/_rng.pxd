@@ -4,8 +4,8 @@
 Each call (and each text of a batch) owns its state, so there is nothing to
 share between threads. All inline: sampling draws once per lattice position
 (linear domain) or once per edge (log domain), in nogil loops. Not NumPy's
-generators: a NumPy Generator per text costs 11 us to make, more than
-sampling a whole line here (benchmarks/README.md, "Hand-written code, and why").
+generators: making a NumPy Generator per text takes about four times as long
+as sampling a whole line here (benchmarks/README.md, "Hand-written code, and why").
 """
 from libc.stdint cimport int64_t, uint64_t
 

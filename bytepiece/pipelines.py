@@ -555,16 +555,23 @@ def _encode_here(tokenizer: Any, source: Iterator[Any], writer: TokenFileWriter,
         times["read"] += time.perf_counter() - tick
         if block is None:
             return documents
-        ids, count, prepare_s, encode_s = _encode_block(tokenizer, block, documents, alpha, seed,
-                                                        writer.dtype, allowed_special)
-        times["prepare"] += prepare_s
-        times["encode"] += encode_s
-        tick = time.perf_counter()
-        writer.write(ids)
-        documents += count
-        if on_block is not None:
-            on_block(block.size, len(ids), count)
-        times["write"] += time.perf_counter() - tick
+        documents += _write_block(writer, block, *_encode_block(tokenizer, block, documents, alpha, seed,
+                                                                writer.dtype, allowed_special),
+                                  on_block, times)
+
+
+def _write_block(writer: TokenFileWriter, block: Any, ids: np.ndarray, count: int, prepare_s: float,
+                 encode_s: float, on_block: Optional[Callable[[int, int, int], None]],
+                 times: Dict[str, float]) -> int:
+    """Write the ids of one block (blocks come in input order), account for it; its documents."""
+    times["prepare"] += prepare_s
+    times["encode"] += encode_s
+    tick = time.perf_counter()
+    writer.write(ids)
+    if on_block is not None:
+        on_block(block.size, len(ids), count)
+    times["write"] += time.perf_counter() - tick
+    return count
 
 
 class _Failed:
@@ -612,14 +619,7 @@ def _encode_in_pool(pool: Any, source: Iterator[Any], writer: TokenFileWriter, a
         except BrokenProcessPool:
             raise ChildProcessError("a worker process died unexpectedly") from None
         times["wait"] += time.perf_counter() - tick
-        times["prepare"] += prepare_s
-        times["encode"] += encode_s
         if block.count is not None and count != block.count:
             raise RuntimeError(f"a block of {block.size} bytes had {block.count} documents "
                                f"when counted, {count} when encoded")
-        tick = time.perf_counter()
-        writer.write(ids)
-        documents += count
-        if on_block is not None:
-            on_block(block.size, len(ids), count)
-        times["write"] += time.perf_counter() - tick
+        documents += _write_block(writer, block, ids, count, prepare_s, encode_s, on_block, times)
