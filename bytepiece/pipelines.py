@@ -462,8 +462,12 @@ def _new_pool(tokenizer: Any, workers: int) -> Any:
     hand-written pipe pool it replaced: benchmarks/README.md, "Hand-written code, and why")."""
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_worker_init, initargs=(tokenizer,))
+    # Fork the workers now, before the output's temporary file exists: a SIGTERM that
+    # lands during a fork is lost in the fork handlers, so none may happen while writing.
+    pool.submit(os.getpid).result()
+    return pool
 
 
 def _fork_available() -> bool:
