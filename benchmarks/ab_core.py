@@ -1,6 +1,6 @@
 """A/B of two builds of the compiled tokenizer core, alternated in one run.
 
-    python benchmarks/ab_core.py --ref-a 7f08ddd [--rounds 7] [--lines N]
+    python benchmarks/ab_core.py --ref-a 4d3c526 [--rounds 7] [--lines N]
 
 Variant A is ``bytepiece/`` at git revision ``--ref-a``, exported to a
 temporary directory and built there (the core's modules; the trainers'
@@ -147,7 +147,7 @@ def build_ref(ref: str, where: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ref-a", default="7f08ddd", help="git revision of variant A")
+    parser.add_argument("--ref-a", default="4d3c526", help="git revision of variant A")
     parser.add_argument("--tree-b", default=str(ROOT), help="directory holding variant B's built bytepiece/")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3, help="calls per mode in a child (best kept)")

@@ -1,9 +1,9 @@
 """The token-file worker pool: hand-written against the standard library's.
 
-    python benchmarks/worker_pool.py [--ref-a 7f08ddd] [--mb 100] [--workers 2] [--rounds 3] [--seed 0]
+    python benchmarks/worker_pool.py [--ref-a 4d3c526] [--mb 100] [--workers 2] [--rounds 3] [--seed 0]
 
 ``bytepiece encode FILE -o tokens.npy --workers N`` calls
-``pipelines.encode_blocks_to_token_file``. Up to 7f08ddd it ran on a
+``pipelines.encode_blocks_to_token_file``. Up to 4d3c526 it ran on a
 hand-written pool of forked processes (one task pipe and one result pipe per
 worker, ids sent back as raw bytes, two blocks queued per worker); it now
 runs on ``concurrent.futures.ProcessPoolExecutor`` (forked, one shared
@@ -146,7 +146,7 @@ def _encode_star(args):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ref-a", default="7f08ddd", help="git revision with the hand-written pool")
+    parser.add_argument("--ref-a", default="4d3c526", help="git revision with the hand-written pool")
     parser.add_argument("--mb", type=float, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
