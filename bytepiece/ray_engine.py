@@ -1,0 +1,310 @@
+"""Running the passes of training and encoding as Ray tasks.
+
+:class:`RayEngine` has the interface of :class:`bytepiece.engine.LocalEngine`
+(``map``, ``map_reduce``, ``close``, ``workers``), so the same passes run on a
+Ray cluster instead of local processes:
+
+* ``map(fn, items)`` runs ``fn(item)`` as one Ray task per item and yields the
+  results in input order, with at most ``in_flight`` tasks out at a time (so
+  the driver's memory stays bounded whatever the number of items).
+* ``fn`` (which may carry a large object, such as a model) is put in the
+  object store once per call and unpickled once per worker process, not once
+  per task.
+* A task whose worker process dies (killed, out of memory, node lost) is
+  retried by Ray up to ``max_retries`` times; an exception raised by ``fn``
+  itself is not retried, and is raised on the driver as the original
+  exception (e.g. the ``ValueError`` naming a bad line of input).
+* ``map_reduce(fn, items, merge)`` merges the partial results in input order:
+  on the driver as they arrive while they are small, else in a tree of merge
+  tasks in the cluster, so that large partials never travel to the driver
+  but once, merged.
+
+Ray is imported only when an engine is made; without it,
+:class:`RayNotInstalled` (an ``ImportError``) says how to install it.
+``stats`` records, for each call, the seconds spent in tasks, merging and on
+the driver, and the bytes shipped, for ``benchmarks/ray_scale.py``.
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import os
+import pickle
+import time
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+
+__all__ = ["RayEngine", "RayNotInstalled", "import_ray", "INSTALL_HINT"]
+
+INSTALL_HINT = 'Ray is not installed: pip install "bytepiece[ray]"'
+#: Partial results at least this large (bytes, pickled) are merged in tasks.
+TREE_MERGE_BYTES = 16 << 20
+
+
+class RayNotInstalled(ImportError):
+    """``--engine ray`` or :class:`RayEngine` without Ray installed."""
+
+
+def import_ray():
+    """The ``ray`` module, or :class:`RayNotInstalled` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RayNotInstalled(INSTALL_HINT) from None
+    return ray
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes ``value`` takes when shipped: arrays and bytes by their size,
+    sequences by their items, anything else by its pickle."""
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    if isinstance(value, (tuple, list)) and len(value) < 64:
+        return sum(_nbytes(v) for v in value)
+    if value is None or isinstance(value, (int, float, bool, str)):
+        return 8 if not isinstance(value, str) else len(value)
+    try:
+        return len(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    except Exception:
+        return 0
+
+
+# -- what runs in the workers ----------------------------------------------------
+
+#: fn of recent calls, by object id: unpickled once per worker process.
+_FUNCTIONS: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+
+
+def _function(boxed: List[Any]) -> Any:
+    ray = import_ray()
+    ref = boxed[0]
+    key = ref.hex()
+    fn = _FUNCTIONS.get(key)
+    if fn is None:
+        fn = ray.get(ref)
+        _FUNCTIONS[key] = fn
+        while len(_FUNCTIONS) > 4:
+            _FUNCTIONS.popitem(last=False)
+    else:
+        _FUNCTIONS.move_to_end(key)
+    return fn
+
+
+def _run(boxed: List[Any], item: Any) -> Tuple[Tuple[int, float], Any]:
+    """One task: ``fn(item)``; returns ``((bytes of the result, seconds), result)``."""
+    start = time.perf_counter()
+    result = _function(boxed)(item)
+    return (_nbytes(result), time.perf_counter() - start), result
+
+
+def _merge_all(boxed: List[Any], *partials: Any) -> Tuple[Tuple[int, float], Any]:
+    """One merge task: ``merge`` of ``partials`` from left to right."""
+    start = time.perf_counter()
+    merge = _function(boxed)
+    result = copy.deepcopy(partials[0])  # merge may update it; arrays from the store are read-only
+    for partial in partials[1:]:
+        result = merge(result, partial)
+    return (_nbytes(result), time.perf_counter() - start), result
+
+
+class RayEngine:
+    """Run ``fn`` over items as Ray tasks (see the module docstring).
+
+    * ``address``: of a running cluster (``"auto"``, ``"ray://host:10001"``,
+      ``"host:6379"``); ``None`` connects to the cluster this process is
+      already connected to, else starts a local one with ``num_cpus`` CPUs.
+    * ``max_retries``: retries of a task whose worker died.
+    * ``in_flight``: tasks out at a time (default: twice the cluster's CPUs).
+    * ``tree_bytes``: partial results at least this large are merged in a
+      tree of tasks (``fanout`` at a time) instead of on the driver.
+    * ``init_kwargs``: more arguments for ``ray.init`` (e.g. ``runtime_env``).
+
+    Only what the engine started is stopped by :meth:`close`: a cluster or a
+    connection made by ``ray.init`` here is shut down, one made before is left
+    as it is.
+    """
+
+    def __init__(self, address: Optional[str] = None, num_cpus: Optional[int] = None,
+                 max_retries: int = 3, in_flight: Optional[int] = None,
+                 tree_bytes: int = TREE_MERGE_BYTES, fanout: int = 4,
+                 init_kwargs: Optional[Dict[str, Any]] = None) -> None:
+        for name, value, low in (("max_retries", max_retries, 0), ("fanout", fanout, 2),
+                                 ("tree_bytes", tree_bytes, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if in_flight is not None and (isinstance(in_flight, bool) or not isinstance(in_flight, int)
+                                      or in_flight < 1):
+            raise ValueError(f"in_flight must be a positive int, got {in_flight!r}")
+        ray = import_ray()
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            kwargs: Dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR",
+                                      "log_to_driver": False}
+            kwargs.update(init_kwargs or {})
+            if address is None:
+                kwargs["num_cpus"] = num_cpus
+                # Workers import bytepiece from where the driver does.
+                kwargs.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": _python_path()}})
+            ray.init(address=address, **kwargs)
+            self._started = True
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.max_retries = max_retries
+        self.in_flight = in_flight or 2 * self.workers
+        self.tree_bytes = tree_bytes
+        self.fanout = fanout
+        remote = ray.remote(num_cpus=1, max_retries=max_retries, num_returns=2)
+        self._run = remote(_run)
+        self._merge = remote(_merge_all)
+        #: One record per call: see :meth:`_record`.
+        self.stats: List[Dict[str, Any]] = []
+
+    # -- the interface -------------------------------------------------------
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """``fn(item)`` for each item, as Ray tasks; results in input order."""
+        record = self._record("map")
+        boxed = self._put(fn, record)
+        for meta_ref, value_ref in self._submit(boxed, items, record):
+            self._account(record, meta_ref)  # raises an error of fn
+            yield self._get(value_ref)
+        record["wall"] = time.perf_counter() - record["start"]
+
+    def map_reduce(self, fn: Callable[[Any], Any], items: Iterable[Any],
+                   merge: Callable[[Any, Any], Any]) -> Any:
+        """``merge`` of ``fn(item)`` over the items, in input order (``None`` when
+        there are none). Small partials are merged on the driver as they
+        arrive; from the first partial of ``tree_bytes`` or more on, the rest
+        are merged in a tree of tasks and only the result comes back."""
+        record = self._record("map_reduce")
+        boxed = self._put(fn, record)
+        merge_box = self._put(merge, record)
+        result: Any = None
+        empty = True
+        tree: List[List[Any]] = []  # levels of pending refs: level k holds merges of fanout**k partials
+        for meta_ref, value_ref in self._submit(boxed, items, record):
+            size = self._account(record, meta_ref)
+            if tree or size >= self.tree_bytes:
+                self._push(tree, value_ref, merge_box, record)
+                continue
+            value = self._get(value_ref)
+            tick = time.perf_counter()
+            # merge may update its first argument; arrays from the store are read-only
+            result = copy.deepcopy(value) if empty else merge(result, value)
+            empty = False
+            record["merge_seconds"] += time.perf_counter() - tick
+        if tree:
+            refs = [ref for level in reversed(tree) for ref in level]  # oldest (highest level) first
+            if not empty:
+                refs.insert(0, self._ray.put(result))
+            while len(refs) > 1:
+                refs = [self._merge_refs(merge_box, refs[i:i + self.fanout], record)
+                        for i in range(0, len(refs), self.fanout)]
+            result = self._get(refs[0])
+            empty = False
+        record["wall"] = time.perf_counter() - record["start"]
+        return None if empty else result
+
+    def close(self) -> None:
+        """Shut Ray down if this engine started it (cluster or connection)."""
+        if self._started:
+            self._started = False
+            self._ray.shutdown()
+
+    def __enter__(self) -> "RayEngine":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- machinery -----------------------------------------------------------
+
+    def _record(self, op: str) -> Dict[str, Any]:
+        record = {"op": op, "start": time.perf_counter(), "tasks": 0, "task_seconds": [],
+                  "result_bytes": 0, "argument_bytes": 0, "merge_seconds": 0.0,
+                  "merge_tasks": 0, "wall": 0.0}
+        self.stats.append(record)
+        return record
+
+    def _put(self, fn: Any, record: Dict[str, Any]) -> List[Any]:
+        record["argument_bytes"] += _nbytes(fn)
+        return [self._ray.put(fn)]  # boxed: the task receives the ref, not the value
+
+    def _submit(self, boxed: List[Any], items: Iterable[Any],
+                record: Dict[str, Any]) -> Iterator[Tuple[Any, Any]]:
+        """Submit a task per item, at most ``in_flight`` out; ``(meta, value)``
+        refs in input order. Leaving early cancels the tasks still out."""
+        pending: Deque[Tuple[Any, Any]] = collections.deque()
+        source = iter(items)
+        try:
+            while True:
+                while len(pending) < self.in_flight:
+                    item = next(source, _END)
+                    if item is _END:
+                        break
+                    record["argument_bytes"] += _nbytes(item)
+                    pending.append(tuple(self._run.remote(boxed, item)))
+                    record["tasks"] += 1
+                if not pending:
+                    return
+                yield pending.popleft()
+        finally:
+            for meta_ref, value_ref in pending:
+                self._ray.cancel(value_ref, force=False)
+
+    def _get(self, ref: Any) -> Any:
+        """``ray.get``, raising an exception of ``fn`` as itself."""
+        try:
+            return self._ray.get(ref)
+        except self._ray.exceptions.RayTaskError as error:
+            cause = getattr(error, "cause", None)
+            if isinstance(cause, BaseException):
+                raise cause from None
+            raise
+
+    def _account(self, record: Dict[str, Any], meta_ref: Any) -> int:
+        nbytes, seconds = self._get(meta_ref)
+        record["result_bytes"] += nbytes
+        record["task_seconds"].append(seconds)
+        return nbytes
+
+    def _merge_refs(self, merge_box: List[Any], refs: List[Any], record: Dict[str, Any]) -> Any:
+        if len(refs) == 1:
+            return refs[0]
+        meta_ref, value_ref = self._merge.remote(merge_box, *refs)
+        record["merge_tasks"] += 1
+        record.setdefault("merge_metas", []).append(meta_ref)
+        return value_ref
+
+    def _push(self, tree: List[List[Any]], ref: Any, merge_box: List[Any], record: Dict[str, Any]) -> None:
+        """Add a partial to the tree; a level that holds ``fanout`` refs is
+        merged into one ref of the next level (order kept: older to the left)."""
+        level = 0
+        while True:
+            if len(tree) == level:
+                tree.append([])
+            tree[level].append(ref)
+            if len(tree[level]) < self.fanout:
+                return
+            ref = self._merge_refs(merge_box, tree[level], record)
+            tree[level] = []
+            level += 1
+
+    def merge_seconds(self, record: Dict[str, Any]) -> float:
+        """Seconds of merging in a record: on the driver, plus in merge tasks."""
+        seconds = record["merge_seconds"]
+        for meta in record.get("merge_metas", ()):
+            seconds += self._ray.get(meta)[1]
+        return seconds
+
+
+_END = object()
+
+
+def _python_path() -> str:
+    """``PYTHONPATH`` for local workers: the directory bytepiece is imported from first."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rest = os.environ.get("PYTHONPATH", "")
+    return here + (os.pathsep + rest if rest else "")
