@@ -963,6 +963,7 @@ def _encode_to_directory(tokenizer: Any, tasks: Iterable[ShardTask], path: str, 
             documents += docs
             if on_block is not None:
                 on_block(size, count, docs)
+        _remove_strays(staging, {entry["file"] for entry in shards})
         index = {"format": SHARD_FORMAT, "version": 1, "dtype": file_dtype.name, "eos_id": EOS_ID,
                  "tokens": tokens, "documents": documents, "shards": shards}
         text = json.dumps(index, indent=1) + "\n"
@@ -972,6 +973,13 @@ def _encode_to_directory(tokenizer: Any, tasks: Iterable[ShardTask], path: str, 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return tokens, documents
+
+
+def _remove_strays(directory: str, keep: set) -> None:
+    """Remove what tasks that died mid-write left (their temporary files)."""
+    for name in os.listdir(directory):
+        if name not in keep:
+            os.unlink(os.path.join(directory, name))
 
 
 def _check_shard_file(path: str, dtype: np.dtype, tokens: int) -> None:

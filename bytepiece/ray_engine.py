@@ -251,8 +251,12 @@ class RayEngine:
                     return
                 yield pending.popleft()
         finally:
-            for meta_ref, value_ref in pending:
-                self._ray.cancel(value_ref, force=False)
+            if pending:  # stopped early (an error, or the consumer left)
+                refs = [value_ref for _meta_ref, value_ref in pending]
+                for ref in refs:
+                    self._ray.cancel(ref, force=False)
+                # Let them end before the caller cleans up what they may be writing.
+                self._ray.wait(refs, num_returns=len(refs), timeout=60)
 
     def _get(self, ref: Any) -> Any:
         """``ray.get``, raising an exception of ``fn`` as itself."""
