@@ -26,7 +26,7 @@ import threading
 import numpy as np
 
 cimport cython
-from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.list cimport PyList_AsTuple, PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF
 from libc.math cimport INFINITY, NAN, exp, frexp, ldexp, log1p
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint32_t, uint64_t
@@ -1708,11 +1708,17 @@ cdef class _Packer:
     cdef _BatchRunner runner    # while it packs: the job whose buffers these are
 
     cdef int size(self, texts, nfc_utf8) except -1:
-        """Take the texts and size the buffer. A sequence that is not a list
-        or tuple is read once, item by item, into a list."""
+        """Take the texts and size the buffer. The packer holds a snapshot
+        of them for the whole call: a tuple as it is, a list copied into a
+        tuple (one pointer copy per text), any other sequence read once,
+        item by item, into a tuple. The caller's list may then change at any
+        moment (another thread, or a ``str`` subclass's ``__str__`` run while
+        packing) without the packer reading freed or missing items."""
+        if type(texts) is list:
+            texts = PyList_AsTuple(texts)
+        elif type(texts) is not tuple:
+            texts = tuple([texts[i] for i in range(len(texts))])
         cdef Py_ssize_t n = len(texts)
-        if type(texts) is not list and type(texts) is not tuple:
-            texts = [texts[i] for i in range(n)]
         self.texts = texts
         self.nfc_utf8 = nfc_utf8
         self.n = n
@@ -1881,7 +1887,9 @@ cdef _BatchRunner _batch_job(Segmenter segmenter, data, offsets, double alpha, u
     check_offsets(off, view.shape[0])
     cdef _BatchRunner runner = _new_runner(segmenter, n, alpha, seed, chunked, add_bos, add_eos,
                                            first_index)
-    runner.keep += [data, off]
+    # The view is kept too: it holds the buffer exported, so a bytearray
+    # cannot be resized (freed) by another thread while the job reads it.
+    runner.keep += [data, off, view]
     runner.job.data = &view[0] if view.shape[0] else <const unsigned char *> ""
     runner.job.offsets = &off[0]
     runner.alloc_out(off[n])

@@ -1,13 +1,19 @@
 """The ``bytepiece`` command line: train, encode, decode, info, import-words.
 
 User errors (missing or unreadable files, text that is not UTF-8, bad
-parameters) end with a one-line message and a non-zero exit status, never a
-traceback.
+parameters, unusable output paths) end with a one-line message naming the
+file or the flag, and exit status 1, never a traceback. Outputs are checked
+(:mod:`bytepiece.outputs`) before any work starts. SIGTERM cleans up as
+Ctrl-C does (no partial or temporary file is left) and exits with 143; a
+closed standard output (``| head``) ends the command quietly.
 """
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
+import threading
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import click
@@ -18,13 +24,30 @@ from .inputs import (
     _blocks,
     _check_input,
     _input_texts,
+    _mappable,
     _strip_newline,
     read_lines,
 )
+from .outputs import check_output
 
 __all__ = ["main", "Corpus"]
 
 _BATCH = 2000
+#: Most threads or processes a command starts, whatever --workers asks.
+_MAX_WORKERS = 1024
+
+#: Parameter names of the Python API, as the flags that set them.
+_FLAGS = {"max_vocab_size": "--vocab-size", "min_count": "--min-count",
+          "max_piece_length": "--max-piece-length", "num_threads": "--workers",
+          "workers": "--workers", "jsonl_field": "--jsonl-field"}
+_FLAG_NAMES = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
+
+
+def _flag_message(exc: BaseException) -> str:
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({message}); try a smaller --vocab-size or fewer --workers"
+    return _FLAG_NAMES.sub(lambda m: _FLAGS[m.group(1)], message)
 
 
 def _user_errors(func):
@@ -35,12 +58,61 @@ def _user_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except click.ClickException:
+        except (click.ClickException, BrokenPipeError):
             raise
-        except (ValueError, TypeError, OSError, MemoryError) as exc:
-            raise click.ClickException(str(exc) or type(exc).__name__) from None
+        except (ValueError, TypeError, OSError, MemoryError, OverflowError) as exc:
+            raise click.ClickException(_flag_message(exc)) from None
 
     return wrapper
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: unwinds (and cleans up) like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends at once
+    raise _Terminated()
+
+
+class _Group(click.Group):
+    """The command group, run so that every error is one line and exit status 1."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(1)
+        except click.Abort as exc:
+            if isinstance(exc.__context__, _Terminated):
+                sys.exit(128 + signal.SIGTERM)
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        sys.exit(0)
+
+
+def _int_option(*names, low: int, high: int, **kwargs):
+    """An int option whose bad values name the flag (click checks the range)."""
+    return click.option(*names, type=click.IntRange(low, high), **kwargs)
+
+
+def _workers(workers: int) -> int:
+    """Threads or processes for ``--workers`` (0: one per CPU; never far beyond the CPUs)."""
+    from .pipelines import cpu_count
+
+    cpus = cpu_count()
+    return cpus if workers == 0 else min(workers, max(2, cpus))
 
 
 def _load_tokenizer(model: str, seed: Optional[int] = None):
@@ -89,7 +161,7 @@ def _engine_options(func):
 
 def _input_lines(files: Sequence[str], errors: str) -> Iterator[Tuple[str, int, str]]:
     for path in files or ["-"]:
-        for number, line in read_lines(path, errors):
+        for number, line in read_lines(path, errors, hint=False):
             yield path, number, _strip_newline(line)
 
 
@@ -97,7 +169,7 @@ def _show_piece(piece: bytes) -> str:
     return piece.decode("utf-8", "backslashreplace").replace(" ", "\u2581").replace("\n", "\\n")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bytepiece", message="bytepiece %(version)s")
 def main() -> None:
     """BytePiece: train and use byte-level Unigram tokenizers."""
@@ -107,18 +179,20 @@ def main() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (MODEL.SIZE for each size if several).")
-@click.option("--vocab-size", "vocab_sizes", multiple=True, type=int, required=True,
-              help="Vocabulary size incl. 3 special tokens (>= 259); repeatable.")
-@click.option("--order", default=6, show_default=True, help="Byte n-gram order (1-7).")
-@click.option("--min-count", default=2, show_default=True, help="Drop n-grams/pieces seen less often.")
-@click.option("--max-piece-length", type=int, default=None,
-              help="Longest piece, in bytes.  [default: 36 for bnlm, 16 for compress]")
+@click.option("--vocab-size", "vocab_sizes", multiple=True, type=click.IntRange(259, 2 ** 31 - 1),
+              required=True, help="Vocabulary size incl. 3 special tokens (>= 259); repeatable.")
+@_int_option("--order", low=1, high=7, default=6, show_default=True, help="Byte n-gram order (1-7).")
+@_int_option("--min-count", low=1, high=2 ** 31 - 1, default=2, show_default=True,
+             help="Drop n-grams/pieces seen less often.")
+@_int_option("--max-piece-length", low=1, high=1024, default=None,
+             help="Longest piece, in bytes.  [default: 36 for bnlm, 16 for compress]")
 @click.option("--algorithm", type=click.Choice(["bnlm", "compress"]), default="bnlm", show_default=True,
               help="bnlm: the reference n-gram trainer (bit-exact with 0.6.3); "
                    "compress: fewer tokens per text.")
 @click.option("--isolate-digits", is_flag=True, help="Make every digit a piece of its own.")
 @click.option("--no-ensure-unicode", is_flag=True, help="Allow pieces to start inside a character.")
-@click.option("--workers", default=0, show_default=True, help="Threads (0: one per CPU).")
+@_int_option("--workers", low=0, high=_MAX_WORKERS, default=0, show_default=True,
+             help="Threads (0: one per CPU).")
 @click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
@@ -132,6 +206,11 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
 
     corpus = Corpus(files, jsonl_field, errors)
     sizes = list(vocab_sizes)
+    if len(set(sizes)) != len(sizes):
+        raise click.UsageError(f"--vocab-size lists a size twice: {sizes}")
+    targets = [output] if len(sizes) == 1 else [f"{output}.{size}" for size in sizes]
+    for target in targets:  # before training, naming the path given
+        check_output(target, files, option="-o")
     trainer = Trainer(
         order=order,
         max_vocab_size=sizes if len(sizes) > 1 else sizes[0],
@@ -145,12 +224,15 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
     runner = _make_engine(engine, workers, ray_address)
     try:
         if runner is None:
-            trainer.train(corpus, workers=workers)
+            trainer.train(corpus, workers=_workers(workers))
         else:
             trainer.train(corpus, workers=runner.workers, engine=runner)
     finally:
+        corpus.close()
         if runner is not None:
             runner.close()
+    for target in targets:  # the inputs may have moved in the meantime
+        check_output(target, files, option="-o")
     for path in trainer.save(output):
         if not quiet:
             click.echo(f"wrote {path}", err=True)
@@ -167,8 +249,8 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
 @click.option("--alpha", default=-1.0, show_default=True,
               help="Sampling sharpness; negative: deterministic (Viterbi).")
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
-@click.option("--workers", default=0, show_default=True,
-              help="Encoding threads; with -o, worker processes (0: one per CPU).")
+@_int_option("--workers", low=0, high=_MAX_WORKERS, default=0, show_default=True,
+             help="Encoding threads; with -o, worker processes (0: one per CPU).")
 @click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--format", "fmt", type=click.Choice(["ids", "pieces"]), default="ids", show_default=True,
               help="Text output: ids, or pieces (spaces shown as \u2581).")
@@ -189,8 +271,6 @@ def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, 
     -o DIR/, as one .npy per shard of the input plus DIR/index.json, which
     bytepiece.pipelines.TokenShards reads as one sequence.
     """
-    if workers < 0:
-        raise click.BadParameter("must be >= 0 (0: one per CPU)", param_hint="--workers")
     if shard_mb is not None and shard_mb < 1:
         raise click.BadParameter("must be >= 1", param_hint="--shard-mb")
     if output is None:
@@ -235,18 +315,19 @@ def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> N
 
 def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, errors, quiet,
                    engine=None, shard_mb=None) -> None:
-    from .pipelines import is_shard_directory_path, token_dtype
+    from .pipelines import check_shard_directory, is_shard_directory_path, token_dtype
     from .progress import Progress
 
     paths = list(files) or ["-"]
     for path in paths:
         _check_input(path)
-    for path in paths:
-        if path != "-" and os.path.exists(output) and os.path.samefile(path, output):
-            raise CorpusError(f"{output}: is also an input file")
+    if is_shard_directory_path(output):
+        check_shard_directory(output, paths + [model])
+    else:
+        check_output(output, paths + [model], option="-o")
     tokenizer = _load_tokenizer(model, seed)
     token_dtype(tokenizer.vocab_size, dtype)  # fail before reading anything
-    plain = all(p != "-" and not p.endswith(".gz") for p in paths)
+    plain = all(_mappable(p) for p in paths)
     total = sum(os.path.getsize(p) for p in paths) if plain else None
     progress = Progress("encoding", total=total, unit="B", enabled=not quiet)
     counts = {"tokens": 0}
@@ -259,11 +340,13 @@ def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, err
     try:
         if engine is None and not is_shard_directory_path(output):
             tokens, documents = _encode_files(tokenizer, paths, output, dtype=dtype, alpha=alpha, seed=seed,
-                                              workers=workers, field=field, errors=errors, on_block=on_block)
+                                              workers=_workers(workers), field=field, errors=errors,
+                                              on_block=on_block, inputs=paths + [model])
         else:
             tokens, documents = _encode_shards(tokenizer, paths, output, engine, dtype=dtype, alpha=alpha,
-                                               seed=seed, workers=workers, field=field, errors=errors,
-                                               shard_mb=shard_mb, total=total, on_block=on_block)
+                                               seed=seed, workers=_workers(workers), field=field,
+                                               errors=errors, shard_mb=shard_mb, total=total,
+                                               on_block=on_block, inputs=paths + [model])
     finally:
         progress.close()
     if not quiet:
@@ -273,23 +356,26 @@ def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, err
 
 def _encode_files(tokenizer, paths: Sequence[str], output: str, dtype: str = "auto", alpha: float = -1.0,
                   seed: Optional[int] = None, workers: int = 0, field: str = "text",
-                  errors: str = "strict", on_block=None, stats: Optional[Dict[str, float]] = None):
+                  errors: str = "strict", on_block=None, stats: Optional[Dict[str, float]] = None,
+                  inputs: Sequence[str] = ()):
     """Encode the documents of ``paths`` into the token file ``output``:
     ``workers`` processes (0: one per CPU) each read, decode, normalize and
-    encode blocks of the input; with one, all of it runs in this thread."""
+    encode blocks of the input; with one, all of it runs in this thread.
+    ``output`` must be none of ``paths`` and ``inputs``."""
     from .pipelines import cpu_count, encode_blocks_to_token_file
 
     workers = workers or cpu_count()
     # First indices of sampled blocks are needed before they are dispatched.
     blocks = _blocks(paths, field, errors, count=alpha >= 0 and workers > 1, workers=workers)
     return encode_blocks_to_token_file(tokenizer, blocks, output, dtype=dtype, alpha=alpha, seed=seed,
-                                       workers=workers, on_block=on_block, stats=stats)
+                                       workers=workers, on_block=on_block, stats=stats,
+                                       inputs=list(paths) + list(inputs))
 
 
 def _encode_shards(tokenizer, paths: Sequence[str], output: str, engine=None, dtype: str = "auto",
                    alpha: float = -1.0, seed: Optional[int] = None, workers: int = 0, field: str = "text",
                    errors: str = "strict", shard_mb: Optional[int] = None, total: Optional[int] = None,
-                   on_block=None):
+                   on_block=None, inputs: Sequence[str] = ()):
     """Encode with an engine's tasks, a shard of the input each: into the token
     file ``output``, or a shard directory when it ends with ``/``. ``engine``
     ``None``: the local engine with ``workers`` processes."""
@@ -306,7 +392,7 @@ def _encode_shards(tokenizer, paths: Sequence[str], output: str, engine=None, dt
     runner = engine if engine is not None else _local_engine(workers)
     try:
         return encode_with_engine(tokenizer, blocks, output, runner, dtype=dtype, alpha=alpha, seed=seed,
-                                  shard_bytes=shard_bytes, on_block=on_block)
+                                  shard_bytes=shard_bytes, on_block=on_block, inputs=list(paths) + list(inputs))
     finally:
         if engine is None:
             runner.close()
@@ -332,6 +418,7 @@ def import_words_command(file, output, quiet) -> None:
     _check_input(file)
     if file == "-":
         raise CorpusError("import-words reads a file, not standard input")
+    check_output(output, [file], option="-o")
     if not read_word_counts(file):
         raise CorpusError(f"{file}: no 'word count' entries found")
     pieces = import_words(file, output)
@@ -361,10 +448,11 @@ def decode(model, files) -> None:
 @main.command()
 @click.option("-m", "--model", required=True, type=click.Path(dir_okay=False), help="Model file.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
 @_user_errors
-def info(model, file, errors) -> None:
+def info(model, file, jsonl_field, errors) -> None:
     """Describe a model; with FILE, also its compression (bytes per token)."""
     tokenizer = _load_tokenizer(model)
     pieces = [tokenizer.id_to_piece(i) for i in range(3, tokenizer.vocab_size)]
@@ -374,17 +462,26 @@ def info(model, file, errors) -> None:
     multi = sum(1 for p in pieces if len(p) > 1)
     click.echo(f"multi-byte:     {multi} pieces")
     if file:
-        n_bytes = n_tokens = n_lines = 0
-        lines = read_lines(file, errors)
-        while True:
-            batch = [line for _, (_, line) in zip(range(_BATCH), lines)]
-            if not batch:
-                break
-            n_lines += len(batch)
-            n_bytes += sum(len(line.encode("utf-8")) for line in batch)
-            n_tokens += sum(len(ids) for ids in tokenizer.encode_batch(batch))
+        from .normalization import nfc_utf8
+
+        n_bytes = n_tokens = n_docs = 0
+        # What encode and train read: each line with its newline, or each
+        # JSONL record's text field.
+        texts = Corpus([file], jsonl_field, errors)
+        documents = iter(texts)
+        try:
+            while True:
+                batch = [nfc_utf8(text) for _, text in zip(range(_BATCH), documents)]
+                if not batch:
+                    break
+                n_docs += len(batch)
+                n_bytes += sum(map(len, batch))
+                n_tokens += sum(len(ids) for ids in tokenizer.encode_batch(batch))
+        finally:
+            texts.close()
         ratio = n_bytes / n_tokens if n_tokens else 0.0
-        click.echo(f"file:           {file}: {n_lines} lines, {n_bytes} bytes, {n_tokens} tokens")
+        unit = "records" if (file[:-3] if file.endswith(".gz") else file).endswith(".jsonl") else "lines"
+        click.echo(f"file:           {file}: {n_docs} {unit}, {n_bytes} bytes, {n_tokens} tokens")
         click.echo(f"bytes/token:    {ratio:.3f}")
 
 

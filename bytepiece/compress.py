@@ -352,6 +352,11 @@ def train_compress(
     corpus = load_corpus(texts, isolate_digits=isolate_digits, verbose=verbose)
     _log(verbose, f"corpus: {len(corpus)} distinct chunks, {len(corpus.data)} distinct bytes "
                   f"({corpus.total_bytes} in all), {time.perf_counter() - start:.1f}s")
+    if corpus.total_bytes == 0:
+        raise ValueError("the corpus is empty: texts holds no characters to train on")
+    # No more candidates than the corpus has substrings: a huge vocabulary
+    # size must not size the candidate table beyond what can exist.
+    num_candidates = min(int(num_candidates), len(corpus.data) * int(max_piece_length) + 1)
 
     # The corpus the pruning decisions are made on: repeated chunks (boilerplate
     # lines) may be damped so that they do not buy pieces that only they use.

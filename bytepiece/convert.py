@@ -27,11 +27,11 @@ from .model_io import (
     MAX_PIECE_BYTES,
     SPECIAL_TOKENS,
     Vocabulary,
-    atomic_write,
     load_vocabulary,
     save_model,
 )
 from .normalization import nfc_utf8
+from .outputs import atomic_write, check_output
 from .trainer import remove_wasted_pieces
 
 __all__ = [
@@ -68,6 +68,13 @@ def _as_vocabulary(source: Any) -> Vocabulary:
         "expected a Tokenizer, a Vocabulary, a model path or a model dict, "
         f"got {type(source).__name__}"
     )
+
+
+def _model_file(source: Any) -> Any:
+    """The model file behind ``source`` (a path, or a Tokenizer loaded from one), else None."""
+    if isinstance(source, (str, os.PathLike)):
+        return source
+    return getattr(source, "_source", None)
 
 
 def _utf8_or_none(piece: bytes) -> Union[str, None]:
@@ -237,8 +244,10 @@ def convert_to_sentencepiece(tokenizer_or_vocab: Any, path: PathLike) -> Sentenc
     ids into ours. Feed SentencePiece NFC text: it will not normalize it.
     The file is written atomically.
     """
+    inputs = [_model_file(tokenizer_or_vocab)]
+    check_output(path, inputs)  # before the work, naming the path given
     data, export = sentencepiece_model_bytes(tokenizer_or_vocab)
-    atomic_write(path, lambda handle: handle.write(data))
+    atomic_write(path, lambda handle: handle.write(data), inputs)
     return export
 
 
@@ -347,8 +356,10 @@ def export_huggingface(tokenizer_or_vocab: Any, path: PathLike) -> None:
     or whose text equals a special token or byte-fallback name.
     The file is written atomically.
     """
+    inputs = [_model_file(tokenizer_or_vocab)]
+    check_output(path, inputs)  # before the work, naming the path given
     data = json.dumps(huggingface_tokenizer_dict(tokenizer_or_vocab), ensure_ascii=False, indent=1)
-    atomic_write(path, lambda handle: handle.write(data.encode("utf-8")))
+    atomic_write(path, lambda handle: handle.write(data.encode("utf-8")), inputs)
 
 
 # ---------------------------------------------------------------------------
@@ -356,7 +367,8 @@ def export_huggingface(tokenizer_or_vocab: Any, path: PathLike) -> None:
 # ---------------------------------------------------------------------------
 
 
-def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike) -> Dict[bytes, int]:
+def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike,
+                         inputs=()) -> Dict[bytes, int]:
     """Import ``{word: count}`` as a BytePiece model file at ``path``.
 
     ``str`` words are NFC-normalized and UTF-8 encoded (words that become equal
@@ -364,10 +376,12 @@ def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike
     single byte is added with count 1, then pieces that are never chosen when
     segmenting themselves are removed, their counts moving to the pieces they
     split into (ALGORITHM.md §6.4 step 3, with no length or count limit).
-    Returns the final ``{piece: count}`` (also written, atomically, to ``path``).
+    Returns the final ``{piece: count}`` (also written, atomically, to ``path``,
+    which must not be one of the files ``inputs``).
     """
     if not isinstance(pieces, Mapping):
         raise TypeError(f"pieces must be a dict of word -> count, got {type(pieces).__name__}")
+    check_output(path, inputs)  # before the work, naming the path given
     counts: Dict[bytes, int] = {}
     for word, count in pieces.items():
         if isinstance(word, str):
@@ -393,7 +407,7 @@ def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike
     kept, kept_counts = remove_wasted_pieces(
         ordered, np.asarray([counts[p] for p in ordered], dtype=np.int64), threads=0)
     result = dict(zip(kept, (int(c) for c in kept_counts)))
-    save_model(result, path)
+    save_model(result, path, inputs)
     return result
 
 
@@ -438,5 +452,7 @@ def read_word_counts(path: PathLike) -> Dict[str, int]:
 
 def import_words(path: PathLike, output: PathLike) -> Dict[bytes, int]:
     """Read a ``word count [tag]`` file and write it as a BytePiece model
-    (:func:`read_word_counts` then :func:`convert_to_bytepiece`)."""
-    return convert_to_bytepiece(read_word_counts(path), output)
+    (:func:`read_word_counts` then :func:`convert_to_bytepiece`); ``output``
+    must not be ``path`` itself."""
+    check_output(output, [path])  # before reading, naming the path given
+    return convert_to_bytepiece(read_word_counts(path), output, [path])

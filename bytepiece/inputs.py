@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import mmap
 import os
 import re
+import shutil
 import sys
+import tempfile
 import unicodedata
 from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -27,7 +28,7 @@ class CorpusError(ValueError):
     """A corpus file that cannot be read as asked (message names file and line)."""
 
 
-def _open_binary(path: str) -> BinaryIO:
+def _open_binary(path: str, decompress: bool = True) -> BinaryIO:
     if path == "-":
         return sys.stdin.buffer
     try:
@@ -38,7 +39,7 @@ def _open_binary(path: str) -> BinaryIO:
         raise CorpusError(f"{path}: is a directory") from None
     except OSError as exc:
         raise CorpusError(f"{path}: cannot open ({exc.strerror})") from None
-    if path.endswith(".gz"):
+    if decompress and path.endswith(".gz"):
         return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
     return handle
 
@@ -48,27 +49,36 @@ def _is_jsonl(path: str) -> bool:
     return name.endswith(".jsonl")
 
 
-def _decode(raw: bytes, path: str, number: int, errors: str) -> str:
+_REPLACE_HINT = "; use --errors replace to substitute U+FFFD"
+
+
+def _decode(raw: bytes, path: str, number: int, errors: str, hint: bool = True) -> str:
     try:
         return raw.decode("utf-8", errors)
     except UnicodeDecodeError as exc:
         raise CorpusError(
-            f"{path}, line {number}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-            "use --errors replace to substitute U+FFFD"
+            f"{path}, line {number}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
+            + (_REPLACE_HINT if hint else "")
         ) from None
 
 
-def read_lines(path: str, errors: str = "strict") -> Iterator[Tuple[int, str]]:
+def read_lines(path: str, errors: str = "strict", hint: bool = True,
+               handle: Optional[BinaryIO] = None) -> Iterator[Tuple[int, str]]:
     """``(line number, line)`` of a text file, newline kept, as Python's text mode yields them.
 
     ``\\r\\n`` and lone ``\\r`` become ``\\n`` (universal newlines), the file is
     decoded line by line so that an encoding error names its line, and
     ``.gz`` files are decompressed on the fly. ``-`` is standard input.
+    ``hint``: the error for bad UTF-8 suggests ``--errors replace``;
+    ``handle``: read the (raw) bytes of ``path`` from there instead (it is closed).
     """
-    handle = _open_binary(path)
+    if handle is None:
+        handle = _open_binary(path)
+    elif path.endswith(".gz"):
+        handle = gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[assignment]
     try:
         for number, raw in enumerate(handle, 1):
-            text = _decode(raw, path, number, errors)
+            text = _decode(raw, path, number, errors, hint)
             if "\r" in text:
                 for line in _LINE.findall(text.replace("\r\n", "\n").replace("\r", "\n")):
                     yield number, line
@@ -77,13 +87,18 @@ def read_lines(path: str, errors: str = "strict") -> Iterator[Tuple[int, str]]:
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise CorpusError(f"{path}: read error ({exc})") from None
     finally:
-        if path != "-":
+        if handle is not sys.stdin.buffer:
             handle.close()
 
 
-def record_text(line: str, field: str, where: str) -> str:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def record_text(line: str, field: str, where: str, errors: str = "strict") -> str:
     """``record[field]`` of one JSON Lines record; ``where`` ("FILE, line N")
-    prefixes the error for a line that is not a JSON object with a string there."""
+    prefixes the error for a line that is not a JSON object with a string there,
+    or whose string holds a lone surrogate (an escape such as ``\\ud800``
+    without its pair: not text), which ``errors="replace"`` turns into U+FFFD."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -93,14 +108,21 @@ def record_text(line: str, field: str, where: str) -> str:
     text = record[field]
     if not isinstance(text, str):
         raise CorpusError(f"{where}: field {field!r} is {type(text).__name__}, not a string")
+    if "\\u" in line and _SURROGATE.search(text):  # only an escape can make one
+        if errors == "strict":
+            raise CorpusError(f"{where}: field {field!r} holds a lone surrogate escape (\\ud800-\\udfff "
+                              "without its pair)" + _REPLACE_HINT)
+        text = _SURROGATE.sub("\ufffd", text)
     return text
 
 
-def read_records(path: str, field: str, errors: str = "strict") -> Iterator[Tuple[int, str]]:
-    """``(line number, text)`` of each JSON Lines record, taking ``record[field]``."""
-    for number, line in read_lines(path, errors):
+def read_records(path: str, field: str, errors: str = "strict",
+                 handle: Optional[BinaryIO] = None) -> Iterator[Tuple[int, str]]:
+    """``(line number, text)`` of each JSON Lines record, taking ``record[field]``
+    (``handle``: as for :func:`read_lines`)."""
+    for number, line in read_lines(path, errors, handle=handle):
         if line.strip():
-            yield number, record_text(line, field, f"{path}, line {number}")
+            yield number, record_text(line, field, f"{path}, line {number}", errors)
 
 
 class Corpus:
@@ -108,33 +130,73 @@ class Corpus:
 
     ``.txt`` (or any other name): one text per line, newline kept;
     ``.jsonl``: one text per record, from ``field``; ``.gz`` is decompressed.
-    Standard input (``-``) can only be read once, so it is kept in memory.
+    An input that can only be read once (standard input ``-``, a named pipe,
+    ``<(...)``, ``/dev/stdin``) is copied, as read the first time, to an
+    unnamed temporary file (in ``$TMPDIR``) that later passes read instead.
     """
 
     def __init__(self, paths: Sequence[str], field: str = "text", errors: str = "strict") -> None:
         self.paths = list(paths)
         self.field = field
         self.errors = errors
-        self._stdin: Optional[List[str]] = None
+        self._spills: dict = {}  # index in paths -> temporary file with its bytes
         for path in self.paths:
-            if path != "-" and not os.path.exists(path):
-                raise CorpusError(f"{path}: no such file")
-            if path != "-" and os.path.isdir(path):
-                raise CorpusError(f"{path}: is a directory")
+            _check_input(path)
 
-    def _texts(self, path: str) -> Iterator[str]:
-        reader = read_records(path, self.field, self.errors) if _is_jsonl(path) else read_lines(path, self.errors)
+    def _texts(self, path: str, handle: Optional[BinaryIO] = None) -> Iterator[str]:
+        if _is_jsonl(path):
+            reader = read_records(path, self.field, self.errors, handle=handle)
+        else:
+            reader = read_lines(path, self.errors, handle=handle)
         for _number, text in reader:
             yield text
 
+    def _spilled(self, index: int) -> BinaryIO:
+        """A new handle on the bytes of the one-shot input ``paths[index]``,
+        copied to a temporary file the first time."""
+        spill = self._spills.get(index)
+        if spill is None:
+            path = self.paths[index]
+            source = sys.stdin.buffer if path == "-" else _open_raw(path)
+            spill = tempfile.TemporaryFile(prefix="bytepiece-input-")
+            try:
+                shutil.copyfileobj(source, spill, 1 << 20)
+            except OSError as exc:
+                spill.close()
+                raise CorpusError(f"{path}: read error ({exc.strerror or exc})") from None
+            finally:
+                if source is not sys.stdin.buffer:
+                    source.close()
+            self._spills[index] = spill
+        handle = open(os.dup(spill.fileno()), "rb")
+        handle.seek(0)
+        return handle
+
     def __iter__(self) -> Iterator[str]:
-        for path in self.paths:
-            if path == "-":
-                if self._stdin is None:
-                    self._stdin = list(self._texts(path))
-                yield from self._stdin
+        for index, path in enumerate(self.paths):
+            if _one_shot(path):
+                yield from self._texts(path, self._spilled(index))
             else:
                 yield from self._texts(path)
+
+    def close(self) -> None:
+        """Remove the temporary copies of one-shot inputs."""
+        for spill in self._spills.values():
+            spill.close()
+        self._spills.clear()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _one_shot(path: str) -> bool:
+    """Whether ``path`` can be read only once (standard input, a pipe, a socket...)."""
+    return path == "-" or not os.path.isfile(path)
+
+
+def _open_raw(path: str) -> BinaryIO:
+    """``path`` opened for reading its bytes as they are (no decompression)."""
+    return _open_binary(path, decompress=False)
 
 
 def _strip_newline(line: str) -> str:
@@ -266,7 +328,7 @@ def _jsonl_documents(block: bytes, path: str, number: int, errors: str, field: s
     documents = []
     for offset, line in _jsonl_lines(text):
         where = f"{path}, line {number + offset}"
-        value = record_text(line, field, where)
+        value = record_text(line, field, where, errors)
         try:
             documents.append(nfc_utf8(value))
         except ValueError as exc:
@@ -323,54 +385,48 @@ def _count_block(raw: bytes, jsonl: bool) -> int:
     return _count_text_documents(raw.count(b"\n"), returns, crlf, raw[-1:])
 
 
-def _mapped_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool,
-                   later: Optional[int] = None, workers: int = 1) -> Iterator[_Block]:
-    """Blocks of a regular file, found through a memory map without copying the file.
+def _file_blocks(path: str, jsonl: bool, field: str, errors: str, count: bool,
+                 later: Optional[int] = None, workers: int = 1) -> Iterator[_Block]:
+    """Blocks of a regular file, as byte ranges that the workers read again.
+
+    The file is read here once, a block at a time, to find the cuts and count
+    the lines (a block holds no copy of its bytes). Plain reads, not a memory
+    map: a file that shrinks while it is read (log rotation, a concurrent
+    writer) made the mapped pages fault (SIGBUS); a read just comes up short,
+    and any change of size gives a :class:`CorpusError`.
 
     ``later``: bytes of the regular files that follow (``None``: unknown). With
     several workers, the last blocks of the input get smaller, so that the
     workers finish together instead of one of them encoding the last block alone.
     """
-    import numpy as np
-
     try:
         handle = open(path, "rb")
     except OSError as exc:
         raise CorpusError(f"{path}: cannot open ({exc.strerror})") from None
     with handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    size = len(mapped)
-    view = np.frombuffer(mapped, dtype=np.uint8)
-    segment = None
-    try:
+        size = os.fstat(handle.fileno()).st_size
         start, number = 0, 1
-        while start < size:
+        while True:
             block = _BLOCK
             if workers > 1 and later is not None:
                 block = max(1, _BLOCK // 16, min(_BLOCK, (size - start + later) // (2 * workers)))
-            cut = mapped.find(b"\n", start + block - 1)
-            end = size if cut < 0 else cut + 1
-            segment = view[start:end]
-            lines = int(np.count_nonzero(segment == 10))
-            documents = None
-            if count and jsonl:
-                documents = _count_jsonl_records(mapped[start:end])
-            elif count:
-                returns = int(np.count_nonzero(segment == 13))
-                crlf = int(np.count_nonzero((segment[:-1] == 13) & (segment[1:] == 10))) if returns else 0
-                documents = _count_text_documents(lines, returns, crlf, mapped[end - 1:end])
-            segment = None
-            yield _Block(path, number, start, end - start, None, jsonl, field, errors, documents)
+            try:
+                raw = handle.read(block)
+                if raw and not raw.endswith(b"\n"):
+                    raw += handle.readline()
+            except OSError as exc:
+                raise CorpusError(f"{path}: read error ({exc.strerror or exc})") from None
+            if not raw:
+                break
+            if start + len(raw) > size:
+                break  # grown: reported below
+            lines = raw.count(b"\n")
+            documents = _count_block(raw, jsonl) if count else None
+            yield _Block(path, number, start, len(raw), None, jsonl, field, errors, documents)
             number += lines
-            start = end
-    finally:
-        del segment, view
-        try:
-            mapped.close()
-        except BufferError:  # a view still alive in a traceback: the GC closes it
-            pass
+            start += len(raw)
+        if start != size or os.fstat(handle.fileno()).st_size != size:
+            raise CorpusError(f"{path}: file changed while it was being read")
 
 
 def _mappable(path: str) -> bool:
@@ -386,7 +442,7 @@ def _blocks(paths: Sequence[str], field: str, errors: str, count: bool = False,
         jsonl = _is_jsonl(path)
         if sizes[i] is not None:
             later = None if None in sizes[i + 1:] else sum(sizes[i + 1:])
-            yield from _mapped_blocks(path, jsonl, field, errors, count, later, workers)
+            yield from _file_blocks(path, jsonl, field, errors, count, later, workers)
             continue
         for number, raw in _read_blocks(path):
             yield _Block(path, number, 0, len(raw), raw, jsonl, field, errors,

@@ -4,7 +4,8 @@ A model file is a JSON object ``{base64(piece): [id, display, count]}``. Ids
 0, 1, 2 are the special tokens and never appear in the file. This module is
 the single place that knows the format: it validates hostile input with a
 ``ValueError`` naming the file and the problem, computes the unigram scores
-exactly as the reference does (``np.log`` in float64), and writes atomically.
+exactly as the reference does (``np.log`` in float64), and writes atomically
+(through :mod:`bytepiece.outputs`).
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import gc
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
+
+from .outputs import atomic_write
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -223,30 +225,8 @@ def model_dict(counts: Mapping[bytes, int]) -> Dict[str, list]:
     }
 
 
-def atomic_write(path: PathLike, write) -> None:
-    """Call ``write(handle)`` on a temporary file beside ``path``, then rename.
-
-    An interrupted write (error, Ctrl-C, crash) never leaves a partial file at
-    ``path``: either the old content or the complete new one is there.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def save_model(counts: Mapping[bytes, int], path: PathLike) -> None:
-    """Write ``{piece: count}`` as a model file, atomically, in the reference format."""
+def save_model(counts: Mapping[bytes, int], path: PathLike, inputs=()) -> None:
+    """Write ``{piece: count}`` as a model file, atomically, in the reference
+    format; ``path`` must not be one of ``inputs`` (see :func:`~bytepiece.outputs.check_output`)."""
     text = json.dumps(model_dict(counts), indent=4, ensure_ascii=False)
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), inputs)

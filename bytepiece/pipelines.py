@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Op
 import numpy as np
 
 from .normalization import nfc_utf8
+from .outputs import check_output, temporary_beside
 
 __all__ = [
     "sampling_seed",
@@ -134,20 +135,16 @@ class TokenFileWriter:
     complete. ``np.load(path, mmap_mode="r")`` reads the result.
     """
 
-    def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4") -> None:
+    def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4",
+                 inputs: Iterable[Optional[PathLike]] = ()) -> None:
         self.path = os.fspath(path)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         if self.dtype.kind not in "iu":
             raise ValueError(f"a token file needs an integer dtype, got {self.dtype}")
         self._info = np.iinfo(self.dtype)
         self.count = 0
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"{self.path}: directory {directory} does not exist")
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(f"{self.path}: is a directory")
-        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(self.path),
-                                         dir=directory)
+        self._real = check_output(self.path, inputs)  # a symlink is written through
+        fd, self._tmp = temporary_beside(self._real)
         self._handle = os.fdopen(fd, "wb")
         self._open = True
         try:
@@ -183,7 +180,7 @@ class TokenFileWriter:
             os.fsync(self._handle.fileno())
             self._handle.close()
             self._open = False
-            os.replace(self._tmp, self.path)
+            os.replace(self._tmp, self._real)
         except BaseException:
             self.discard()
             raise
@@ -314,6 +311,7 @@ def encode_batches_to_token_file(
     num_threads: int = 0,
     on_batch: Optional[Callable[[int, int, int], None]] = None,
     prefetch: int = 2,
+    inputs: Iterable[Optional[PathLike]] = (),
 ) -> Tuple[int, int]:
     """Encode ``(documents, input_bytes)`` batches into a ``.npy`` token file.
 
@@ -323,13 +321,14 @@ def encode_batches_to_token_file(
     of the whole stream is sampled from the stream ``(seed, k)``, so the file
     does not depend on ``num_threads`` nor on how documents are batched.
     ``on_batch(input_bytes, tokens, documents)`` is called after each batch.
+    ``path`` must not be one of the files ``inputs``.
     Returns ``(tokens, documents)`` written.
     """
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
     if alpha >= 0 and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole file is one stream
     documents = 0
-    with TokenFileWriter(path, file_dtype) as writer:
+    with TokenFileWriter(path, file_dtype, inputs) as writer:
         with Prefetcher(batches, prefetch) as source:
             for texts, input_bytes in source:
                 if not texts:
@@ -365,11 +364,16 @@ def encode_to_token_file(
         encode_to_token_file(tok, open("corpus.txt", encoding="utf-8"), "tokens.npy")
         tokens = np.load("tokens.npy", mmap_mode="r")
     """
+    if isinstance(documents, (str, bytes, bytearray, memoryview)):
+        raise TypeError("documents must be an iterable of texts (a list, or an open file), "
+                        f"not a single {type(documents).__name__}")
     if batch_bytes <= 0:
         raise ValueError(f"batch_bytes must be positive, got {batch_bytes}")
+    source = getattr(documents, "name", None)  # an open file: the output must not replace it
     return encode_batches_to_token_file(tokenizer, _batched(documents, batch_bytes), path,
                                         dtype=dtype, alpha=alpha, seed=seed,
-                                        num_threads=num_threads)
+                                        num_threads=num_threads,
+                                        inputs=[source] if isinstance(source, str) else ())
 
 
 # -- blocks encoded in worker processes ------------------------------------------
@@ -637,6 +641,7 @@ def encode_blocks_to_token_file(
     on_block: Optional[Callable[[int, int, int], None]] = None,
     in_flight: Optional[int] = None,
     stats: Optional[Dict[str, float]] = None,
+    inputs: Iterable[Optional[PathLike]] = (),
 ) -> Tuple[int, int]:
     """Encode independent blocks of input into a ``.npy`` token file.
 
@@ -657,12 +662,15 @@ def encode_blocks_to_token_file(
     for ``workers > 1``, and the file is the same whatever ``workers``.
     ``on_block(input_bytes, tokens, documents)`` is called after each block
     is written; ``stats``, if given, receives the seconds spent in each
-    phase (``prepare`` and ``encode`` summed over the workers).
+    phase (``prepare`` and ``encode`` summed over the workers). ``path``
+    must not be one of the files ``inputs``.
     Returns ``(tokens, documents)``.
     """
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
+    inputs = list(inputs)
+    check_output(path, inputs)  # before any worker starts
     sampling = alpha >= 0
     if sampling and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole file is one stream
@@ -671,7 +679,7 @@ def encode_blocks_to_token_file(
     pool = _WorkerPool(tokenizer, int(workers)) if workers > 1 and _fork_available() else None
     times["start"] = time.perf_counter() - started
     try:
-        with TokenFileWriter(path, file_dtype) as writer:
+        with TokenFileWriter(path, file_dtype, inputs) as writer:
             if pool is None:
                 documents = _encode_here(tokenizer, iter(blocks), writer, alpha, seed, on_block, times)
             else:
@@ -888,13 +896,15 @@ class ShardEncoder:
 def encode_with_engine(tokenizer: Any, blocks: Iterable[Any], output: PathLike, engine: Any,
                        dtype: str = "auto", alpha: float = -1.0, seed: Optional[int] = None,
                        shard_bytes: int = DEFAULT_SHARD_BYTES,
-                       on_block: Optional[Callable[[int, int, int], None]] = None) -> Tuple[int, int]:
+                       on_block: Optional[Callable[[int, int, int], None]] = None,
+                       inputs: Iterable[Optional[PathLike]] = ()) -> Tuple[int, int]:
     """Encode ``blocks`` with ``engine`` (one task per shard of about
     ``shard_bytes``) into the token file ``output``, or, when ``output`` ends
     with a path separator or is a directory, into a shard directory (see
     :class:`TokenShards`). The result is the same as
     :func:`encode_blocks_to_token_file`'s, whatever the engine and the shard
     size. ``on_block(input bytes, tokens, documents)`` is called per shard.
+    ``output`` must be none of the files ``inputs`` (nor hold one).
     Returns ``(tokens, documents)``.
     """
     if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 1:
@@ -903,13 +913,15 @@ def encode_with_engine(tokenizer: Any, blocks: Iterable[Any], output: PathLike, 
     sampling = alpha >= 0
     if sampling and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole output is one stream
+    inputs = list(inputs)
     tasks = shard_tasks(blocks, shard_bytes, sampling)
     if is_shard_directory_path(output):
+        check_shard_directory(output, inputs)
         return _encode_to_directory(tokenizer, tasks, os.fspath(output), engine, file_dtype, alpha, seed,
-                                    on_block)
+                                    on_block, inputs)
     encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed)
     documents = 0
-    with TokenFileWriter(output, file_dtype) as writer:
+    with TokenFileWriter(output, file_dtype, inputs) as writer:
         for ids, count, size in engine.map(encoder, tasks):
             writer.write(ids)
             documents += count
@@ -925,32 +937,45 @@ def is_shard_directory_path(path: PathLike) -> bool:
     return path.endswith(("/", os.sep)) or os.path.isdir(path)
 
 
-def _check_shard_directory(path: str) -> None:
-    """``path`` may be replaced: absent, empty, or a shard directory made before."""
-    if not os.path.exists(path):
-        return
-    if not os.path.isdir(path):
-        raise FileExistsError(f"{path}: exists and is not a directory")
-    names = set(os.listdir(path))
+def check_shard_directory(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> str:
+    """Check that the shard directory ``path`` can be written: its parent is
+    a writable directory, and ``path`` is absent, empty, or a shard directory
+    made before (which is replaced) that holds none of ``inputs``. Returns
+    the real path of the directory."""
+    name = os.fspath(path)
+    real = os.path.realpath(name.rstrip("/" + os.sep) or name)
+    parent = os.path.dirname(real)
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{name}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name}: directory {parent} is not writable")
+    if not os.path.exists(real):
+        return real
+    if not os.path.isdir(real):
+        raise FileExistsError(f"{name}: exists and is not a directory")
+    for source in inputs:
+        if source is not None and os.fspath(source) != "-":
+            if os.path.realpath(os.fspath(source)).startswith(real + os.sep):
+                raise ValueError(f"{name}: holds an input ({os.fspath(source)}); write the output elsewhere")
+    names = set(os.listdir(real))
     if names and (SHARD_INDEX not in names
                   or not all(n == SHARD_INDEX or (n.startswith("shard-") and n.endswith(".npy"))
                              for n in names)):
-        raise FileExistsError(f"{path}: exists and is not a token shard directory (it holds other files)")
+        raise FileExistsError(f"{name}: exists and is not a token shard directory (it holds other files)")
+    return real
 
 
 def _encode_to_directory(tokenizer: Any, tasks: Iterable[ShardTask], path: str, engine: Any,
                          file_dtype: np.dtype, alpha: float, seed: Optional[int],
-                         on_block: Optional[Callable[[int, int, int], None]]) -> Tuple[int, int]:
+                         on_block: Optional[Callable[[int, int, int], None]],
+                         inputs: List[Optional[PathLike]]) -> Tuple[int, int]:
     import json
     import shutil
 
-    from .model_io import atomic_write
+    from .outputs import atomic_write
 
-    target = os.path.abspath(path.rstrip("/" + os.sep) or path)
+    target = check_shard_directory(path, inputs)
     parent = os.path.dirname(target)
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"{path}: directory {parent} does not exist")
-    _check_shard_directory(target)
     staging = tempfile.mkdtemp(prefix=".tmp-", suffix="-" + os.path.basename(target), dir=parent)
     try:
         encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed, directory=staging)
@@ -968,7 +993,7 @@ def _encode_to_directory(tokenizer: Any, tasks: Iterable[ShardTask], path: str, 
                  "tokens": tokens, "documents": documents, "shards": shards}
         text = json.dumps(index, indent=1) + "\n"
         atomic_write(os.path.join(staging, SHARD_INDEX), lambda handle: handle.write(text.encode("ascii")))
-        _replace_directory(staging, target)
+        _replace_directory(staging, target, inputs)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -994,7 +1019,7 @@ def _check_shard_file(path: str, dtype: np.dtype, tokens: int) -> None:
         raise RuntimeError(f"{path}: {size} bytes, expected {tokens} ids of {dtype.name}")
 
 
-def _replace_directory(staging: str, target: str) -> None:
+def _replace_directory(staging: str, target: str, inputs: List[Optional[PathLike]]) -> None:
     """Move the complete ``staging`` directory to ``target`` (replacing an empty
     directory or an earlier shard directory there)."""
     import shutil
@@ -1002,7 +1027,7 @@ def _replace_directory(staging: str, target: str) -> None:
     if not os.path.exists(target):
         os.rename(staging, target)
         return
-    _check_shard_directory(target)  # again: it may have changed while encoding
+    check_shard_directory(target, inputs)  # again: it may have changed while encoding
     old = tempfile.mkdtemp(prefix=".old-", suffix="-" + os.path.basename(target), dir=os.path.dirname(target))
     os.rmdir(old)
     os.rename(target, old)

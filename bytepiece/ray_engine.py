@@ -168,7 +168,7 @@ class RayEngine:
         record = self._record("map")
         boxed = self._put(fn, record)
         for meta_ref, value_ref in self._submit(boxed, items, record):
-            self._account(record, meta_ref)  # raises an error of fn
+            self._account(record, meta_ref, value_ref)  # raises an error of fn
             yield self._get(value_ref)
         record["wall"] = time.perf_counter() - record["start"]
 
@@ -185,7 +185,7 @@ class RayEngine:
         empty = True
         tree: List[List[Any]] = []  # levels of pending refs: level k holds merges of fanout**k partials
         for meta_ref, value_ref in self._submit(boxed, items, record):
-            size = self._account(record, meta_ref)
+            size = self._account(record, meta_ref, value_ref)
             if tree or size >= self.tree_bytes:
                 self._push(tree, value_ref, merge_box, record)
                 continue
@@ -268,8 +268,18 @@ class RayEngine:
                 raise cause from None
             raise
 
-    def _account(self, record: Dict[str, Any], meta_ref: Any) -> int:
-        nbytes, seconds = self._get(meta_ref)
+    def _account(self, record: Dict[str, Any], meta_ref: Any, value_ref: Any) -> int:
+        """Wait for a task; record its result's size and its seconds. An error
+        of the task is raised (both its refs read, so Ray does not report it
+        again as unhandled)."""
+        try:
+            nbytes, seconds = self._get(meta_ref)
+        except BaseException:
+            try:
+                self._ray.get(value_ref)
+            except BaseException:
+                pass
+            raise
         record["result_bytes"] += nbytes
         record["task_seconds"].append(seconds)
         return nbytes

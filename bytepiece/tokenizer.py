@@ -76,6 +76,8 @@ class Tokenizer:
 
     def __init__(self, model: Union[str, "os.PathLike[str]", Mapping], seed: Optional[int] = None):
         self._init_from(load_vocabulary(model), seed)
+        #: The model file read, if any: exports refuse to overwrite it.
+        self._source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
 
     def _init_from(self, vocab: Vocabulary, seed: Optional[int], segmenter=None) -> None:
         self._vocab = vocab
@@ -96,10 +98,12 @@ class Tokenizer:
     def __getstate__(self):
         # The compiled trie is pickled as raw cells: unpickling copies memory
         # instead of re-reading JSON and rebuilding (see _core.Segmenter).
-        return {"vocab": self._vocab, "seed": self._seed, "segmenter": self._segmenter}
+        return {"vocab": self._vocab, "seed": self._seed, "segmenter": self._segmenter,
+                "source": self._source}
 
     def __setstate__(self, state):
         self._init_from(state["vocab"], state["seed"], state.get("segmenter"))
+        self._source = state.get("source")
 
     # -- seeds ----------------------------------------------------------------
 
@@ -295,7 +299,9 @@ class Tokenizer:
         alpha = _check_alpha(alpha)
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0 for entropy, got {alpha}")
-        return self._segmenter.entropy(_as_bytes(text), alpha)
+        # Rounding can leave a tiny negative value where the entropy is 0
+        # (one segmentation takes all the mass); entropy is never negative.
+        return max(0.0, self._segmenter.entropy(_as_bytes(text), alpha))
 
     # -- decoding -------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import numpy as np
 from ._ngram import NgramCounts, NgramModel, PieceCounts
 from .model_io import MAX_PIECE_BYTES, save_model, unigram_scores
 from .normalization import normalize
+from .outputs import check_output
 from .progress import Progress
 
 __all__ = ["Trainer"]
@@ -306,6 +307,9 @@ class Trainer:
         count and segment in parallel (``0``: one per CPU); ``batch_size``
         texts are normalized and handed to a worker at a time.
         """
+        if isinstance(texts, (str, bytes, bytearray)):
+            raise TypeError(f"texts must be a list of texts (or a re-iterable of them), not a single "
+                            f"{type(texts).__name__}: pass [text] or text.splitlines(keepends=True)")
         if iter(texts) is texts:
             raise TypeError(
                 "texts must be re-iterable because it is read twice, but got a one-shot "
@@ -395,13 +399,14 @@ class Trainer:
         if not self.vocabularies:
             raise RuntimeError("nothing to save: call train() first")
         path = os.fspath(path)
-        written = []
-        if len(self.sizes) == 1:
-            save_model(self.vocabularies[self.sizes[0]], path)
-            written.append(path)
-        else:
-            for size in self.sizes:
-                target = f"{path}.{size}"
-                save_model(self.vocabularies[size], target)
-                written.append(target)
-        return written
+        targets = self.output_paths(path)
+        for target in targets:  # all checked before any is written
+            check_output(target)
+        for size, target in zip(self.sizes, targets):
+            save_model(self.vocabularies[size], target)
+        return targets
+
+    def output_paths(self, path: Union[str, "os.PathLike[str]"]) -> List[str]:
+        """The files :meth:`save` writes: ``path``, or ``path.SIZE`` for each of several sizes."""
+        path = os.fspath(path)
+        return [path] if len(self.sizes) == 1 else [f"{path}.{size}" for size in self.sizes]
