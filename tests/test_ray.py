@@ -310,3 +310,38 @@ def test_cli_encode_with_ray_equals_local(engine, tang_model, corpus, tmp_path):
         assert np.array_equal(TokenShards(tmp_path / name).to_numpy(), expected)
     result = runner.invoke(main, ["encode", "-m", tang_model, str(corpus), "--engine", "ray"])
     assert result.exit_code != 0 and "token files only" in result.output
+
+
+# -- the documented Ray Data recipe --------------------------------------------------
+
+
+def _doc_block(heading: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "ray.md").read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_documented_map_batches_sampling_does_not_depend_on_the_blocks(ray_cluster, tang_model, tmp_path,
+                                                                      monkeypatch):
+    import shutil
+
+    shutil.copy(tang_model, tmp_path / "tang.model")
+    (tmp_path / "corpora").symlink_to(CORPORA)
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "ray_doc_example"}
+    exec(compile(_doc_block("## Tokenizing a Ray Dataset"), "docs/ray.md", "exec"), namespace)
+    # The recipe asserted that 1 and 7 blocks agree; check what it gives, too.
+    ds, encoded, texts = namespace["ds"], namespace["encoded"], namespace["texts"]
+    got = encoded(ds.repartition(3))
+    tokenizer = Tokenizer(tang_model)
+    key = namespace["document_key"]
+    from bytepiece import sampling_seed
+
+    assert len(got) == len(texts)
+    differs = 0
+    for i, text in enumerate(texts):
+        expected = tokenizer.encode(text, add_eos=True, alpha=0.1,
+                                    seed=sampling_seed(1234, 0, key(f"tang-{i}")))
+        assert got[f"tang-{i}"] == expected
+        differs += expected != tokenizer.encode(text, add_eos=True)
+    assert differs > len(texts) // 4  # it does sample
