@@ -198,9 +198,12 @@ def bench_encoding(corpus: Path, model: Path, ray_engine: Any, workers: int, out
         tick = time.perf_counter()
         _encode_shards(tokenizer, [str(corpus)], str(out / "local-dir") + "/", local, shard_mb=16)
         results["local DIR/"] = time.perf_counter() - tick
+    first_dir = len(ray_engine.stats)
+    timed_dir = Timed(ray_engine)
     tick = time.perf_counter()
-    _encode_shards(tokenizer, [str(corpus)], str(out / "ray-dir") + "/", ray_engine, shard_mb=16)
+    _encode_shards(tokenizer, [str(corpus)], str(out / "ray-dir") + "/", timed_dir, shard_mb=16)
     results["ray DIR/"] = time.perf_counter() - tick
+    dir_rows = _pass_rows(ray_engine, first_dir)
     for name in os.listdir(out / "local-dir"):
         same = same and (out / "local-dir" / name).read_bytes() == (out / "ray-dir" / name).read_bytes()
     print(f"  encoding {size / MB:.0f} MB, {workers} workers (identical outputs: {same})")
@@ -209,7 +212,9 @@ def bench_encoding(corpus: Path, model: Path, ray_engine: Any, workers: int, out
     print(f"    Ray/local: .npy {results['ray .npy'] / results['local .npy']:.2f}x, "
           f"DIR/ {results['ray DIR/'] / results['local DIR/']:.2f}x")
     _print_passes("ray .npy", rows, timed.driver)
-    return {"size": size, "rows": rows, "driver": timed.driver, **results}
+    _print_passes("ray DIR/", dir_rows, timed_dir.driver)
+    return {"size": size, "rows": rows, "driver": timed.driver, "dir_rows": dir_rows,
+            "dir_driver": timed_dir.driver, **results}
 
 
 def _train_supports_engine() -> bool:
@@ -374,7 +379,10 @@ def main() -> None:
             out.mkdir()
             run = bench_encoding(corpus, model, engine, args.workers, out)
             shard = max(1 << 20, min(64 << 20, run["size"] // (4 * args.workers)))
-            scaling_model({**run, "workers": args.workers, "wall": run["ray .npy"]}, shard, "encoding")
+            scaling_model({**run, "workers": args.workers, "wall": run["ray .npy"]}, shard,
+                          "encoding to .npy: the driver writes every id")
+            scaling_model({**run, "workers": args.workers, "wall": run["ray DIR/"], "rows": run["dir_rows"],
+                           "driver": run["dir_driver"]}, 16 << 20, "encoding to DIR/: the tasks write")
             if args.no_train:
                 continue
             if not _train_supports_engine():

@@ -19,6 +19,9 @@ Ray cluster instead of local processes:
   tasks in the cluster, so that large partials never travel to the driver
   but once, merged.
 
+:class:`DatasetTexts` reads a text column of a ``ray.data.Dataset`` for the
+trainer, which accepts a Dataset directly.
+
 Ray is imported only when an engine is made; without it,
 :class:`RayNotInstalled` (an ``ImportError``) says how to install it.
 ``stats`` records, for each call, the seconds spent in tasks, merging and on
@@ -33,7 +36,7 @@ import pickle
 import time
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
-__all__ = ["RayEngine", "RayNotInstalled", "import_ray", "INSTALL_HINT"]
+__all__ = ["RayEngine", "RayNotInstalled", "DatasetTexts", "is_ray_dataset", "import_ray", "INSTALL_HINT"]
 
 INSTALL_HINT = 'Ray is not installed: pip install "bytepiece[ray]"'
 #: Partial results at least this large (bytes, pickled) are merged in tasks.
@@ -315,6 +318,40 @@ class RayEngine:
 
 
 _END = object()
+
+
+def is_ray_dataset(obj: Any) -> bool:
+    """Whether ``obj`` is a ``ray.data.Dataset`` (checked without importing Ray)."""
+    module = type(obj).__module__ or ""
+    return module.startswith("ray.data") and hasattr(obj, "iter_batches") and hasattr(obj, "columns")
+
+
+class DatasetTexts:
+    """The strings of column ``column`` of a ``ray.data.Dataset``, re-iterable.
+
+    Each iteration streams the dataset's blocks from the cluster, in the
+    dataset's order, ``batch_size`` rows at a time; nothing is held whole. A
+    value that is not a string is a ``TypeError`` naming the column.
+    """
+
+    def __init__(self, dataset: Any, column: str = "text", batch_size: int = 4096) -> None:
+        if not is_ray_dataset(dataset):
+            raise TypeError(f"expected a ray.data.Dataset, got {type(dataset).__name__}")
+        columns = dataset.columns()
+        if columns is not None and column not in columns:
+            raise ValueError(f"the dataset has no column {column!r} (columns: {', '.join(columns)}); "
+                             "name the text column with text_column=")
+        self.dataset = dataset
+        self.column = column
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[str]:
+        dataset = self.dataset.select_columns([self.column])
+        for batch in dataset.iter_batches(batch_size=self.batch_size, batch_format="pyarrow"):
+            for value in batch.column(self.column).to_pylist():
+                if not isinstance(value, str):
+                    raise TypeError(f"column {self.column!r} holds {type(value).__name__}, not str")
+                yield value
 
 
 def _python_path() -> str:

@@ -310,6 +310,10 @@ class Trainer:
         if isinstance(texts, (str, bytes, bytearray)):
             raise TypeError(f"texts must be a list of texts (or a re-iterable of them), not a single "
                             f"{type(texts).__name__}: pass [text] or text.splitlines(keepends=True)")
+        from .ray_engine import DatasetTexts, is_ray_dataset
+
+        if is_ray_dataset(texts):  # its "text" column, streamed from the cluster on each pass
+            texts = DatasetTexts(texts, "text")
         if iter(texts) is texts:
             raise TypeError(
                 "texts must be re-iterable because it is read twice, but got a one-shot "

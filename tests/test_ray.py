@@ -345,3 +345,24 @@ def test_documented_map_batches_sampling_does_not_depend_on_the_blocks(ray_clust
         assert got[f"tang-{i}"] == expected
         differs += expected != tokenizer.encode(text, add_eos=True)
     assert differs > len(texts) // 4  # it does sample
+
+
+# -- training ------------------------------------------------------------------------
+
+
+def test_trainer_takes_a_ray_dataset(ray_cluster, tmp_path):
+    import ray
+
+    from bytepiece.trainer import Trainer
+
+    lines = (CORPORA / "tang300.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    expected = Trainer(order=4, max_vocab_size=600, verbose=False)
+    expected.train(lines)
+    dataset = ray.data.from_items([{"text": line, "id": i} for i, line in enumerate(lines)]).repartition(5)
+    trainer = Trainer(order=4, max_vocab_size=600, verbose=False)
+    trainer.train(dataset)
+    assert trainer.vocabularies == expected.vocabularies
+    with pytest.raises(ValueError, match="no column 'text'"):
+        Trainer(order=4, max_vocab_size=600, verbose=False).train(ray.data.from_items([{"body": "x"}]))
+    with pytest.raises(TypeError, match="holds int, not str"):
+        Trainer(order=4, max_vocab_size=600, verbose=False).train(ray.data.from_items([{"text": 5}]))
