@@ -1,4 +1,4 @@
-"""The ``bytepiece`` command line: train, encode, decode, info, import-words.
+"""The ``bytepiece`` command line: train, encode, decode, info, import-words, extend.
 
 User errors (missing or unreadable files, text that is not UTF-8, bad
 parameters, unusable output paths) end with a one-line message naming the
@@ -165,7 +165,9 @@ def _input_lines(files: Sequence[str], errors: str) -> Iterator[Tuple[str, int, 
             yield path, number, _strip_newline(line)
 
 
-def _show_piece(piece: bytes) -> str:
+def _show_piece(piece) -> str:
+    if isinstance(piece, str):  # a special token
+        return piece
     return piece.decode("utf-8", "backslashreplace").replace(" ", "\u2581").replace("\n", "\\n")
 
 
@@ -196,11 +198,13 @@ def main() -> None:
 @click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
+@click.option("--special-token", "special_tokens", multiple=True, metavar="TEXT",
+              help="Add a special token (ids after the last piece; the text is cut at it); repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_engine_options
 @_user_errors
 def train(files, output, vocab_sizes, order, min_count, max_piece_length, algorithm, isolate_digits,
-          no_ensure_unicode, workers, jsonl_field, errors, quiet, engine, ray_address) -> None:
+          no_ensure_unicode, workers, jsonl_field, errors, special_tokens, quiet, engine, ray_address) -> None:
     """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin)."""
     from .trainer import Trainer
 
@@ -220,6 +224,7 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
         isolate_digits=isolate_digits,
         ensure_unicode=not no_ensure_unicode,
         verbose=not quiet,
+        special_tokens=list(special_tokens),
     )
     runner = _make_engine(engine, workers, ray_address)
     try:
@@ -256,13 +261,15 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
               help="Text output: ids, or pieces (spaces shown as \u2581).")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
+@click.option("--allow-special", is_flag=True,
+              help="Encode the text of every special token as its id (default: as ordinary text).")
 @click.option("--shard-mb", type=int, default=None,
               help="Input megabytes per shard with -o DIR/ or --engine ray  [default: 64 for DIR/]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_engine_options
 @_user_errors
-def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, errors, shard_mb, quiet,
-           engine, ray_address) -> None:
+def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, errors, allow_special,
+           shard_mb, quiet, engine, ray_address) -> None:
     """Encode FILES (default: stdin): a document per line (.jsonl: per record).
 
     Without -o, print one line of ids per input line. With -o, write a
@@ -271,6 +278,7 @@ def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, 
     -o DIR/, as one .npy per shard of the input plus DIR/index.json, which
     bytepiece.pipelines.TokenShards reads as one sequence.
     """
+    allowed = "all" if allow_special else None
     if shard_mb is not None and shard_mb < 1:
         raise click.BadParameter("must be >= 1", param_hint="--shard-mb")
     if output is None:
@@ -278,20 +286,20 @@ def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, 
             raise click.UsageError("--dtype applies to .npy output only (-o)")
         if engine != "local" or shard_mb is not None:
             raise click.UsageError("--engine and --shard-mb apply to token files only (-o)")
-        _encode_to_text(model, files, alpha, seed, workers, jsonl_field, fmt, errors)
+        _encode_to_text(model, files, alpha, seed, workers, jsonl_field, fmt, errors, allowed)
         return
     if fmt != "ids":
         raise click.UsageError("--format applies to text output only (without -o)")
     runner = _make_engine(engine, workers, ray_address)
     try:
         _encode_to_npy(model, files, output, dtype, alpha, seed, workers, jsonl_field, errors, quiet,
-                       runner, shard_mb)
+                       allowed, runner, shard_mb)
     finally:
         if runner is not None:
             runner.close()
 
 
-def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> None:
+def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors, allowed=None) -> None:
     tokenizer = _load_tokenizer(model, seed)
     if alpha >= 0 and seed is None:
         seed = tokenizer.next_seed()
@@ -303,7 +311,7 @@ def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> N
         if not batch:
             break
         encoded = tokenizer.encode_batch(batch, alpha=alpha, seed=seed, num_threads=workers,
-                                         first_index=done)
+                                         first_index=done, allowed_special=allowed)
         done += len(batch)
         if fmt == "pieces":
             rendered = [" ".join(_show_piece(tokenizer.id_to_piece(i)) for i in ids) for ids in encoded]
@@ -314,7 +322,7 @@ def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors) -> N
 
 
 def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, errors, quiet,
-                   engine=None, shard_mb=None) -> None:
+                   allowed=None, engine=None, shard_mb=None) -> None:
     from .pipelines import check_shard_directory, is_shard_directory_path, token_dtype
     from .progress import Progress
 
@@ -341,12 +349,14 @@ def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, err
         if engine is None and not is_shard_directory_path(output):
             tokens, documents = _encode_files(tokenizer, paths, output, dtype=dtype, alpha=alpha, seed=seed,
                                               workers=_workers(workers), field=field, errors=errors,
-                                              on_block=on_block, inputs=paths + [model])
+                                              on_block=on_block, inputs=paths + [model],
+                                              allowed_special=allowed)
         else:
             tokens, documents = _encode_shards(tokenizer, paths, output, engine, dtype=dtype, alpha=alpha,
                                                seed=seed, workers=_workers(workers), field=field,
                                                errors=errors, shard_mb=shard_mb, total=total,
-                                               on_block=on_block, inputs=paths + [model])
+                                               on_block=on_block, inputs=paths + [model],
+                                               allowed_special=allowed)
     finally:
         progress.close()
     if not quiet:
@@ -357,7 +367,7 @@ def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, err
 def _encode_files(tokenizer, paths: Sequence[str], output: str, dtype: str = "auto", alpha: float = -1.0,
                   seed: Optional[int] = None, workers: int = 0, field: str = "text",
                   errors: str = "strict", on_block=None, stats: Optional[Dict[str, float]] = None,
-                  inputs: Sequence[str] = ()):
+                  inputs: Sequence[str] = (), allowed_special=None):
     """Encode the documents of ``paths`` into the token file ``output``:
     ``workers`` processes (0: one per CPU) each read, decode, normalize and
     encode blocks of the input; with one, all of it runs in this thread.
@@ -369,13 +379,13 @@ def _encode_files(tokenizer, paths: Sequence[str], output: str, dtype: str = "au
     blocks = _blocks(paths, field, errors, count=alpha >= 0 and workers > 1, workers=workers)
     return encode_blocks_to_token_file(tokenizer, blocks, output, dtype=dtype, alpha=alpha, seed=seed,
                                        workers=workers, on_block=on_block, stats=stats,
-                                       inputs=list(paths) + list(inputs))
+                                       inputs=list(paths) + list(inputs), allowed_special=allowed_special)
 
 
 def _encode_shards(tokenizer, paths: Sequence[str], output: str, engine=None, dtype: str = "auto",
                    alpha: float = -1.0, seed: Optional[int] = None, workers: int = 0, field: str = "text",
                    errors: str = "strict", shard_mb: Optional[int] = None, total: Optional[int] = None,
-                   on_block=None, inputs: Sequence[str] = ()):
+                   on_block=None, inputs: Sequence[str] = (), allowed_special=None):
     """Encode with an engine's tasks, a shard of the input each: into the token
     file ``output``, or a shard directory when it ends with ``/``. ``engine``
     ``None``: the local engine with ``workers`` processes."""
@@ -392,7 +402,8 @@ def _encode_shards(tokenizer, paths: Sequence[str], output: str, engine=None, dt
     runner = engine if engine is not None else _local_engine(workers)
     try:
         return encode_with_engine(tokenizer, blocks, output, runner, dtype=dtype, alpha=alpha, seed=seed,
-                                  shard_bytes=shard_bytes, on_block=on_block, inputs=list(paths) + list(inputs))
+                                  shard_bytes=shard_bytes, on_block=on_block, inputs=list(paths) + list(inputs),
+                                  allowed_special=allowed_special)
     finally:
         if engine is None:
             runner.close()
@@ -455,9 +466,12 @@ def decode(model, files) -> None:
 def info(model, file, jsonl_field, errors) -> None:
     """Describe a model; with FILE, also its compression (bytes per token)."""
     tokenizer = _load_tokenizer(model)
-    pieces = [tokenizer.id_to_piece(i) for i in range(3, tokenizer.vocab_size)]
+    pieces = tokenizer._vocab.pieces
     longest = max(pieces, key=len)
-    click.echo(f"vocab size:     {tokenizer.vocab_size} ({len(pieces)} pieces + 3 special tokens)")
+    specials = tokenizer.special_tokens
+    click.echo(f"vocab size:     {tokenizer.vocab_size} ({len(pieces)} pieces + {len(specials)} special tokens)")
+    if len(specials) > 3:
+        click.echo("special tokens: " + ", ".join(f"{t} ({i})" for t, i in list(specials.items())[3:]))
     click.echo(f"longest piece:  {len(longest)} bytes {longest.decode('utf-8', 'backslashreplace')!r}")
     multi = sum(1 for p in pieces if len(p) > 1)
     click.echo(f"multi-byte:     {multi} pieces")
@@ -483,6 +497,59 @@ def info(model, file, jsonl_field, errors) -> None:
         unit = "records" if (file[:-3] if file.endswith(".gz") else file).endswith(".jsonl") else "lines"
         click.echo(f"file:           {file}: {n_docs} {unit}, {n_bytes} bytes, {n_tokens} tokens")
         click.echo(f"bytes/token:    {ratio:.3f}")
+
+
+@main.command()
+@click.option("-m", "--model", required=True, type=click.Path(dir_okay=False), help="Base model file.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+@click.option("--words", type=click.Path(dir_okay=False),
+              help="Add the words of a word-frequency list (lines of 'word count [tag]').")
+@click.option("--train", "train_files", multiple=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Learn new pieces on this text file (.txt/.jsonl/.gz); repeatable.")
+@click.option("--add", type=int, default=None,
+              help="Number of pieces to add (required with --train; with --words: the words of most gain).")
+@click.option("--text", "text_files", multiple=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Measure bytes/token on this file (default: the --train files); repeatable.")
+@click.option("--algorithm", type=click.Choice(["bnlm", "compress"]), default="compress", show_default=True,
+              help="Trainer that learns the candidate pieces (--train).")
+@click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
+@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
+              help="What to do with bytes that are not UTF-8.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary.")
+@_user_errors
+def extend(model, output, words, train_files, add, text_files, algorithm, jsonl_field, errors, quiet) -> None:
+    """Add pieces to a model after its last id; every existing id keeps its piece."""
+    from .convert import read_word_counts
+    from .extend import bytes_per_token, extend_with_texts, extend_with_words
+
+    if bool(words) == bool(train_files):
+        raise click.UsageError("give exactly one of --words FILE and --train FILE")
+    if train_files and add is None:
+        raise click.UsageError("--train needs --add N (the number of pieces to learn)")
+    base = _load_tokenizer(model)
+    if words:
+        _check_input(words)
+        extension = extend_with_words(base, read_word_counts(words), add)
+    else:
+        extension = extend_with_texts(base, Corpus(train_files, jsonl_field, errors), add,
+                                      algorithm=algorithm, verbose=not quiet)
+    extension.tokenizer.save(output)
+    if quiet:
+        return
+    click.echo(f"wrote {output}: {len(extension.added)} pieces added "
+               f"(ids {extension.first_id}..{extension.tokenizer.vocab_size - 1}), "
+               f"{extension.tokenizer.vocab_size} ids", err=True)
+    if extension.kept:
+        shown = ", ".join(_show_piece(p) for p in extension.kept[:10])
+        more = f" and {len(extension.kept) - 10} more" if len(extension.kept) > 10 else ""
+        click.echo(f"kept {len(extension.kept)} words that already are pieces: {shown}{more}", err=True)
+    measure = list(text_files) or list(train_files)
+    if measure:
+        before = bytes_per_token(base, Corpus(measure, jsonl_field, errors))
+        after = bytes_per_token(extension.tokenizer, Corpus(measure, jsonl_field, errors))
+        old, new = before[0] / max(before[1], 1), after[0] / max(after[1], 1)
+        click.echo(f"bytes/token:    {old:.3f} -> {new:.3f} ({(new / old - 1) * 100:+.1f} %) on "
+                   f"{', '.join(measure)} ({before[1]} -> {after[1]} tokens)", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

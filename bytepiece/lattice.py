@@ -2,16 +2,18 @@
 
 These are tools for inspection and alignment, not the hot path: the lattice
 comes from the compiled core as arrays (``Segmenter.edges``), the search runs
-in Python.
+in Python. :func:`exact_probability` tells exact ties from near ones when
+two segmentations are compared.
 """
 from __future__ import annotations
 
 import heapq
-from typing import List, Sequence, Tuple
+from fractions import Fraction
+from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["nbest", "char_offsets"]
+__all__ = ["nbest", "char_offsets", "exact_probability"]
 
 
 def nbest(edges: Tuple[np.ndarray, np.ndarray, np.ndarray], n_bytes: int,
@@ -77,3 +79,18 @@ def char_offsets(data: bytes, piece_lengths: np.ndarray, is_text: bool) -> np.nd
     starts = char_of_byte[byte_starts]
     ends = char_of_byte[byte_ends - 1] + 1
     return np.stack([starts, ends], axis=1)
+
+
+def exact_probability(vocab, ids: Iterable[int]) -> Fraction:
+    """The probability of the segmentation ``ids`` under ``vocab`` (a
+    :class:`~bytepiece.model_io.Vocabulary`) as an exact fraction of counts:
+    the product of ``count / total`` over its pieces (special tokens count 1).
+    Two segmentations with equal results are an exact tie."""
+    counts = dict(zip(vocab.ids().tolist(), vocab.counts))
+    total = sum(vocab.counts)
+    result = Fraction(1)
+    for i in ids:
+        count = counts.get(i)
+        if count is not None:
+            result *= Fraction(count, total)
+    return result

@@ -312,6 +312,7 @@ def encode_batches_to_token_file(
     on_batch: Optional[Callable[[int, int, int], None]] = None,
     prefetch: int = 2,
     inputs: Iterable[Optional[PathLike]] = (),
+    allowed_special: Any = None,
 ) -> Tuple[int, int]:
     """Encode ``(documents, input_bytes)`` batches into a ``.npy`` token file.
 
@@ -322,6 +323,7 @@ def encode_batches_to_token_file(
     does not depend on ``num_threads`` nor on how documents are batched.
     ``on_batch(input_bytes, tokens, documents)`` is called after each batch.
     ``path`` must not be one of the files ``inputs``.
+    ``allowed_special`` is as for ``Tokenizer.encode``.
     Returns ``(tokens, documents)`` written.
     """
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
@@ -335,7 +337,7 @@ def encode_batches_to_token_file(
                     continue
                 ids, _bounds = tokenizer.encode_batch_flat(
                     texts, add_eos=True, alpha=alpha, seed=seed, num_threads=num_threads,
-                    first_index=documents)
+                    first_index=documents, allowed_special=allowed_special)
                 writer.write(ids)
                 documents += len(texts)
                 if on_batch is not None:
@@ -353,6 +355,7 @@ def encode_to_token_file(
     seed: Optional[int] = None,
     num_threads: int = 0,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
+    allowed_special: Any = None,
 ) -> Tuple[int, int]:
     """Encode ``documents`` (str or bytes) into one flat ``.npy`` array at ``path``.
 
@@ -372,7 +375,7 @@ def encode_to_token_file(
     source = getattr(documents, "name", None)  # an open file: the output must not replace it
     return encode_batches_to_token_file(tokenizer, _batched(documents, batch_bytes), path,
                                         dtype=dtype, alpha=alpha, seed=seed,
-                                        num_threads=num_threads,
+                                        num_threads=num_threads, allowed_special=allowed_special,
                                         inputs=[source] if isinstance(source, str) else ())
 
 
@@ -414,14 +417,15 @@ def cpu_count() -> int:
 
 
 def _encode_block(tokenizer: Any, block: Any, first_index: int, alpha: float, seed: Optional[int],
-                  dtype: np.dtype) -> Tuple[np.ndarray, int, float, float]:
+                  dtype: np.dtype, allowed_special: Any = None) -> Tuple[np.ndarray, int, float, float]:
     """``(ids with <eos> after each document, documents, prepare s, encode s)`` of one block."""
     start = time.perf_counter()
     data, offsets = block.prepare()
     prepared = time.perf_counter()
     documents = len(offsets) - 1
     if documents:
-        ids, _bounds = tokenizer._encode_packed(data, offsets, False, True, alpha, seed, 1, first_index)
+        ids, _bounds = tokenizer._encode_packed(data, offsets, False, True, alpha, seed, 1, first_index,
+                                                allowed_special)
         ids = ids.astype(dtype, copy=False)
     else:
         ids = np.empty(0, dtype=dtype)
@@ -484,10 +488,10 @@ def _worker_main(tokenizer: Any, tasks: int, results: int, inherited: Sequence[i
             body = _read_exactly(tasks, struct.unpack("<Q", prefix)[0])
             if body is None:
                 return
-            seq, block, first_index, alpha, seed, dtype = pickle.loads(body)
+            seq, block, first_index, alpha, seed, dtype, allowed = pickle.loads(body)
             try:
                 ids, count, prepare_s, encode_s = _encode_block(tokenizer, block, first_index, alpha,
-                                                                seed, dtype)
+                                                                seed, dtype, allowed)
             except BaseException as error:  # handed to the parent, which raises it in order
                 header = pickle.dumps((seq, _portable(error), 0, 0.0, 0.0, ""), pickle.HIGHEST_PROTOCOL)
                 _write_all(results, _FRAME.pack(len(header), 0), header)
@@ -642,6 +646,7 @@ def encode_blocks_to_token_file(
     in_flight: Optional[int] = None,
     stats: Optional[Dict[str, float]] = None,
     inputs: Iterable[Optional[PathLike]] = (),
+    allowed_special: Any = None,
 ) -> Tuple[int, int]:
     """Encode independent blocks of input into a ``.npy`` token file.
 
@@ -664,6 +669,8 @@ def encode_blocks_to_token_file(
     is written; ``stats``, if given, receives the seconds spent in each
     phase (``prepare`` and ``encode`` summed over the workers). ``path``
     must not be one of the files ``inputs``.
+    phase (``prepare`` and ``encode`` summed over the workers).
+    ``allowed_special`` is as for ``Tokenizer.encode``.
     Returns ``(tokens, documents)``.
     """
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
@@ -671,6 +678,9 @@ def encode_blocks_to_token_file(
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
     inputs = list(inputs)
     check_output(path, inputs)  # before any worker starts
+    if allowed_special is not None and not isinstance(allowed_special, str):
+        allowed_special = frozenset(allowed_special)  # sent to the workers with each block
+    tokenizer._matcher(allowed_special)  # fail on an unknown special token before any work
     sampling = alpha >= 0
     if sampling and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole file is one stream
@@ -681,10 +691,11 @@ def encode_blocks_to_token_file(
     try:
         with TokenFileWriter(path, file_dtype, inputs) as writer:
             if pool is None:
-                documents = _encode_here(tokenizer, iter(blocks), writer, alpha, seed, on_block, times)
+                documents = _encode_here(tokenizer, iter(blocks), writer, alpha, seed, on_block, times,
+                                         allowed_special)
             else:
                 documents = _encode_in_pool(pool, iter(blocks), writer, alpha, seed, sampling,
-                                            in_flight or 4 * int(workers), on_block, times)
+                                            in_flight or 4 * int(workers), on_block, times, allowed_special)
                 pool.stop()  # the workers exit while the file is committed
             tokens = writer.count
             tick = time.perf_counter()
@@ -700,7 +711,7 @@ def encode_blocks_to_token_file(
 
 def _encode_here(tokenizer: Any, source: Iterator[Any], writer: TokenFileWriter, alpha: float,
                  seed: Optional[int], on_block: Optional[Callable[[int, int, int], None]],
-                 times: Dict[str, float]) -> int:
+                 times: Dict[str, float], allowed_special: Any = None) -> int:
     documents = 0
     while True:
         tick = time.perf_counter()
@@ -709,7 +720,7 @@ def _encode_here(tokenizer: Any, source: Iterator[Any], writer: TokenFileWriter,
         if block is None:
             return documents
         ids, count, prepare_s, encode_s = _encode_block(tokenizer, block, documents, alpha, seed,
-                                                        writer.dtype)
+                                                        writer.dtype, allowed_special)
         times["prepare"] += prepare_s
         times["encode"] += encode_s
         tick = time.perf_counter()
@@ -727,7 +738,8 @@ class _Failed:
 
 def _encode_in_pool(pool: _WorkerPool, source: Iterator[Any], writer: TokenFileWriter, alpha: float,
                     seed: Optional[int], sampling: bool, limit: int,
-                    on_block: Optional[Callable[[int, int, int], None]], times: Dict[str, float]) -> int:
+                    on_block: Optional[Callable[[int, int, int], None]], times: Dict[str, float],
+                    allowed_special: Any = None) -> int:
     workers = len(pool.processes)
     depth = 2  # tasks queued per worker: it starts the next block as soon as it sends a result
     outstanding = [0] * workers
@@ -755,7 +767,7 @@ def _encode_in_pool(pool: _WorkerPool, source: Iterator[Any], writer: TokenFileW
                 break
             finally:
                 times["read"] += time.perf_counter() - tick
-            pool.send(worker, (next_seq, block, first_index, alpha, seed, writer.dtype))
+            pool.send(worker, (next_seq, block, first_index, alpha, seed, writer.dtype, allowed_special))
             outstanding[worker] += 1
             sent[next_seq] = block
             next_seq += 1
@@ -856,8 +868,9 @@ class ShardEncoder:
     """
 
     def __init__(self, tokenizer: Any, dtype: np.dtype, alpha: float = -1.0, seed: Optional[int] = None,
-                 directory: Optional[str] = None) -> None:
+                 directory: Optional[str] = None, allowed_special: Any = None) -> None:
         self.tokenizer = tokenizer
+        self.allowed_special = allowed_special
         self.dtype = np.dtype(dtype)
         self.alpha = alpha
         self.seed = seed
@@ -867,7 +880,7 @@ class ShardEncoder:
         first = task.first_index
         for block in task.blocks:
             ids, count, _prepare_s, _encode_s = _encode_block(self.tokenizer, block, first, self.alpha,
-                                                              self.seed, self.dtype)
+                                                              self.seed, self.dtype, self.allowed_special)
             if block.count is not None and count != block.count:
                 raise RuntimeError(f"a block of {block.size} bytes had {block.count} documents "
                                    f"when counted, {count} when encoded")
@@ -897,7 +910,8 @@ def encode_with_engine(tokenizer: Any, blocks: Iterable[Any], output: PathLike, 
                        dtype: str = "auto", alpha: float = -1.0, seed: Optional[int] = None,
                        shard_bytes: int = DEFAULT_SHARD_BYTES,
                        on_block: Optional[Callable[[int, int, int], None]] = None,
-                       inputs: Iterable[Optional[PathLike]] = ()) -> Tuple[int, int]:
+                       inputs: Iterable[Optional[PathLike]] = (),
+                       allowed_special: Any = None) -> Tuple[int, int]:
     """Encode ``blocks`` with ``engine`` (one task per shard of about
     ``shard_bytes``) into the token file ``output``, or, when ``output`` ends
     with a path separator or is a directory, into a shard directory (see
@@ -905,7 +919,7 @@ def encode_with_engine(tokenizer: Any, blocks: Iterable[Any], output: PathLike, 
     :func:`encode_blocks_to_token_file`'s, whatever the engine and the shard
     size. ``on_block(input bytes, tokens, documents)`` is called per shard.
     ``output`` must be none of the files ``inputs`` (nor hold one).
-    Returns ``(tokens, documents)``.
+    ``allowed_special`` is as for ``Tokenizer.encode``. Returns ``(tokens, documents)``.
     """
     if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 1:
         raise ValueError(f"shard_bytes must be a positive int, got {shard_bytes!r}")
@@ -914,12 +928,15 @@ def encode_with_engine(tokenizer: Any, blocks: Iterable[Any], output: PathLike, 
     if sampling and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole output is one stream
     inputs = list(inputs)
+    if allowed_special is not None and not isinstance(allowed_special, str):
+        allowed_special = frozenset(allowed_special)  # shipped with the tasks
+    tokenizer._matcher(allowed_special)  # fail on an unknown special token before any work
     tasks = shard_tasks(blocks, shard_bytes, sampling)
     if is_shard_directory_path(output):
         check_shard_directory(output, inputs)
         return _encode_to_directory(tokenizer, tasks, os.fspath(output), engine, file_dtype, alpha, seed,
-                                    on_block, inputs)
-    encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed)
+                                    on_block, inputs, allowed_special)
+    encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed, allowed_special=allowed_special)
     documents = 0
     with TokenFileWriter(output, file_dtype, inputs) as writer:
         for ids, count, size in engine.map(encoder, tasks):
@@ -968,7 +985,7 @@ def check_shard_directory(path: PathLike, inputs: Iterable[Optional[PathLike]] =
 def _encode_to_directory(tokenizer: Any, tasks: Iterable[ShardTask], path: str, engine: Any,
                          file_dtype: np.dtype, alpha: float, seed: Optional[int],
                          on_block: Optional[Callable[[int, int, int], None]],
-                         inputs: List[Optional[PathLike]]) -> Tuple[int, int]:
+                         inputs: List[Optional[PathLike]], allowed_special: Any) -> Tuple[int, int]:
     import json
     import shutil
 
@@ -978,7 +995,7 @@ def _encode_to_directory(tokenizer: Any, tasks: Iterable[ShardTask], path: str, 
     parent = os.path.dirname(target)
     staging = tempfile.mkdtemp(prefix=".tmp-", suffix="-" + os.path.basename(target), dir=parent)
     try:
-        encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed, directory=staging)
+        encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed, staging, allowed_special)
         shards = []
         tokens = documents = 0
         for name, count, docs, size in engine.map(encoder, tasks):

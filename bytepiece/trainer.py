@@ -22,10 +22,11 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from ._ngram import NgramCounts, NgramModel, PieceCounts
-from .model_io import MAX_PIECE_BYTES, save_model, unigram_scores
+from .model_io import MAX_PIECE_BYTES, check_new_special_tokens, save_model, unigram_scores
 from .normalization import normalize
 from .outputs import check_output
 from .progress import Progress
+from .special import SpecialCutTexts
 
 __all__ = ["Trainer"]
 
@@ -106,6 +107,10 @@ class Trainer:
     * ``isolate_digits``: every decimal digit is a chunk of its own.
     * ``ensure_unicode``: pieces never start inside a UTF-8 character.
     * ``verbose``: progress on stderr.
+    * ``special_tokens``: texts such as ``"<|endoftext|>"`` to add as special
+      tokens, with the ids after the last learned piece (in the order given;
+      they come on top of ``max_vocab_size``). Training cuts the texts at
+      their occurrences, so no piece spans or contains one.
     * ``algorithm``: ``"bnlm"`` (default) is the reference algorithm, bit-exact
       with BytePiece 0.6.3; ``"compress"`` selects the compression-first trainer
       (:mod:`bytepiece.compress`), which yields fewer tokens on held-out text.
@@ -124,6 +129,7 @@ class Trainer:
         ensure_unicode: bool = True,
         verbose: bool = True,
         algorithm: str = "bnlm",
+        special_tokens: Sequence[str] = (),
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
@@ -146,6 +152,7 @@ class Trainer:
         self.isolate_digits = bool(isolate_digits)
         self.ensure_unicode = bool(ensure_unicode)
         self.verbose = bool(verbose)
+        self.special_tokens: List[str] = check_new_special_tokens(special_tokens)
         #: ``{size: {piece: count}}`` after :meth:`train`.
         self.vocabularies: Dict[int, Dict[bytes, int]] = {}
 
@@ -320,6 +327,7 @@ class Trainer:
                 f"iterator ({type(texts).__name__}); pass a list, or an object whose "
                 "__iter__ returns a fresh iterator each time"
             )
+        texts = SpecialCutTexts(texts, self.special_tokens)
         workers = _check_int("workers", workers, 0)
         if workers == 0:
             workers = os.cpu_count() or 1
@@ -407,7 +415,7 @@ class Trainer:
         for target in targets:  # all checked before any is written
             check_output(target)
         for size, target in zip(self.sizes, targets):
-            save_model(self.vocabularies[size], target)
+            save_model(self.vocabularies[size], target, self.special_tokens)
         return targets
 
     def output_paths(self, path: Union[str, "os.PathLike[str]"]) -> List[str]:
