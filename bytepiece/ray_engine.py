@@ -8,8 +8,13 @@ Ray cluster instead of local processes:
   results in input order, with at most ``in_flight`` tasks out at a time (so
   the driver's memory stays bounded whatever the number of items).
 * ``fn`` (which may carry a large object, such as a model) is put in the
-  object store once per call and unpickled once per worker process, not once
-  per task.
+  object store once per call, not once per task. Each task unpickles it
+  afresh, since ``fn`` may carry an empty partial result that the task fills
+  and returns; a ``fn`` with a true attribute ``reusable`` (it keeps no
+  state, e.g. an encoder carrying a tokenizer) is unpickled once per worker
+  process instead.
+* Results come back with their NumPy arrays writable (arrays read from the
+  object store are read-only), so that a merge may add into them.
 * A task whose worker process dies (killed, out of memory, node lost) is
   retried by Ray up to ``max_retries`` times; an exception raised by ``fn``
   itself is not retried, and is raised on the driver as the original
@@ -30,7 +35,6 @@ the driver, and the bytes shipped, for ``benchmarks/ray_scale.py``.
 from __future__ import annotations
 
 import collections
-import copy
 import os
 import pickle
 import time
@@ -80,13 +84,41 @@ def _nbytes(value: Any) -> int:
 _FUNCTIONS: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
 
 
+def _writable(value: Any, depth: int = 0) -> Any:
+    """``value`` with its NumPy arrays writable: arrays that come out of the
+    object store are read-only views of it, and a merge may add into them. Arrays
+    are copied only when read-only (in tuples, lists, dicts and attributes)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value if value.flags.writeable else value.copy()
+    if depth > 3:
+        return value
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_writable(v, depth + 1) for v in value)
+    if isinstance(value, list):
+        value[:] = [_writable(v, depth + 1) for v in value]
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _writable(item, depth + 1)
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        for key, item in vars(value).items():
+            if isinstance(item, (np.ndarray, tuple, list, dict)):
+                setattr(value, key, _writable(item, depth + 1))
+    return value
+
+
 def _function(boxed: List[Any]) -> Any:
+    """``fn`` of a call: unpickled for each task (it may hold a partial result
+    that the task fills), or once per worker when it says it is ``reusable``."""
     ray = import_ray()
     ref = boxed[0]
     key = ref.hex()
     fn = _FUNCTIONS.get(key)
     if fn is None:
         fn = ray.get(ref)
+        if not getattr(fn, "reusable", False):
+            return fn
         _FUNCTIONS[key] = fn
         while len(_FUNCTIONS) > 4:
             _FUNCTIONS.popitem(last=False)
@@ -106,7 +138,7 @@ def _merge_all(boxed: List[Any], *partials: Any) -> Tuple[Tuple[int, float], Any
     """One merge task: ``merge`` of ``partials`` from left to right."""
     start = time.perf_counter()
     merge = _function(boxed)
-    result = copy.deepcopy(partials[0])  # merge may update it; arrays from the store are read-only
+    result = _writable(partials[0])  # merge may update it
     for partial in partials[1:]:
         result = merge(result, partial)
     return (_nbytes(result), time.perf_counter() - start), result
@@ -172,7 +204,7 @@ class RayEngine:
         boxed = self._put(fn, record)
         for meta_ref, value_ref in self._submit(boxed, items, record):
             self._account(record, meta_ref, value_ref)  # raises an error of fn
-            yield self._get(value_ref)
+            yield _writable(self._get(value_ref))
         record["wall"] = time.perf_counter() - record["start"]
 
     def map_reduce(self, fn: Callable[[Any], Any], items: Iterable[Any],
@@ -192,10 +224,9 @@ class RayEngine:
             if tree or size >= self.tree_bytes:
                 self._push(tree, value_ref, merge_box, record)
                 continue
-            value = self._get(value_ref)
+            value = _writable(self._get(value_ref))  # merge may update its first argument
             tick = time.perf_counter()
-            # merge may update its first argument; arrays from the store are read-only
-            result = copy.deepcopy(value) if empty else merge(result, value)
+            result = value if empty else merge(result, value)
             empty = False
             record["merge_seconds"] += time.perf_counter() - tick
         if tree:
@@ -205,7 +236,7 @@ class RayEngine:
             while len(refs) > 1:
                 refs = [self._merge_refs(merge_box, refs[i:i + self.fanout], record)
                         for i in range(0, len(refs), self.fanout)]
-            result = self._get(refs[0])
+            result = _writable(self._get(refs[0]))
             empty = False
         record["wall"] = time.perf_counter() - record["start"]
         return None if empty else result

@@ -3,6 +3,7 @@ driver and in a tree of tasks, errors, a worker killed mid-task, and token
 files (.npy and shard directories) identical to the local engine's."""
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import os
@@ -103,6 +104,19 @@ def test_map_reduce_merge_may_update_arrays_that_came_from_the_store(engine, tre
     monkeypatch.setattr(engine, "tree_bytes", tree_bytes)
     expected = LocalEngine(1).map_reduce(_counts, range(30), _add_counts)
     assert engine.map_reduce(_counts, range(30), _add_counts) == expected
+
+
+def _fill(partial, item):
+    partial.append(item)
+    return partial
+
+
+def test_each_task_gets_fn_as_it_was_put(engine):
+    # fn carries an empty partial result that each task fills: a task must
+    # never see what an earlier task on the same worker put in it.
+    fn = functools.partial(_fill, [])
+    assert engine.map_reduce(fn, range(30), operator.add) == list(range(30))
+    assert list(engine.map(fn, range(30))) == [[i] for i in range(30)]
 
 
 def test_an_error_of_fn_is_raised_as_itself_and_not_retried(engine, tmp_path):
