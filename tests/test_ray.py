@@ -380,3 +380,25 @@ def test_trainer_takes_a_ray_dataset(ray_cluster, tmp_path):
         Trainer(order=4, max_vocab_size=600, verbose=False).train(ray.data.from_items([{"body": "x"}]))
     with pytest.raises(TypeError, match="holds int, not str"):
         Trainer(order=4, max_vocab_size=600, verbose=False).train(ray.data.from_items([{"text": 5}]))
+
+
+def _trainer_takes_an_engine() -> bool:
+    import inspect
+
+    from bytepiece.trainer import Trainer
+
+    return "engine" in inspect.signature(Trainer.train).parameters
+
+
+@pytest.mark.parametrize("algorithm", ["bnlm", "compress"])
+def test_ray_training_writes_the_same_model_as_local(engine, tmp_path, algorithm):
+    if not _trainer_takes_an_engine():
+        pytest.fail("Trainer.train takes no engine= yet")
+    runner = CliRunner()
+    files = [str(CORPORA / "tang300.zh.txt"), str(CORPORA / "handbook.en-US.txt")]
+    base = ["train", *files, "--vocab-size", "800", "--algorithm", algorithm, "-q"]
+    local = runner.invoke(main, base + ["-o", str(tmp_path / "local.model"), "--workers", "2"])
+    assert local.exit_code == 0, local.output
+    ray_run = runner.invoke(main, base + ["-o", str(tmp_path / "ray.model"), "--engine", "ray"])
+    assert ray_run.exit_code == 0, ray_run.output
+    assert (tmp_path / "ray.model").read_bytes() == (tmp_path / "local.model").read_bytes()
