@@ -917,7 +917,7 @@ def encode_with_engine(tokenizer: Any, blocks: Iterable[Any], output: PathLike, 
                        allowed_special: Any = None) -> Tuple[int, int]:
     """Encode ``blocks`` with ``engine`` (one task per shard of about
     ``shard_bytes``) into the token file ``output``, or, when ``output`` ends
-    with a path separator or is a directory, into a shard directory (see
+    with a path separator, into a shard directory (see
     :class:`TokenShards`). The result is the same as
     :func:`encode_blocks_to_token_file`'s, whatever the engine and the shard
     size. ``on_block(input bytes, tokens, documents)`` is called per shard.
@@ -952,9 +952,9 @@ def encode_with_engine(tokenizer: Any, blocks: Iterable[Any], output: PathLike, 
 
 
 def is_shard_directory_path(path: PathLike) -> bool:
-    """Whether ``path`` names a shard directory: it ends with a separator or is a directory."""
-    path = os.fspath(path)
-    return path.endswith(("/", os.sep)) or os.path.isdir(path)
+    """Whether ``path`` names a shard directory: it ends with a path separator
+    (a directory named without one is refused as a token file's path)."""
+    return os.fspath(path).endswith(("/", os.sep))
 
 
 def check_shard_directory(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> str:
