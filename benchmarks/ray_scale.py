@@ -48,7 +48,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 
-from bytepiece.cli import _encode_files, _encode_shards  # noqa: E402
 from bytepiece.engine import LocalEngine  # noqa: E402
 from bytepiece.tokenizer import Tokenizer  # noqa: E402
 
@@ -181,6 +180,8 @@ def _print_passes(label: str, rows: List[Dict[str, float]], driver: Optional[flo
 
 
 def bench_encoding(corpus: Path, model: Path, ray_engine: Any, workers: int, out: Path) -> Dict[str, float]:
+    from bytepiece.cli import _encode_files, _encode_shards
+
     tokenizer = Tokenizer(str(model))
     size = corpus.stat().st_size
     results = {}
@@ -314,6 +315,7 @@ def two_nodes(corpus: Path, model: Path, out: Path) -> None:
         start("--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false")
         import ray
 
+        from bytepiece.cli import _encode_shards
         from bytepiece.ray_engine import RayEngine
 
         time.sleep(8)
@@ -359,6 +361,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=TARGET_PIECES)
     parser.add_argument("--algorithms", nargs="+", default=["compress", "bnlm"])
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--no-encode", action="store_true")
     parser.add_argument("--two-nodes", action="store_true", help="also run a 2-node cluster on this machine")
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args()
@@ -385,12 +388,14 @@ def main() -> None:
             out = work / f"out-{megabytes:g}"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
-            run = bench_encoding(corpus, model, engine, args.workers, out)
-            shard = max(1 << 20, min(64 << 20, run["size"] // (4 * args.workers)))
-            scaling_model({**run, "workers": args.workers, "wall": run["ray .npy"]}, shard,
-                          "encoding to .npy: the driver writes every id")
-            scaling_model({**run, "workers": args.workers, "wall": run["ray DIR/"], "rows": run["dir_rows"],
-                           "driver": run["dir_driver"]}, 16 << 20, "encoding to DIR/: the tasks write")
+            if not args.no_encode:
+                run = bench_encoding(corpus, model, engine, args.workers, out)
+                shard = max(1 << 20, min(64 << 20, run["size"] // (4 * args.workers)))
+                scaling_model({**run, "workers": args.workers, "wall": run["ray .npy"]}, shard,
+                              "encoding to .npy: the driver writes every id")
+                scaling_model({**run, "workers": args.workers, "wall": run["ray DIR/"],
+                               "rows": run["dir_rows"], "driver": run["dir_driver"]}, 16 << 20,
+                              "encoding to DIR/: the tasks write")
             if args.no_train:
                 continue
             if not _train_supports_engine():
