@@ -864,11 +864,8 @@ class ShardEncoder:
     Without ``directory`` it returns ``(ids, documents, input bytes)``; with
     one, it writes ``directory/shard-NNNNNN.npy`` atomically and returns
     ``(file name, tokens, documents, input bytes)``. Picklable (it carries
-    the tokenizer). ``reusable``: it keeps no state between calls, so an
-    engine may unpickle it once per worker.
+    the tokenizer).
     """
-
-    reusable = True
 
     def __init__(self, tokenizer: Any, dtype: np.dtype, alpha: float = -1.0, seed: Optional[int] = None,
                  directory: Optional[str] = None, allowed_special: Any = None) -> None:

@@ -8,11 +8,11 @@ Ray cluster instead of local processes:
   results in input order, with at most ``in_flight`` tasks out at a time (so
   the driver's memory stays bounded whatever the number of items).
 * ``fn`` (which may carry a large object, such as a model) is put in the
-  object store once per call, not once per task. Each task unpickles it
-  afresh, since ``fn`` may carry an empty partial result that the task fills
-  and returns; a ``fn`` with a true attribute ``reusable`` (it keeps no
-  state, e.g. an encoder carrying a tokenizer) is unpickled once per worker
-  process instead.
+  object store once per call, not once per task, and unpickled once per
+  worker process. A ``fn`` that carries an empty partial result, which each
+  call fills and returns (as the trainers' passes do), is unpickled afresh
+  for the next task whenever a call returns an object it carries. ``fn``
+  must keep no other state from one call to the next.
 * Results come back with their NumPy arrays writable (arrays read from the
   object store are read-only), so that a merge may add into them.
 * A task whose worker process dies (killed, out of memory, node lost) is
@@ -108,36 +108,65 @@ def _writable(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _function(boxed: List[Any]) -> Any:
-    """``fn`` of a call: unpickled for each task (it may hold a partial result
-    that the task fills), or once per worker when it says it is ``reusable``."""
+def _function(boxed: List[Any]) -> Tuple[str, Any]:
+    """``(key, fn)`` of a call, unpickled once per worker process and kept for
+    the next tasks of the call (see :func:`_run` for when it is not)."""
     ray = import_ray()
     ref = boxed[0]
     key = ref.hex()
     fn = _FUNCTIONS.get(key)
     if fn is None:
         fn = ray.get(ref)
-        if not getattr(fn, "reusable", False):
-            return fn
         _FUNCTIONS[key] = fn
         while len(_FUNCTIONS) > 4:
             _FUNCTIONS.popitem(last=False)
     else:
         _FUNCTIONS.move_to_end(key)
-    return fn
+    return key, fn
+
+
+def _carried(fn: Any) -> List[Any]:
+    """The objects ``fn`` carries that a call could fill and return: the
+    arguments of a ``functools.partial`` (nested too) and the attributes of a
+    callable object."""
+    import functools
+
+    found: List[Any] = []
+    while isinstance(fn, functools.partial):
+        found.extend(fn.args)
+        found.extend(fn.keywords.values())
+        fn = fn.func
+    if hasattr(fn, "__dict__") and not callable(getattr(fn, "__func__", None)):
+        found.extend(vars(fn).values())
+    return found
+
+
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
 
 
 def _run(boxed: List[Any], item: Any) -> Tuple[Tuple[int, float], Any]:
-    """One task: ``fn(item)``; returns ``((bytes of the result, seconds), result)``."""
+    """One task: ``fn(item)``; returns ``((bytes of the result, seconds), result)``.
+
+    A ``fn`` whose result is (or holds) an object it carries, such as an empty
+    partial result that each call fills and returns, is dropped after the
+    call, so that the next task on this worker unpickles it afresh; any other
+    ``fn`` is reused by the next tasks of the same call (a model it carries is
+    then unpickled once per worker, not once per task).
+    """
     start = time.perf_counter()
-    result = _function(boxed)(item)
+    key, fn = _function(boxed)
+    result = fn(item)
+    parts = [result, *result] if isinstance(result, (tuple, list)) else [result]
+    carried = [thing for thing in _carried(fn) if not isinstance(thing, _IMMUTABLE)]
+    if any(part is thing for part in parts for thing in carried):
+        _FUNCTIONS.pop(key, None)
     return (_nbytes(result), time.perf_counter() - start), result
 
 
 def _merge_all(boxed: List[Any], *partials: Any) -> Tuple[Tuple[int, float], Any]:
     """One merge task: ``merge`` of ``partials`` from left to right."""
     start = time.perf_counter()
-    merge = _function(boxed)
+    merge = _function(boxed)[1]
     result = _writable(partials[0])  # merge may update it
     for partial in partials[1:]:
         result = merge(result, partial)

@@ -111,12 +111,44 @@ def _fill(partial, item):
     return partial
 
 
+class _Partial:
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, item):
+        self.seen.append(item)
+        return os.getpid(), self.seen
+
+
+class _Calls:
+    """Counts its calls (state a real fn must not keep: here it shows the reuse)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, item):
+        self.calls += 1
+        return os.getpid(), self.calls
+
+
 def test_each_task_gets_fn_as_it_was_put(engine):
     # fn carries an empty partial result that each task fills: a task must
     # never see what an earlier task on the same worker put in it.
     fn = functools.partial(_fill, [])
     assert engine.map_reduce(fn, range(30), operator.add) == list(range(30))
     assert list(engine.map(fn, range(30))) == [[i] for i in range(30)]
+    assert [seen for _pid, seen in engine.map(_Partial(), range(20))] == [[i] for i in range(20)]
+
+
+def test_fn_is_unpickled_once_per_worker_otherwise(engine):
+    results = list(engine.map(_Calls(), range(40)))
+    by_worker = {}
+    for pid, calls in results:
+        by_worker.setdefault(pid, []).append(calls)
+    # Each worker process unpickled fn once, then counted its calls with it.
+    assert sum(len(calls) for calls in by_worker.values()) == 40
+    assert all(sorted(calls) == list(range(1, len(calls) + 1)) for calls in by_worker.values())
+    assert len(by_worker) < 40
 
 
 def test_an_error_of_fn_is_raised_as_itself_and_not_retried(engine, tmp_path):
