@@ -434,3 +434,24 @@ def test_ray_training_writes_the_same_model_as_local(engine, tmp_path, algorithm
     ray_run = runner.invoke(main, base + ["-o", str(tmp_path / "ray.model"), "--engine", "ray"])
     assert ray_run.exit_code == 0, ray_run.output
     assert (tmp_path / "ray.model").read_bytes() == (tmp_path / "local.model").read_bytes()
+
+
+def test_an_engine_shuts_down_only_the_cluster_it_started(engine):
+    import subprocess
+    import sys
+
+    # Here the module's cluster was running before the engine: it still is.
+    import ray
+
+    assert ray.is_initialized()
+    script = ("import ray\n"
+              "from bytepiece.ray_engine import RayEngine\n"
+              "engine = RayEngine(num_cpus=1)\n"
+              "assert ray.is_initialized() and engine.workers == 1\n"
+              "assert list(engine.map(abs, [-1, -2])) == [1, 2]\n"
+              "engine.close()\n"
+              "assert not ray.is_initialized()\n"
+              "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
