@@ -28,7 +28,9 @@ from .inputs import (
     _strip_newline,
     read_lines,
 )
+from .model_io import MAX_PIECE_BYTES
 from .outputs import check_output
+from .trainer import MAX_MIN_COUNT
 
 __all__ = ["main", "Corpus"]
 
@@ -105,6 +107,15 @@ class _Group(click.Group):
 def _int_option(*names, low: int, high: int, **kwargs):
     """An int option whose bad values name the flag (click checks the range)."""
     return click.option(*names, type=click.IntRange(low, high), **kwargs)
+
+
+def _finite(ctx, param, value: float) -> float:
+    """A float option that must be a finite number (click names the flag)."""
+    import math
+
+    if not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
 
 
 def _workers(workers: int) -> int:
@@ -184,9 +195,9 @@ def main() -> None:
 @click.option("--vocab-size", "vocab_sizes", multiple=True, type=click.IntRange(259, 2 ** 31 - 1),
               required=True, help="Vocabulary size incl. 3 special tokens (>= 259); repeatable.")
 @_int_option("--order", low=1, high=7, default=6, show_default=True, help="Byte n-gram order (1-7).")
-@_int_option("--min-count", low=1, high=2 ** 31 - 1, default=2, show_default=True,
+@_int_option("--min-count", low=1, high=MAX_MIN_COUNT, default=2, show_default=True,
              help="Drop n-grams/pieces seen less often.")
-@_int_option("--max-piece-length", low=1, high=1024, default=None,
+@_int_option("--max-piece-length", low=1, high=MAX_PIECE_BYTES, default=None,
              help="Longest piece, in bytes.  [default: 36 for bnlm, 16 for compress]")
 @click.option("--algorithm", type=click.Choice(["bnlm", "compress"]), default="bnlm", show_default=True,
               help="bnlm: the reference n-gram trainer (bit-exact with 0.6.3); "
@@ -251,7 +262,7 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
                    "DIR/: a shard file per input shard plus an index.")
 @click.option("--dtype", type=click.Choice(["auto", "uint16", "uint32"]), default="auto", show_default=True,
               help="Id type of the .npy file (auto: uint16 if the vocabulary fits).")
-@click.option("--alpha", default=-1.0, show_default=True,
+@click.option("--alpha", default=-1.0, show_default=True, callback=_finite,
               help="Sampling sharpness; negative: deterministic (Viterbi).")
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
 @_int_option("--workers", low=0, high=_MAX_WORKERS, default=0, show_default=True,

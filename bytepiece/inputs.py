@@ -76,6 +76,7 @@ def read_lines(path: str, errors: str = "strict", hint: bool = True,
         handle = _open_binary(path)
     elif path.endswith(".gz"):
         handle = gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[assignment]
+    inner = getattr(handle, "fileobj", None)  # a GzipFile does not close the file it reads
     try:
         for number, raw in enumerate(handle, 1):
             text = _decode(raw, path, number, errors, hint)
@@ -87,8 +88,9 @@ def read_lines(path: str, errors: str = "strict", hint: bool = True,
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise CorpusError(f"{path}: read error ({exc})") from None
     finally:
-        if handle is not sys.stdin.buffer:
-            handle.close()
+        for opened in (handle, inner):
+            if opened is not None and opened is not sys.stdin.buffer:
+                opened.close()
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -161,6 +163,7 @@ class Corpus:
             spill = tempfile.TemporaryFile(prefix="bytepiece-input-")
             try:
                 shutil.copyfileobj(source, spill, 1 << 20)
+                spill.flush()  # the passes read it through a handle of their own
             except OSError as exc:
                 spill.close()
                 raise CorpusError(f"{path}: read error ({exc.strerror or exc})") from None

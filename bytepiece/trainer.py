@@ -40,6 +40,8 @@ MAX_ORDER = 7
 #: tokens saved).
 ALGORITHMS = ("bnlm", "compress")
 DEFAULT_MAX_PIECE_LENGTH = {"bnlm": 36, "compress": 16}
+#: Largest ``min_count`` the compiled n-gram pruning takes (a C int).
+MAX_MIN_COUNT = 2 ** 31 - 1
 
 Batch = Tuple[bytes, np.ndarray]
 
@@ -148,7 +150,7 @@ class Trainer:
         if max_piece_length is None:
             max_piece_length = DEFAULT_MAX_PIECE_LENGTH[algorithm]
         self.max_piece_length = _check_int("max_piece_length", max_piece_length, 1, MAX_PIECE_BYTES)
-        self.min_count = _check_int("min_count", min_count, 1)
+        self.min_count = _check_int("min_count", min_count, 1, MAX_MIN_COUNT)
         self.isolate_digits = bool(isolate_digits)
         self.ensure_unicode = bool(ensure_unicode)
         self.verbose = bool(verbose)

@@ -15,8 +15,10 @@ outcomes, never a crash:
   "file changed while it was being read", or "texts changed between the
   two passes" for ``train``);
 * 143 after SIGTERM, or 1 ("Aborted!") after SIGINT: no output file;
-* killed by the signal itself only if it arrived before the program could
-  install its handlers, when no output can exist yet.
+* killed by the signal itself (or Python's ``KeyboardInterrupt`` traceback
+  from an import) only if it arrived before the program installed its
+  handlers (no output yet) or after it removed them on its way out (the
+  output is complete).
 
 And never a temporary ``.tmp-*`` file left, nor a partial output. ``--seed``
 makes the rounds reproducible (the timing of the events is not: it depends
@@ -65,7 +67,7 @@ def write_corpus(path: Path, rng: random.Random, lines: List[str], megabytes: fl
             written += len(text)
 
 
-def check_output(out: Path, kind: str) -> None:
+def check_result(out: Path, kind: str) -> None:
     if kind == "npy":
         import numpy as np
 
@@ -136,19 +138,23 @@ def one_round(rng: random.Random, work: Path, model: str, lines: List[str], verb
            [name for name in os.listdir(work) if name.startswith(".tmp-")]
     if left:
         raise Violation(f"temporary files left {left}: {where}")
-    if "Traceback" in message:
+    # Ctrl-C while the interpreter still imports the modules (before the
+    # command runs) is Python's own KeyboardInterrupt traceback; nothing can
+    # have been written yet.
+    starting = event == "sigint" and "<frozen importlib" in message and message.endswith("KeyboardInterrupt")
+    if "Traceback" in message and not starting:
         raise Violation(f"traceback: {where}")
     exists = out.exists() and kind != "none"
     if code == 0:
         if kind != "none":
             if not exists:
                 raise Violation(f"exit 0 without output: {where}")
-            check_output(out, kind)
+            check_result(out, kind)
     elif code == 1:
         if exists and kind != "none":
             raise Violation(f"failed run left its output: {where}")
         if event == "sigint" and happened:
-            pass  # "Aborted!" (or an error met first)
+            pass  # "Aborted!" (or an error met first, or still starting)
         elif len(message.splitlines()) != 1:
             raise Violation(f"error is not one line: {where}")
         elif event in ("truncate", "grow") and happened and not any(
@@ -161,8 +167,10 @@ def one_round(rng: random.Random, work: Path, model: str, lines: List[str], verb
         if exists:
             raise Violation(f"SIGTERM left an output: {where}")
     elif code in (-signal.SIGTERM, -signal.SIGINT) and happened and event in ("sigterm", "sigint"):
-        if exists:  # killed before the handlers were in place: nothing may exist yet
-            raise Violation(f"killed by the signal after writing: {where}")
+        # Killed before the handlers were in place (nothing written yet), or
+        # after they were removed at the very end (the output is complete).
+        if exists:
+            check_result(out, kind)
     else:
         raise Violation(f"unexpected exit status: {where}")
     if verbose:

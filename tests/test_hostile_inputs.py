@@ -163,6 +163,32 @@ def test_train_on_one_shot_inputs(tmp_path):
     assert _model_of(tmp_path / "fd.model") == _model_of(reference)
 
 
+def test_corpus_reads_a_pipe_on_every_pass():
+    """A one-shot input is copied aside on the first pass and read again from
+    there, small ones (that a write buffer would hold back) included."""
+    import threading
+
+    from bytepiece.inputs import Corpus
+
+    for payload in (b"c\nd\n", b"x" * 70000 + b"\ny\n", b""):
+        read_end, write_end = os.pipe()
+
+        def feed(end=write_end, data=payload):
+            os.write(end, data)
+            os.close(end)
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        corpus = Corpus([f"/dev/fd/{read_end}"])
+        try:
+            first, second = list(corpus), list(corpus)
+        finally:
+            corpus.close()
+            os.close(read_end)
+            writer.join()
+        assert first == second == payload.decode().splitlines(keepends=True)
+
+
 # -- a single string where texts are expected ----------------------------------------
 
 
@@ -224,6 +250,13 @@ def test_escaped_lone_surrogate_in_jsonl(tmp_path, tang_model):
 # -- command-line values -------------------------------------------------------------
 
 
+def test_trainer_refuses_a_min_count_the_core_cannot_take():
+    from bytepiece.trainer import Trainer
+
+    with pytest.raises(ValueError, match="min_count must be at most"):
+        Trainer(min_count=3_000_000_000)
+
+
 @pytest.mark.parametrize("args, flag", [
     (["--min-count", "3000000000"], "--min-count"),
     (["--workers", "99999999999999999999"], "--workers"),
@@ -236,6 +269,14 @@ def test_train_errors_name_the_flag(tmp_path, args, flag):
     result = run("train", str(SONG), "-o", str(tmp_path / "m"), "--vocab-size", "500", *args, "-q")
     one_line_error(result, flag)
     assert "max_vocab_size" not in result.output and "min_count" not in result.output
+
+
+@pytest.mark.parametrize("alpha", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("output", [False, True])
+def test_encode_alpha_must_be_finite(tmp_path, tang_model, alpha, output):
+    extra = ["-o", str(tmp_path / "t.npy"), "-q"] if output else []
+    one_line_error(run("encode", "-m", tang_model, str(SONG), "--alpha", alpha, *extra), "--alpha")
+    assert not (tmp_path / "t.npy").exists()
 
 
 def test_encode_workers_are_bounded(tmp_path, tang_model):
