@@ -15,11 +15,12 @@ first.
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Deque, Iterable, Iterator, Optional, TypeVar
 
-__all__ = ["LocalEngine", "Engine"]
+__all__ = ["LocalEngine", "Engine", "run_pass", "progress_bar"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -86,14 +87,7 @@ class LocalEngine:
     def map_reduce(self, fn: Callable[[T], R], items: Iterable[T], merge: Callable[[R, R], R]) -> Optional[R]:
         """``merge`` of ``fn(item)`` over all items, in input order (``None`` when
         there are no items). ``merge(a, b)`` may update and return ``a``."""
-        result: Any = None
-        first = True
-        for partial in self.map(fn, items):
-            if first:
-                result, first = partial, False
-            else:
-                result = merge(result, partial)
-        return result
+        return _fold(self.map(fn, items), merge)
 
     def close(self) -> None:
         """Stop the threads (idempotent)."""
@@ -115,3 +109,48 @@ class LocalEngine:
 #: What the trainers accept as ``engine``: anything with ``workers``, ``map``,
 #: ``map_reduce`` and ``close`` as :class:`LocalEngine` has them.
 Engine = LocalEngine
+
+
+def progress_bar(desc: str, total: Optional[int] = None, verbose: bool = True):
+    """The progress bar of one training pass: bytes, rate and ETA on stderr (tqdm)."""
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, total=total or None, unit="B", unit_scale=True, unit_divisor=1000,
+                file=sys.stderr, disable=not verbose, dynamic_ncols=True, leave=True)
+
+
+def run_pass(engine: LocalEngine, fn: Callable[[T], R], items: Iterable[T], merge: Callable[[R, R], R],
+             desc: str, total: Optional[int] = None, verbose: bool = True) -> "tuple[Optional[R], int]":
+    """``engine.map_reduce(fn, items, merge)`` with a progress bar over the items' ``size``
+    (bytes); returns the merged result and the bytes of all items."""
+    done = 0
+    sizes: Deque[int] = deque()
+
+    def sized() -> Iterator[T]:
+        for item in items:
+            sizes.append(int(getattr(item, "size", 0)))
+            yield item
+
+    def counted(partials: Iterator[R]) -> Iterator[R]:
+        nonlocal done
+        for partial in partials:
+            step = sizes.popleft()
+            done += step
+            bar.update(step)
+            yield partial
+
+    with progress_bar(desc, total, verbose) as bar:
+        result = _fold(counted(engine.map(fn, sized())), merge)
+    return result, done
+
+
+def _fold(partials: Iterable[R], merge: Callable[[R, R], R]) -> Optional[R]:
+    """``merge`` of the partials in order (``None`` when there are none)."""
+    result: Any = None
+    first = True
+    for partial in partials:
+        if first:
+            result, first = partial, False
+        else:
+            result = merge(result, partial)
+    return result

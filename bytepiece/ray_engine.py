@@ -390,7 +390,8 @@ class DatasetTexts:
     """The strings of column ``column`` of a ``ray.data.Dataset``, re-iterable.
 
     Each iteration streams the dataset's blocks from the cluster, in the
-    dataset's order, ``batch_size`` rows at a time; nothing is held whole. A
+    dataset's order (``preserve_order`` is set while it runs), ``batch_size``
+    rows at a time; nothing is held whole. A
     value that is not a string is a ``TypeError`` naming the column.
     """
 
@@ -406,12 +407,22 @@ class DatasetTexts:
         self.batch_size = batch_size
 
     def __iter__(self) -> Iterator[str]:
-        dataset = self.dataset.select_columns([self.column])
-        for batch in dataset.iter_batches(batch_size=self.batch_size, batch_format="pyarrow"):
-            for value in batch.column(self.column).to_pylist():
-                if not isinstance(value, str):
-                    raise TypeError(f"column {self.column!r} holds {type(value).__name__}, not str")
-                yield value
+        from ray.data import DataContext
+
+        # The rows in the dataset's order on every pass: the trainer's
+        # shards, and so its model, are then those of the same texts in a list.
+        options = DataContext.get_current().execution_options
+        before, options.preserve_order = options.preserve_order, True
+        try:
+            batches = self.dataset.select_columns([self.column]).iter_batches(
+                batch_size=self.batch_size, batch_format="pyarrow")
+            for batch in batches:
+                for value in batch.column(self.column).to_pylist():
+                    if not isinstance(value, str):
+                        raise TypeError(f"column {self.column!r} holds {type(value).__name__}, not str")
+                    yield value
+        finally:
+            options.preserve_order = before
 
 
 def _python_path() -> str:

@@ -12,11 +12,11 @@ in C, so text without special tokens costs one fast pass.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator, List, Mapping, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["SpecialMatcher", "SpecialCutTexts"]
+__all__ = ["SpecialMatcher", "special_pattern", "cut_at_special"]
 
 Match = Tuple[int, int, int]
 
@@ -83,28 +83,18 @@ def fragments(data: bytes, found: Sequence[Match]) -> Tuple[bytes, np.ndarray]:
     return b"".join(parts), offsets
 
 
-class SpecialCutTexts:
-    """Training texts cut at special tokens: each text of ``texts`` yields the
-    pieces of text between the occurrences of ``tokens`` (empty pieces left
-    out). Re-iterable when ``texts`` is, so both training passes see the same
-    texts; with no tokens, ``texts`` themselves are iterated.
+def special_pattern(tokens: Sequence[str]) -> Optional["re.Pattern[str]"]:
+    """The regular expression that finds ``tokens`` in training text (longest
+    first), or ``None`` when there are none. Picklable, like its users."""
+    ordered = sorted(set(tokens), key=lambda t: (-len(t), t))
+    return re.compile("|".join(re.escape(t) for t in ordered)) if ordered else None
 
-    Texts are cut before normalization, on the tokens' own (NFC) text.
-    """
 
-    def __init__(self, texts: Iterable[str], tokens: Sequence[str]) -> None:
-        self.texts = texts
-        ordered = sorted(set(tokens), key=lambda t: (-len(t), t))
-        self.pattern = re.compile("|".join(re.escape(t) for t in ordered)) if ordered else None
-
-    def __iter__(self) -> Iterator[str]:
-        if self.pattern is None:
-            yield from self.texts
-            return
-        search = self.pattern.search
-        split = self.pattern.split
-        for text in self.texts:
-            if isinstance(text, str) and search(text):
-                yield from (part for part in split(text) if part)
-            else:
-                yield text  # non-str items reach the trainer's own type check
+def cut_at_special(text: str, pattern: Optional["re.Pattern[str]"]) -> List[str]:
+    """The pieces of ``text`` between occurrences of the special tokens that
+    ``pattern`` finds (empty pieces left out): training never sees a special
+    token, nor text running across one. Cut before normalization, on the
+    tokens' own (NFC) text."""
+    if pattern is None or not pattern.search(text):
+        return [text]
+    return [part for part in pattern.split(text) if part]

@@ -139,9 +139,10 @@ def one_round(rng: random.Random, work: Path, model: str, lines: List[str], verb
     if left:
         raise Violation(f"temporary files left {left}: {where}")
     # Ctrl-C while the interpreter still imports the modules (before the
-    # command runs) is Python's own KeyboardInterrupt traceback; nothing can
-    # have been written yet.
-    starting = event == "sigint" and "<frozen importlib" in message and message.endswith("KeyboardInterrupt")
+    # command runs: inside it, Ctrl-C gives "Aborted!") is Python's own
+    # KeyboardInterrupt traceback; nothing can have been written yet.
+    starting = (event == "sigint" and message.endswith("KeyboardInterrupt")
+                and not (kind != "none" and out.exists()))
     if "Traceback" in message and not starting:
         raise Violation(f"traceback: {where}")
     exists = out.exists() and kind != "none"

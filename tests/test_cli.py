@@ -33,7 +33,7 @@ def test_train_matches_golden(tmp_path):
         pytest.skip("reference data not available")
     out = tmp_path / "poems.o6.m2.model"
     result = run("train", *POEMS, "-o", str(out), "--vocab-size", "2000", "--vocab-size", "1000",
-                 "--workers", "2", "--quiet")
+                 "--workers", "2", "--quiet", "--algorithm", "bnlm")
     assert result.exit_code == 0, result.output
     for size in (2000, 1000):
         mine = json.loads((tmp_path / f"poems.o6.m2.model.{size}").read_text(encoding="utf-8"))
@@ -46,13 +46,14 @@ def test_train_options_match_golden(tmp_path):
         pytest.skip("reference data not available")
     out = tmp_path / "m"
     result = run("train", *POEMS, "-o", str(out), "--vocab-size", "1500", "--order", "4", "--min-count", "3",
-                 "--no-ensure-unicode", "--max-piece-length", "8", "-q")
+                 "--no-ensure-unicode", "--max-piece-length", "8", "-q", "--algorithm", "bnlm")
     assert result.exit_code == 0, result.output
     ref = json.loads((REFERENCE / "train" / "poems.o4.noeu.model").read_text(encoding="utf-8"))
     assert json.loads(out.read_text(encoding="utf-8")) == ref
 
 
-def test_txt_gz_jsonl_and_stdin_give_the_same_model(tmp_path):
+@pytest.mark.parametrize("algorithm", ["compress", "bnlm"])
+def test_txt_gz_jsonl_and_stdin_give_the_same_model(tmp_path, algorithm):
     lines = (CORPORA / "song100.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
     gz = tmp_path / "c.txt.gz"
     with gzip.open(gz, "wt", encoding="utf-8") as handle:
@@ -68,7 +69,8 @@ def test_txt_gz_jsonl_and_stdin_give_the_same_model(tmp_path):
         ("stdin", ["-"], "".join(lines)),
     ]:
         out = tmp_path / f"{name}.model"
-        result = run("train", *args, "-o", str(out), "--vocab-size", "600", "-q", input=stdin)
+        result = run("train", *args, "-o", str(out), "--vocab-size", "600", "-q", "--algorithm", algorithm,
+                     input=stdin)
         assert result.exit_code == 0, (name, result.output)
         models.append(json.loads(out.read_text(encoding="utf-8")))
     assert models[0] == models[1] == models[2] == models[3]
@@ -548,6 +550,22 @@ def test_train_algorithm_compress(tmp_path):
     bad = CliRunner().invoke(main, ["train", str(corpus), "-o", str(out), "--vocab-size", "500",
                                     "--algorithm", "bpe"])
     assert bad.exit_code != 0
+
+
+def test_train_default_is_compress_and_budget_streams(tmp_path, capsys):
+    from bytepiece.inputs import Corpus
+    from bytepiece.model_io import model_dict
+    from bytepiece.trainer import Trainer
+
+    root = Path(__file__).resolve().parents[1] / "corpora"
+    files = [str(root / "handbook.en-US.txt"), str(root / "handbook.zh-CN.txt")]
+    out = tmp_path / "m.model"
+    result = run("train", *files, "-o", str(out), "--vocab-size", "900", "-q", "--candidate-mb", "1")
+    assert result.exit_code == 0, result.output
+    trainer = Trainer(max_vocab_size=900, candidate_bytes=1 << 20)
+    want = trainer.train(Corpus(files), workers=2)[900]
+    assert "spilled blocks" in capsys.readouterr().err  # the corpus did not fit: streamed
+    assert json.loads(out.read_text(encoding="utf-8")) == model_dict(want)
 
 
 @pytest.mark.parametrize("command", ["train", "encode"])

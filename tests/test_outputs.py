@@ -263,12 +263,23 @@ def test_sigterm_during_encode_leaves_no_file(tmp_path, tang_model, workers):
 def test_sigterm_during_train_leaves_no_file(tmp_path):
     import time
 
+    import random
+
+    # Lines that never repeat (words shuffled), so that no trainer can skip
+    # work on repeated text and finish before the signal.
+    rng = random.Random(0)
+    lines = (CORPORA / "handbook.en-US.txt").read_text(encoding="utf-8").splitlines()
     corpus = tmp_path / "big.txt"
-    _big_corpus(corpus, 8)
+    with open(corpus, "w", encoding="utf-8") as handle:
+        for _ in range(8):
+            for line in lines:
+                words = line.split()
+                rng.shuffle(words)
+                handle.write(" ".join(words) + "\n")
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "bytepiece.cli", "train", str(corpus), "-o",
-                             str(out / "m.model"), "--vocab-size", "2000", "-q"],
+                             str(out / "m.model"), "--vocab-size", "8000", "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(1.5)
     assert proc.poll() is None, "training ended before the signal"
