@@ -157,10 +157,10 @@ def _local_engine(workers: int):
 
 
 _ENGINE_OPTIONS = [
-    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                 help="Run the work in local processes, or as tasks on a Ray cluster."),
-    click.option("--ray-address", default=None,
-                 help="Address of the Ray cluster (default: start a local one)."),
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                 help="ray: as Ray tasks, on --ray-address ADDR."),
+    # Described by --engine's help (the help screens stay short).
+    click.option("--ray-address", metavar="ADDR", default=None, hidden=True),
 ]
 
 
