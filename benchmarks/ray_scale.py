@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 
 from bytepiece.engine import LocalEngine  # noqa: E402
+from encode_file import train_small_model as small_model  # noqa: E402
 from bytepiece.tokenizer import Tokenizer  # noqa: E402
 
 MB = 1_000_000
@@ -110,19 +111,6 @@ def build_corpus(megabytes: float, seed: int, directory: Path) -> Path:
                 if written >= megabytes * MB:
                     break
     os.replace(tmp, path)
-    return path
-
-
-def small_model(directory: Path) -> Path:
-    from bytepiece.trainer import Trainer
-
-    lines = []
-    for name in ("tang300.zh.txt", "song100.zh.txt", "handbook.en-US.txt"):
-        lines += (ROOT / "corpora" / name).read_text(encoding="utf-8").splitlines(keepends=True)
-    trainer = Trainer(order=4, max_vocab_size=8000, verbose=False, algorithm="bnlm")
-    trainer.train(lines)
-    path = directory / "small.model"
-    trainer.save(str(path))
     return path
 
 
