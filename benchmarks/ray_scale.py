@@ -378,7 +378,7 @@ def main() -> None:
             out.mkdir()
             if not args.no_encode:
                 run = bench_encoding(corpus, model, engine, args.workers, out)
-                shard = max(1 << 20, min(64 << 20, run["size"] // (4 * args.workers)))
+                shard = max(1 << 20, min(64 << 20, run["size"] // (16 * args.workers)))
                 scaling_model({**run, "workers": args.workers, "wall": run["ray .npy"]}, shard,
                               "encoding to .npy: the driver writes every id")
                 scaling_model({**run, "workers": args.workers, "wall": run["ray DIR/"],

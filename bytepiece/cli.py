@@ -416,7 +416,7 @@ def _encode_shards(tokenizer, paths: Sequence[str], output: str, engine=None, dt
         shard_bytes = DEFAULT_SHARD_BYTES  # the files must not depend on the number of workers
     else:  # a few shards per worker, so that they finish together
         runners = engine.workers if engine is not None else (workers or 1)
-        shard_bytes = max(1 << 20, min(DEFAULT_SHARD_BYTES, (total or DEFAULT_SHARD_BYTES) // (4 * runners)))
+        shard_bytes = max(1 << 20, min(DEFAULT_SHARD_BYTES, (total or DEFAULT_SHARD_BYTES) // (16 * runners)))
     blocks = _blocks(paths, field, errors, count=alpha >= 0)
     runner = engine if engine is not None else _local_engine(workers)
     try:
