@@ -132,6 +132,44 @@ def _load_tokenizer(model: str, seed: Optional[int] = None):
     return Tokenizer(model, seed=seed)
 
 
+def _make_engine(engine: str, workers: int, ray_address: Optional[str]):
+    """The engine that runs the tasks: ``None`` for the local default, or a
+    :class:`~bytepiece.ray_engine.RayEngine`; without Ray installed, a
+    one-line error saying how to install it."""
+    if engine != "ray":
+        if ray_address is not None:
+            raise click.UsageError("--ray-address applies to --engine ray only")
+        return None
+    from .ray_engine import RayEngine, RayNotInstalled
+
+    try:
+        return RayEngine(address=ray_address, num_cpus=workers or None)
+    except RayNotInstalled as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _local_engine(workers: int):
+    """The local engine with ``workers`` processes (0: one per CPU)."""
+    from .engine import LocalEngine
+    from .pipelines import cpu_count
+
+    return LocalEngine(workers or cpu_count())
+
+
+_ENGINE_OPTIONS = [
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                 help="ray: as Ray tasks, on --ray-address ADDR."),
+    # Described by --engine's help (the help screens stay short).
+    click.option("--ray-address", metavar="ADDR", default=None, hidden=True),
+]
+
+
+def _engine_options(func):
+    for option in reversed(_ENGINE_OPTIONS):
+        func = option(func)
+    return func
+
+
 def _input_lines(files: Sequence[str], errors: str) -> Iterator[Tuple[str, int, str]]:
     for path in files or ["-"]:
         for number, line in read_lines(path, errors, hint=False):
@@ -176,9 +214,11 @@ def main() -> None:
 @click.option("--candidate-mb", type=click.IntRange(min=1), default=24, show_default=True,
               help="compress: memory budget, MiB of distinct text held in memory (~21 bytes per byte).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@_engine_options
 @_user_errors
 def train(files, output, vocab_sizes, order, min_count, max_piece_length, algorithm, isolate_digits,
-          no_ensure_unicode, workers, jsonl_field, errors, special_tokens, candidate_mb, quiet) -> None:
+          no_ensure_unicode, workers, jsonl_field, errors, special_tokens, candidate_mb, quiet,
+          engine, ray_address) -> None:
     """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin).
 
     Files are streamed on every pass, never loaded whole; standard input and
@@ -205,10 +245,16 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
         special_tokens=list(special_tokens),
         candidate_bytes=candidate_mb << 20,
     )
+    runner = _make_engine(engine, workers, ray_address)
     try:
-        trainer.train(corpus, workers=_workers(workers))
+        if runner is None:
+            trainer.train(corpus, workers=_workers(workers))
+        else:
+            trainer.train(corpus, workers=runner.workers, engine=runner)
     finally:
         corpus.close()
+        if runner is not None:
+            runner.close()
     for target in targets:  # the inputs may have moved in the meantime
         check_output(target, files, option="-o")
     for path in trainer.save(output):
@@ -219,8 +265,9 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
 @main.command()
 @click.option("-m", "--model", required=True, type=click.Path(dir_okay=False), help="Model file.")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Write one flat .npy array of ids, <eos> after each document.")
+@click.option("-o", "--output", type=click.Path(),
+              help="Write one flat .npy array of ids, <eos> after each document; "
+                   "DIR/: a shard file per input shard plus an index.")
 @click.option("--dtype", type=click.Choice(["auto", "uint16", "uint32"]), default="auto", show_default=True,
               help="Id type of the .npy file (auto: uint16 if the vocabulary fits).")
 @click.option("--alpha", default=-1.0, show_default=True, callback=_finite,
@@ -235,25 +282,40 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
               help="What to do with bytes that are not UTF-8.")
 @click.option("--allow-special", is_flag=True,
               help="Encode the text of every special token as its id (default: as ordinary text).")
+@click.option("--shard-mb", type=int, default=None,
+              help="Input megabytes per shard with -o DIR/ or --engine ray  [default: 64 for DIR/]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@_engine_options
 @_user_errors
 def encode(model, files, output, dtype, alpha, seed, workers, jsonl_field, fmt, errors, allow_special,
-           quiet) -> None:
+           shard_mb, quiet, engine, ray_address) -> None:
     """Encode FILES (default: stdin): a document per line (.jsonl: per record).
 
     Without -o, print one line of ids per input line. With -o, write a
     token file for LM training: every document (its newline included) then
-    <eos>, as one .npy array that np.load(path, mmap_mode="r") reads.
+    <eos>, as one .npy array that np.load(path, mmap_mode="r") reads; with
+    -o DIR/, as one .npy per shard of the input plus DIR/index.json, which
+    bytepiece.pipelines.TokenShards reads as one sequence.
     """
     allowed = "all" if allow_special else None
+    if shard_mb is not None and shard_mb < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--shard-mb")
     if output is None:
         if dtype != "auto":
             raise click.UsageError("--dtype applies to .npy output only (-o)")
+        if engine != "local" or shard_mb is not None:
+            raise click.UsageError("--engine and --shard-mb apply to token files only (-o)")
         _encode_to_text(model, files, alpha, seed, workers, jsonl_field, fmt, errors, allowed)
         return
     if fmt != "ids":
         raise click.UsageError("--format applies to text output only (without -o)")
-    _encode_to_npy(model, files, output, dtype, alpha, seed, workers, jsonl_field, errors, quiet, allowed)
+    runner = _make_engine(engine, workers, ray_address)
+    try:
+        _encode_to_npy(model, files, output, dtype, alpha, seed, workers, jsonl_field, errors, quiet,
+                       allowed, runner, shard_mb)
+    finally:
+        if runner is not None:
+            runner.close()
 
 
 def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors, allowed=None) -> None:
@@ -279,14 +341,17 @@ def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors, allo
 
 
 def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, errors, quiet,
-                   allowed=None) -> None:
-    from .pipelines import token_dtype
+                   allowed=None, engine=None, shard_mb=None) -> None:
+    from .pipelines import check_shard_directory, is_shard_directory_path, token_dtype
     from .progress import Progress
 
     paths = list(files) or ["-"]
     for path in paths:
         _check_input(path)
-    check_output(output, paths + [model], option="-o")
+    if is_shard_directory_path(output):
+        check_shard_directory(output, paths + [model])
+    else:
+        check_output(output, paths + [model], option="-o")
     tokenizer = _load_tokenizer(model, seed)
     token_dtype(tokenizer.vocab_size, dtype)  # fail before reading anything
     plain = all(_mappable(p) for p in paths)
@@ -300,10 +365,17 @@ def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, err
         progress.update(input_bytes)
 
     try:
-        tokens, documents = _encode_files(tokenizer, paths, output, dtype=dtype, alpha=alpha, seed=seed,
-                                          workers=_workers(workers), field=field, errors=errors,
-                                          on_block=on_block, inputs=paths + [model],
-                                          allowed_special=allowed)
+        if engine is None and not is_shard_directory_path(output):
+            tokens, documents = _encode_files(tokenizer, paths, output, dtype=dtype, alpha=alpha, seed=seed,
+                                              workers=_workers(workers), field=field, errors=errors,
+                                              on_block=on_block, inputs=paths + [model],
+                                              allowed_special=allowed)
+        else:
+            tokens, documents = _encode_shards(tokenizer, paths, output, engine, dtype=dtype, alpha=alpha,
+                                               seed=seed, workers=_workers(workers), field=field,
+                                               errors=errors, shard_mb=shard_mb, total=total,
+                                               on_block=on_block, inputs=paths + [model],
+                                               allowed_special=allowed)
     finally:
         progress.close()
     if not quiet:
@@ -327,6 +399,33 @@ def _encode_files(tokenizer, paths: Sequence[str], output: str, dtype: str = "au
     return encode_blocks_to_token_file(tokenizer, blocks, output, dtype=dtype, alpha=alpha, seed=seed,
                                        workers=workers, on_block=on_block, stats=stats,
                                        inputs=list(paths) + list(inputs), allowed_special=allowed_special)
+
+
+def _encode_shards(tokenizer, paths: Sequence[str], output: str, engine=None, dtype: str = "auto",
+                   alpha: float = -1.0, seed: Optional[int] = None, workers: int = 0, field: str = "text",
+                   errors: str = "strict", shard_mb: Optional[int] = None, total: Optional[int] = None,
+                   on_block=None, inputs: Sequence[str] = (), allowed_special=None):
+    """Encode with an engine's tasks, a shard of the input each: into the token
+    file ``output``, or a shard directory when it ends with ``/``. ``engine``
+    ``None``: the local engine with ``workers`` processes."""
+    from .pipelines import DEFAULT_SHARD_BYTES, encode_with_engine, is_shard_directory_path
+
+    if shard_mb is not None:
+        shard_bytes = shard_mb << 20
+    elif is_shard_directory_path(output):
+        shard_bytes = DEFAULT_SHARD_BYTES  # the files must not depend on the number of workers
+    else:  # a few shards per worker, so that they finish together
+        runners = engine.workers if engine is not None else (workers or 1)
+        shard_bytes = max(1 << 20, min(DEFAULT_SHARD_BYTES, (total or DEFAULT_SHARD_BYTES) // (16 * runners)))
+    blocks = _blocks(paths, field, errors, count=alpha >= 0)
+    runner = engine if engine is not None else _local_engine(workers)
+    try:
+        return encode_with_engine(tokenizer, blocks, output, runner, dtype=dtype, alpha=alpha, seed=seed,
+                                  shard_bytes=shard_bytes, on_block=on_block, inputs=list(paths) + list(inputs),
+                                  allowed_special=allowed_special)
+    finally:
+        if engine is None:
+            runner.close()
 
 
 def _count(n: int) -> str:

@@ -13,6 +13,10 @@
   (e.g. byte ranges of a file) in worker processes, each doing the whole job
   for its blocks (read, decode, normalize, encode); the calling process only
   cuts the input and writes the results in order.
+* :func:`encode_with_engine` does the same with an engine's tasks (local
+  processes or a Ray cluster, :mod:`bytepiece.ray_engine`), into one ``.npy``
+  or into a shard directory: a shard file per input shard plus an index,
+  which :class:`TokenShards` reads as one memory-mapped sequence.
 """
 from __future__ import annotations
 
@@ -25,9 +29,10 @@ import queue
 import signal
 import struct
 import sys
+import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -42,6 +47,8 @@ __all__ = [
     "encode_batches_to_token_file",
     "encode_blocks_to_token_file",
     "cpu_count",
+    "encode_with_engine",
+    "TokenShards",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -627,3 +634,337 @@ def _encode_in_pool(pool: Any, source: Iterator[Any], writer: TokenFileWriter, a
             raise RuntimeError(f"a block of {block.size} bytes had {block.count} documents "
                                f"when counted, {count} when encoded")
         documents += _write_block(writer, block, ids, count, prepare_s, encode_s, on_block, times)
+
+
+# -- token files encoded by an engine (local processes or a Ray cluster) ---------
+#
+# The input's blocks are grouped into shards of about ``shard_bytes``; an
+# engine's ``map`` runs one task per shard. For a single ``.npy`` the tasks
+# return their ids and the driver writes them in input order; for a shard
+# directory each task writes its own shard file (atomically, under a name set
+# by its position in the input, so that a retried task replaces its own file
+# and never adds one), the driver writes the index last and only then moves
+# the directory into place.
+
+#: Name of the index of a shard directory.
+SHARD_INDEX = "index.json"
+SHARD_FORMAT = "bytepiece-token-shards"
+#: Input bytes per shard of a shard directory, unless told otherwise.
+DEFAULT_SHARD_BYTES = 64 << 20
+
+
+def shard_name(index: int) -> str:
+    """The file name of shard ``index`` of a shard directory."""
+    return f"shard-{index:06d}.npy"
+
+
+class ShardTask(NamedTuple):
+    """Shard ``index``: consecutive ``blocks`` of the input, its first document
+    being document ``first_index`` of the whole input (for sampling)."""
+
+    index: int
+    blocks: List[Any]
+    first_index: int
+
+
+def shard_tasks(blocks: Iterable[Any], shard_bytes: int, sampling: bool) -> Iterator[ShardTask]:
+    """Group ``blocks`` (see :func:`encode_blocks_to_token_file`) into shards of
+    about ``shard_bytes`` input bytes; ``sampling`` needs every block's count."""
+    group: List[Any] = []
+    size = index = first_index = documents = 0
+    for block in blocks:
+        if sampling and block.count is None:
+            raise ValueError("sampling needs the document count of every block")
+        group.append(block)
+        size += block.size
+        documents += block.count or 0
+        if size >= shard_bytes:
+            yield ShardTask(index, group, first_index)
+            index, first_index = index + 1, first_index + documents
+            group, size, documents = [], 0, 0
+    if group or index == 0:
+        yield ShardTask(index, group, first_index)
+
+
+class ShardEncoder:
+    """The task of an engine: encode a :class:`ShardTask`.
+
+    Without ``directory`` it returns ``(ids, documents, input bytes)``; with
+    one, it writes ``directory/shard-NNNNNN.npy`` atomically and returns
+    ``(file name, tokens, documents, input bytes)``. Picklable (it carries
+    the tokenizer).
+    """
+
+    def __init__(self, tokenizer: Any, dtype: np.dtype, alpha: float = -1.0, seed: Optional[int] = None,
+                 directory: Optional[str] = None, allowed_special: Any = None) -> None:
+        self.tokenizer = tokenizer
+        self.allowed_special = allowed_special
+        self.dtype = np.dtype(dtype)
+        self.alpha = alpha
+        self.seed = seed
+        self.directory = directory
+
+    def _encoded(self, task: ShardTask) -> Iterator[Tuple[np.ndarray, int, int]]:
+        first = task.first_index
+        for block in task.blocks:
+            ids, count, _prepare_s, _encode_s = _encode_block(self.tokenizer, block, first, self.alpha,
+                                                              self.seed, self.dtype, self.allowed_special)
+            if block.count is not None and count != block.count:
+                raise RuntimeError(f"a block of {block.size} bytes had {block.count} documents "
+                                   f"when counted, {count} when encoded")
+            first += count
+            yield ids, count, block.size
+
+    def __call__(self, task: ShardTask):
+        if self.directory is None:
+            parts, documents, size = [], 0, 0
+            for ids, count, nbytes in self._encoded(task):
+                parts.append(ids)
+                documents += count
+                size += nbytes
+            ids = np.concatenate(parts) if parts else np.empty(0, dtype=self.dtype)
+            return ids, documents, size
+        name = shard_name(task.index)
+        documents = size = 0
+        with TokenFileWriter(os.path.join(self.directory, name), self.dtype) as writer:
+            for ids, count, nbytes in self._encoded(task):
+                writer.write(ids)
+                documents += count
+                size += nbytes
+        return name, writer.count, documents, size
+
+
+def encode_with_engine(tokenizer: Any, blocks: Iterable[Any], output: PathLike, engine: Any,
+                       dtype: str = "auto", alpha: float = -1.0, seed: Optional[int] = None,
+                       shard_bytes: int = DEFAULT_SHARD_BYTES,
+                       on_block: Optional[Callable[[int, int, int], None]] = None,
+                       inputs: Iterable[Optional[PathLike]] = (),
+                       allowed_special: Any = None) -> Tuple[int, int]:
+    """Encode ``blocks`` with ``engine`` (one task per shard of about
+    ``shard_bytes``) into the token file ``output``, or, when ``output`` ends
+    with a path separator, into a shard directory (see
+    :class:`TokenShards`). The result is the same as
+    :func:`encode_blocks_to_token_file`'s, whatever the engine and the shard
+    size. ``on_block(input bytes, tokens, documents)`` is called per shard.
+    ``output`` must be none of the files ``inputs`` (nor hold one).
+    ``allowed_special`` is as for ``Tokenizer.encode``. Returns ``(tokens, documents)``.
+    """
+    if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 1:
+        raise ValueError(f"shard_bytes must be a positive int, got {shard_bytes!r}")
+    file_dtype = token_dtype(tokenizer.vocab_size, dtype)
+    sampling = alpha >= 0
+    if sampling and seed is None:
+        seed = tokenizer.next_seed()  # one draw: the whole output is one stream
+    inputs = list(inputs)
+    if allowed_special is not None and not isinstance(allowed_special, str):
+        allowed_special = frozenset(allowed_special)  # shipped with the tasks
+    tokenizer._matcher(allowed_special)  # fail on an unknown special token before any work
+    tasks = shard_tasks(blocks, shard_bytes, sampling)
+    if is_shard_directory_path(output):
+        check_shard_directory(output, inputs)
+        return _encode_to_directory(tokenizer, tasks, os.fspath(output), engine, file_dtype, alpha, seed,
+                                    on_block, inputs, allowed_special)
+    encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed, allowed_special=allowed_special)
+    documents = 0
+    with TokenFileWriter(output, file_dtype, inputs) as writer:
+        for ids, count, size in engine.map(encoder, tasks):
+            writer.write(ids)
+            documents += count
+            if on_block is not None:
+                on_block(size, len(ids), count)
+        tokens = writer.count
+    return tokens, documents
+
+
+def is_shard_directory_path(path: PathLike) -> bool:
+    """Whether ``path`` names a shard directory: it ends with a path separator
+    (a directory named without one is refused as a token file's path)."""
+    return os.fspath(path).endswith(("/", os.sep))
+
+
+def check_shard_directory(path: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> str:
+    """Check that the shard directory ``path`` can be written: its parent is
+    a writable directory, and ``path`` is absent, empty, or a shard directory
+    made before (which is replaced) that holds none of ``inputs``. Returns
+    the real path of the directory."""
+    name = os.fspath(path)
+    real = os.path.realpath(name.rstrip("/" + os.sep) or name)
+    parent = os.path.dirname(real)
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{name}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name}: directory {parent} is not writable")
+    if not os.path.exists(real):
+        return real
+    if not os.path.isdir(real):
+        raise FileExistsError(f"{name}: exists and is not a directory")
+    for source in inputs:
+        if source is not None and os.fspath(source) != "-":
+            if os.path.realpath(os.fspath(source)).startswith(real + os.sep):
+                raise ValueError(f"{name}: holds an input ({os.fspath(source)}); write the output elsewhere")
+    names = set(os.listdir(real))
+    if names and (SHARD_INDEX not in names
+                  or not all(n == SHARD_INDEX or (n.startswith("shard-") and n.endswith(".npy"))
+                             for n in names)):
+        raise FileExistsError(f"{name}: exists and is not a token shard directory (it holds other files)")
+    return real
+
+
+def _encode_to_directory(tokenizer: Any, tasks: Iterable[ShardTask], path: str, engine: Any,
+                         file_dtype: np.dtype, alpha: float, seed: Optional[int],
+                         on_block: Optional[Callable[[int, int, int], None]],
+                         inputs: List[Optional[PathLike]], allowed_special: Any) -> Tuple[int, int]:
+    import json
+    import shutil
+
+    from .outputs import atomic_write
+
+    target = check_shard_directory(path, inputs)
+    parent = os.path.dirname(target)
+    staging = tempfile.mkdtemp(prefix=".tmp-", suffix="-" + os.path.basename(target), dir=parent)
+    try:
+        encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed, staging, allowed_special)
+        shards = []
+        tokens = documents = 0
+        for name, count, docs, size in engine.map(encoder, tasks):
+            _check_shard_file(os.path.join(staging, name), file_dtype, count)
+            shards.append({"file": name, "tokens": count, "documents": docs})
+            tokens += count
+            documents += docs
+            if on_block is not None:
+                on_block(size, count, docs)
+        _remove_strays(staging, {entry["file"] for entry in shards})
+        index = {"format": SHARD_FORMAT, "version": 1, "dtype": file_dtype.name, "eos_id": EOS_ID,
+                 "tokens": tokens, "documents": documents, "shards": shards}
+        text = json.dumps(index, indent=1) + "\n"
+        atomic_write(os.path.join(staging, SHARD_INDEX), lambda handle: handle.write(text.encode("ascii")))
+        _replace_directory(staging, target, inputs)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return tokens, documents
+
+
+def _remove_strays(directory: str, keep: set) -> None:
+    """Remove what tasks that died mid-write left (their temporary files)."""
+    for name in os.listdir(directory):
+        if name not in keep:
+            os.unlink(os.path.join(directory, name))
+
+
+def _check_shard_file(path: str, dtype: np.dtype, tokens: int) -> None:
+    """The shard a task reported is there, as reported (on a cluster, the
+    directory must be on a file system that the workers and this process share)."""
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: a task wrote this shard but it is not here; on a cluster, "
+                                "the output directory must be on a file system shared by every node") from None
+    if size != NPY_HEADER_BYTES + tokens * dtype.itemsize:
+        raise RuntimeError(f"{path}: {size} bytes, expected {tokens} ids of {dtype.name}")
+
+
+def _replace_directory(staging: str, target: str, inputs: List[Optional[PathLike]]) -> None:
+    """Move the complete ``staging`` directory to ``target`` (replacing an empty
+    directory or an earlier shard directory there)."""
+    import shutil
+
+    if not os.path.exists(target):
+        os.rename(staging, target)
+        return
+    check_shard_directory(target, inputs)  # again: it may have changed while encoding
+    old = tempfile.mkdtemp(prefix=".old-", suffix="-" + os.path.basename(target), dir=os.path.dirname(target))
+    os.rmdir(old)
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class TokenShards:
+    """A shard directory read as one flat sequence of ids.
+
+    Each shard is memory-mapped (nothing is read until it is used); ``len``
+    is the number of ids of all shards, and an int or a slice (with any step,
+    across shard boundaries) gives NumPy values::
+
+        tokens = TokenShards("tokens/")
+        window = tokens[i:i + 2048]        # np.ndarray, even across two shards
+
+    ``documents``, ``dtype`` and ``shards`` (the index entries) describe it;
+    :meth:`to_numpy` gives the whole sequence as one array (in memory).
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        import json
+
+        self.path = os.fspath(path)
+        index_path = os.path.join(self.path, SHARD_INDEX)
+        try:
+            with open(index_path, "rb") as handle:
+                index = json.loads(handle.read().decode("utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.path}: not a token shard directory (no {SHARD_INDEX})") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{index_path}: not valid JSON ({exc})") from None
+        if not isinstance(index, dict) or index.get("format") != SHARD_FORMAT:
+            raise ValueError(f"{index_path}: not the index of a token shard directory")
+        try:
+            self.dtype = np.dtype(index["dtype"]).newbyteorder("<")
+            self.shards: List[Dict[str, Any]] = list(index["shards"])
+            self.documents = int(index["documents"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{index_path}: malformed index ({exc})") from None
+        self._arrays: List[np.ndarray] = []
+        for entry in self.shards:
+            name, count = entry.get("file"), entry.get("tokens")
+            if not isinstance(name, str) or os.path.basename(name) != name or not isinstance(count, int):
+                raise ValueError(f"{index_path}: malformed shard entry {entry!r}")
+            file = os.path.join(self.path, name)
+            array = np.load(file, mmap_mode="r") if count else np.empty(0, dtype=self.dtype)
+            if array.ndim != 1 or len(array) != count or array.dtype != self.dtype:
+                raise ValueError(f"{file}: holds {array.shape} {array.dtype}, the index says {count} "
+                                 f"{self.dtype.name}")
+            self._arrays.append(array)
+        self._starts = np.zeros(len(self._arrays) + 1, dtype=np.int64)
+        np.cumsum([len(a) for a in self._arrays], out=self._starts[1:])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _span(self, start: int, stop: int) -> np.ndarray:
+        first = int(np.searchsorted(self._starts, start, side="right")) - 1
+        parts = []
+        while start < stop:
+            base = int(self._starts[first])
+            take = min(stop, int(self._starts[first + 1])) - base
+            parts.append(self._arrays[first][start - base:take])
+            start = base + take
+            first += 1
+        if len(parts) == 1:
+            return np.asarray(parts[0])
+        return np.concatenate(parts) if parts else np.empty(0, dtype=self.dtype)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step == 1:
+                return self._span(start, max(start, stop))
+            low, high = (start, stop) if step > 0 else (stop + 1, start + 1)
+            return self._span(low, max(low, high))[::step]  # a negative step starts at the end
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
+            raise TypeError(f"token shards are indexed by int or slice, got {type(key).__name__}")
+        position = int(key) + len(self) if key < 0 else int(key)
+        if not 0 <= position < len(self):
+            raise IndexError(f"index {key} out of range for {len(self)} tokens")
+        return self._span(position, position + 1)[0]
+
+    def to_numpy(self) -> np.ndarray:
+        """All ids as one array (read into memory)."""
+        return self._span(0, len(self))
+
+    def __repr__(self) -> str:
+        return f"TokenShards({self.path!r}: {len(self)} {self.dtype.name} ids, {len(self.shards)} shards)"

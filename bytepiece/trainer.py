@@ -320,15 +320,19 @@ class Trainer:
         iterator or generator (consumed once and copied to a temporary file,
         since every pass reads the corpus again), file paths
         (``pathlib.Path``, a list of them, or :class:`bytepiece.inputs.Corpus`),
-        or a Hugging Face ``Dataset``/``IterableDataset`` whose column
-        ``text_column`` (default ``"text"``) holds the texts. A single ``str``
-        is refused. ``workers`` threads run the passes (``0``: one per CPU)
+        a Hugging Face ``Dataset``/``IterableDataset`` or a ``ray.data.Dataset``
+        whose column ``text_column`` (default ``"text"``) holds the texts. A
+        single ``str`` is refused. ``workers`` threads run the passes (``0``: one per CPU)
         unless ``engine`` is given; the corpus is read in shards of about
         ``shard_bytes`` bytes. The result depends on neither.
         """
         if engine is None:
             workers = _check_int("workers", workers, 0)
         shard_bytes = _check_int("shard_bytes", shard_bytes, 1)
+        from .ray_engine import DatasetTexts, is_ray_dataset
+
+        if is_ray_dataset(texts):  # its text column, streamed from the cluster on each pass
+            texts, text_column = DatasetTexts(texts, text_column or "text"), None
         with TrainingCorpus(texts, text_column=text_column, shard_bytes=shard_bytes) as corpus:
             if engine is not None:
                 return self._train(corpus, engine)

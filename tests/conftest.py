@@ -112,3 +112,21 @@ def tang_model(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("models") / "tang.model"
     trainer.save(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs for the tests of one module, shut down after
+    them. Workers import ``bytepiece`` and the test modules from this tree."""
+    ray = pytest.importorskip("ray")
+    import os
+
+    if ray.is_initialized():
+        ray.shutdown()
+    path = os.pathsep.join([str(ROOT), str(ROOT / "tests")] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -566,3 +566,19 @@ def test_train_default_is_compress_and_budget_streams(tmp_path, capsys):
     want = trainer.train(Corpus(files), workers=2)[900]
     assert "spilled blocks" in capsys.readouterr().err  # the corpus did not fit: streamed
     assert json.loads(out.read_text(encoding="utf-8")) == model_dict(want)
+
+
+@pytest.mark.parametrize("command", ["train", "encode"])
+def test_engine_ray_without_ray_says_how_to_install_it(model, tmp_path, monkeypatch, command):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    if command == "train":
+        args = ["train", POEMS[0], "-o", str(tmp_path / "m.model"), "--vocab-size", "500", "--engine", "ray"]
+    else:
+        args = ["encode", "-m", model, POEMS[0], "-o", str(tmp_path / "t.npy"), "--engine", "ray"]
+    result = run(*args)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "bytepiece[ray]"' in lines[0], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
