@@ -33,7 +33,7 @@ from .model_io import MAX_PIECE_BYTES, check_new_special_tokens, save_model, uni
 from .normalization import normalize
 from .special import cut_at_special, special_pattern
 from .outputs import check_output
-from .progress import Progress
+from .progress import progress_bar
 
 __all__ = ["Trainer"]
 
@@ -158,7 +158,7 @@ def split_pieces(pieces: List[bytes], counts: np.ndarray, items: Batch, weights:
 
 
 def remove_wasted_pieces(pieces: List[bytes], counts: np.ndarray, threads: int = 1,
-                         progress: Optional[Progress] = None) -> Tuple[List[bytes], np.ndarray]:
+                         progress=None) -> Tuple[List[bytes], np.ndarray]:
     """§6.4 step 3: ``keep = split(keep, keep)`` until the number of pieces is stable.
 
     A piece that is never chosen when segmenting its own bytes disappears and
@@ -258,7 +258,7 @@ class Trainer:
         ``piece_counts`` is emptied (its memory is released as soon as the
         pieces are out).
         """
-        with Progress("prune", unit="rounds", enabled=self.verbose) as progress:
+        with progress_bar("prune", unit="rounds", enabled=self.verbose) as progress:
             # Step 2's partition first, straight from the table: the pieces to
             # drop (most of them, long and rare) come out packed, not as one
             # Python object each.
