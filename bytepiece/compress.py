@@ -46,6 +46,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, 
 import numpy as np
 
 from ._compress import PieceSet, count_candidates, count_chars
+from .chunking import shard_chunks
 from .engine import LocalEngine, run_pass
 from .inputs import Shard, TrainingCorpus
 from .normalization import normalize
@@ -239,8 +240,6 @@ def scan_shard(isolate_digits: bool, budget: int, spill_dir: Optional[str], shar
                special_tokens: Sequence[str] = ()) -> Scan:
     """Pass 1 on one shard: its statistics and sample, its chunks spilled to ``spill_dir``
     (texts cut at ``special_tokens`` first)."""
-    from .trainer import shard_chunks
-
     scan = Scan(budget)
     block = Corpus(Counter(shard_chunks(shard, isolate_digits, special_tokens)))
     if len(block):
