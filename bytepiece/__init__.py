@@ -1,4 +1,5 @@
-"""BytePiece: a byte-level Unigram tokenizer with a compiled core.
+"""BytePiece, a byte-level Unigram tokenizer with a compiled core: the package's
+public names, each loaded from its module on first use.
 
 >>> from bytepiece import Tokenizer
 >>> tok = Tokenizer("model.json")          # doctest: +SKIP

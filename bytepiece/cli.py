@@ -343,7 +343,7 @@ def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors, allo
 def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, errors, quiet,
                    allowed=None, engine=None, shard_mb=None) -> None:
     from .pipelines import check_shard_directory, is_shard_directory_path, token_dtype
-    from .progress import Progress
+    from .progress import progress_bar
 
     paths = list(files) or ["-"]
     for path in paths:
@@ -356,12 +356,12 @@ def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, err
     token_dtype(tokenizer.vocab_size, dtype)  # fail before reading anything
     plain = all(_mappable(p) for p in paths)
     total = sum(os.path.getsize(p) for p in paths) if plain else None
-    progress = Progress("encoding", total=total, unit="B", enabled=not quiet)
+    progress = progress_bar("encoding", total=total, unit="B", enabled=not quiet)
     counts = {"tokens": 0}
 
     def on_block(input_bytes: int, tokens: int, documents: int) -> None:
         counts["tokens"] += tokens
-        progress.description = f"encoding [{_count(counts['tokens'])} tokens]"
+        progress.set_postfix_str(f"{_count(counts['tokens'])} tokens", refresh=False)
         progress.update(input_bytes)
 
     try:

@@ -46,9 +46,11 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, 
 import numpy as np
 
 from ._compress import PieceSet, count_candidates, count_chars
+from .chunking import shard_chunks
 from .engine import LocalEngine, run_pass
 from .inputs import Shard, TrainingCorpus
 from .normalization import normalize
+from .progress import log, progress_bar
 
 __all__ = ["train_compress", "Corpus", "load_corpus", "hard_em", "SpilledCorpus", "CANDIDATE_BYTES"]
 
@@ -238,8 +240,6 @@ def scan_shard(isolate_digits: bool, budget: int, spill_dir: Optional[str], shar
                special_tokens: Sequence[str] = ()) -> Scan:
     """Pass 1 on one shard: its statistics and sample, its chunks spilled to ``spill_dir``
     (texts cut at ``special_tokens`` first)."""
-    from .trainer import shard_chunks
-
     scan = Scan(budget)
     block = Corpus(Counter(shard_chunks(shard, isolate_digits, special_tokens)))
     if len(block):
@@ -359,7 +359,7 @@ def _peak_mb() -> float:
 
 def _log(verbose: bool, message: str) -> None:
     if verbose:
-        print(f"[compress] {message}, peak {_peak_mb():.0f} MB", file=sys.stderr, flush=True)
+        log(f"[compress] {message}, peak {_peak_mb():.0f} MB")
 
 
 def _scores(counts: np.ndarray) -> np.ndarray:
@@ -715,6 +715,7 @@ def _train_on(corpus: Union[Corpus, "SpilledCorpus"], sample: Corpus, byte_count
 
     results: Dict[int, Dict[bytes, int]] = {}
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    rounds = progress_bar("prune", unit="rounds", enabled=verbose)
     try:
         round_no = 0
         for size in sizes:
@@ -731,8 +732,8 @@ def _train_on(corpus: Union[Corpus, "SpilledCorpus"], sample: Corpus, byte_count
                     pieces = [p for p, k in zip(pieces, used.tolist()) if k]
                     counts, prot, lengths = counts[used], prot[used], lengths[used]
                 round_no += 1
-                _log(verbose, f"prune round {round_no}: {len(pieces)} pieces, "
-                              f"{int(counts.sum())} tokens, {time.perf_counter() - start:.1f}s")
+                rounds.set_postfix_str(f"{len(pieces)} pieces, {int(counts.sum())} tokens", refresh=False)
+                rounds.update(1)
                 if len(pieces) <= target:
                     break
                 n_multi = int((~prot).sum())
@@ -754,6 +755,7 @@ def _train_on(corpus: Union[Corpus, "SpilledCorpus"], sample: Corpus, byte_count
             _log(verbose, f"size {size}: {len(pieces)} pieces, {int(counts.sum())} tokens on the "
                           f"training text, {time.perf_counter() - start:.1f}s")
     finally:
+        rounds.close()
         if pool is not None:
             pool.shutdown()
     return results

@@ -33,7 +33,7 @@ from .model_io import (
 )
 from .normalization import nfc_utf8
 from .outputs import atomic_write, check_output
-from .trainer import remove_wasted_pieces
+from .pruning import remove_wasted_pieces
 
 __all__ = [
     "SentencePieceExport",

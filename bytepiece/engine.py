@@ -15,12 +15,13 @@ first.
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Deque, Iterable, Iterator, Optional, TypeVar
 
-__all__ = ["LocalEngine", "Engine", "run_pass", "progress_bar"]
+from .progress import progress_bar
+
+__all__ = ["LocalEngine", "Engine", "run_pass"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -111,14 +112,6 @@ class LocalEngine:
 Engine = LocalEngine
 
 
-def progress_bar(desc: str, total: Optional[int] = None, verbose: bool = True):
-    """The progress bar of one training pass: bytes, rate and ETA on stderr (tqdm)."""
-    from tqdm import tqdm
-
-    return tqdm(desc=desc, total=total or None, unit="B", unit_scale=True, unit_divisor=1000,
-                file=sys.stderr, disable=not verbose, dynamic_ncols=True, leave=True)
-
-
 def run_pass(engine: LocalEngine, fn: Callable[[T], R], items: Iterable[T], merge: Callable[[R, R], R],
              desc: str, total: Optional[int] = None, verbose: bool = True) -> "tuple[Optional[R], int]":
     """``engine.map_reduce(fn, items, merge)`` with a progress bar over the items' ``size``
@@ -139,7 +132,7 @@ def run_pass(engine: LocalEngine, fn: Callable[[T], R], items: Iterable[T], merg
             bar.update(step)
             yield partial
 
-    with progress_bar(desc, total, verbose) as bar:
+    with progress_bar(desc, total, enabled=verbose) as bar:
         result = _fold(counted(engine.map(fn, sized())), merge)
     return result, done
 

@@ -159,18 +159,12 @@ class Corpus:
         copied to a temporary file the first time."""
         spill = self._spills.get(index)
         if spill is None:
-            path = self.paths[index]
-            source = sys.stdin.buffer if path == "-" else _open_raw(path)
             spill = tempfile.TemporaryFile(prefix="bytepiece-input-")
             try:
-                shutil.copyfileobj(source, spill, 1 << 20)
-                spill.flush()  # the passes read it through a handle of their own
-            except OSError as exc:
+                copy_one_shot(self.paths[index], spill)
+            except BaseException:
                 spill.close()
-                raise CorpusError(f"{path}: read error ({exc.strerror or exc})") from None
-            finally:
-                if source is not sys.stdin.buffer:
-                    source.close()
+                raise
             self._spills[index] = spill
         handle = open(os.dup(spill.fileno()), "rb")
         handle.seek(0)
@@ -196,6 +190,21 @@ class Corpus:
 def _one_shot(path: str) -> bool:
     """Whether ``path`` can be read only once (standard input, a pipe, a socket...)."""
     return path == "-" or not os.path.isfile(path)
+
+
+def copy_one_shot(path: str, out: BinaryIO) -> None:
+    """Copy the bytes of the one-shot input ``path`` (``-`` for standard input,
+    a pipe...) to ``out``, flushed, so that every later pass can read the copy
+    through a handle of its own; a read error names ``path`` as given."""
+    source = sys.stdin.buffer if path == "-" else _open_raw(path)
+    try:
+        shutil.copyfileobj(source, out, 1 << 20)
+        out.flush()
+    except OSError as exc:
+        raise CorpusError(f"{path}: read error ({exc.strerror or exc})") from None
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
 
 
 def _open_raw(path: str) -> BinaryIO:
@@ -694,25 +703,17 @@ class TrainingCorpus:
         return self._workdir
 
     def _plan(self, paths: Sequence[str], field: str, errors: str) -> None:
-        import shutil
-        import stat
-
         local: List[str] = []
         names: List[str] = []
         for path in paths:
             path = os.fspath(path)
             _check_input(path)
-            streamed = path == "-" or not stat.S_ISREG(os.stat(path).st_mode)
+            streamed = _one_shot(path)
             if streamed:  # read once: keep a copy to read on every pass
                 base = os.path.basename(path) if path != "-" else "stdin.txt"
                 copy = os.path.join(self._workspace(), f"{len(local)}-{base}")
-                source = sys.stdin.buffer if path == "-" else open(path, "rb")
-                try:
-                    with open(copy, "wb") as out:
-                        shutil.copyfileobj(source, out, 1 << 20)
-                finally:
-                    if path != "-":
-                        source.close()
+                with open(copy, "wb") as out:
+                    copy_one_shot(path, out)
                 local.append(copy)
             else:
                 local.append(path)

@@ -15,30 +15,29 @@ in other processes unpickles a fresh empty result for each call, and the merge
 sums them. Sums of integers do not depend on how the corpus was split, so the
 vocabulary is the same for any number of workers and any shard size, and
 bit-exact with the reference release.
-The pruning of §6.4 re-segments pieces with the compiled Unigram segmenter.
+The pruning of §6.4 re-segments pieces with the compiled Unigram segmenter
+(:mod:`bytepiece.pruning`); the chunks come from :mod:`bytepiece.chunking`.
 """
 from __future__ import annotations
 
 import functools
 import itertools
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._ngram import NgramCounts, NgramModel, PieceCounts
+from .chunking import pack_chunks, shard_batches
 from .engine import LocalEngine, run_pass
-from .inputs import SHARD_BYTES, Shard, TrainingCorpus, shard_text_blocks
-from .model_io import MAX_PIECE_BYTES, check_new_special_tokens, save_model, unigram_scores
-from .normalization import normalize
-from .special import cut_at_special, special_pattern
+from .inputs import SHARD_BYTES, Shard, TrainingCorpus
+from .model_io import MAX_PIECE_BYTES, check_new_special_tokens, save_model
 from .outputs import check_output
-from .progress import Progress
+from .progress import progress_bar
+from .pruning import remove_wasted_pieces, split_pieces
 
 __all__ = ["Trainer"]
 
-#: Chunk length limit used for training (ALGORITHM.md §1).
-TRAIN_MAXLEN = 10000
 #: Largest n-gram order the compiled tables support.
 MAX_ORDER = 7
 #: Training algorithms: "bnlm" is the reference (byte n-gram language model,
@@ -50,9 +49,6 @@ DEFAULT_MAX_PIECE_LENGTH = {"bnlm": 36, "compress": 16}
 #: Largest ``min_count`` the compiled n-gram pruning takes (a C int).
 MAX_MIN_COUNT = 2 ** 31 - 1
 
-Batch = Tuple[bytes, np.ndarray]
-
-
 def _check_int(name: str, value, minimum: int, maximum: Optional[int] = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -61,53 +57,6 @@ def _check_int(name: str, value, minimum: int, maximum: Optional[int] = None) ->
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return int(value)
-
-
-def _pack(pieces: Sequence[bytes]) -> Batch:
-    """``(data, offsets)`` for byte strings laid back to back."""
-    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
-    if pieces:
-        np.cumsum(np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces)), out=offsets[1:])
-    return b"".join(pieces), offsets
-
-
-#: Bytes of chunks packed at a time within a shard (bounds the memory of a call).
-BATCH_BYTES = 1 << 20
-
-
-def shard_batches(shard: Shard, isolate_digits: bool, batch_bytes: int = BATCH_BYTES,
-                  special_tokens: Sequence[str] = ()) -> Iterable[List[bytes]]:
-    """The training chunks (ALGORITHM.md §1, ``maxlen=10000``) of a shard's texts,
-    in order, in lists of about ``batch_bytes`` bytes; texts are first cut at
-    ``special_tokens`` (:func:`~bytepiece.special.cut_at_special`)."""
-    special = special_pattern(special_tokens)
-    chunks: List[bytes] = []
-    size = 0
-    # A plain line of at most TRAIN_MAXLEN bytes (so characters) is its own
-    # only chunk unless digits are isolated or special tokens cut it: no need
-    # to decode and normalize it.
-    plain = 0 if isolate_digits or special is not None else TRAIN_MAXLEN
-    for texts in shard_text_blocks(shard, plain):
-        if texts and isinstance(texts[0], bytes):
-            chunks.extend(texts)  # type: ignore[arg-type]
-            size += sum(map(len, texts))
-        else:
-            for text in texts:
-                for part in cut_at_special(text, special):  # type: ignore[arg-type]
-                    parts = normalize(part, TRAIN_MAXLEN, isolate_digits)
-                    chunks.extend(parts)
-                    size += sum(map(len, parts))
-        if size >= batch_bytes:
-            yield chunks
-            chunks, size = [], 0
-    if chunks:
-        yield chunks
-
-
-def shard_chunks(shard: Shard, isolate_digits: bool, special_tokens: Sequence[str] = ()) -> List[bytes]:
-    """All the training chunks of a shard's texts, in order."""
-    return [chunk for batch in shard_batches(shard, isolate_digits, special_tokens=special_tokens)
-            for chunk in batch]
 
 
 _ROTATION = itertools.count()
@@ -121,7 +70,7 @@ def _count_ngrams(counts: NgramCounts, isolate_digits: bool, parts: int,
     several threads then count into one shared table at the same time."""
     size = 0
     for chunks in shard_batches(shard, isolate_digits, special_tokens=special_tokens):
-        data, offsets = _pack(chunks)
+        data, offsets = pack_chunks(chunks)
         first = next(_ROTATION)
         for k in range(parts):
             counts.add_packed(data, offsets, (first + k) % parts, parts)
@@ -134,7 +83,7 @@ def _count_pieces(model: NgramModel, out: PieceCounts, isolate_digits: bool, ens
     """§6.3 for one shard: segment its chunks with ``model`` and add the pieces into ``out``."""
     size = 0
     for chunks in shard_batches(shard, isolate_digits, special_tokens=special_tokens):
-        data, offsets = _pack(chunks)
+        data, offsets = pack_chunks(chunks)
         model.count_pieces_packed(data, offsets, out, ensure_unicode)
         size += len(data)
     return out, size
@@ -145,36 +94,6 @@ def _merge_shared(a: tuple, b: tuple) -> tuple:
     table = a[0] if a[0] is b[0] else a[0].merge(b[0])
     return table, a[1] + b[1]
 
-
-
-def split_pieces(pieces: List[bytes], counts: np.ndarray, items: Batch, weights: np.ndarray,
-                 threads: int = 1) -> np.ndarray:
-    """§6.4 ``split``: segment each item with the vocabulary ``pieces`` (scored by
-    ``counts``); return the weighted count of every piece used, indexed like ``pieces``."""
-    from ._core import Segmenter
-
-    segmenter = Segmenter(pieces, unigram_scores(counts.tolist()))
-    return segmenter.split_counts(items[0], items[1], weights, num_threads=threads)
-
-
-def remove_wasted_pieces(pieces: List[bytes], counts: np.ndarray, threads: int = 1,
-                         progress: Optional[Progress] = None) -> Tuple[List[bytes], np.ndarray]:
-    """§6.4 step 3: ``keep = split(keep, keep)`` until the number of pieces is stable.
-
-    A piece that is never chosen when segmenting its own bytes disappears and
-    its count moves to the pieces it splits into.
-    """
-    while True:
-        size = len(pieces)
-        counts = split_pieces(pieces, counts, _pack(pieces), counts, threads)
-        if progress is not None:
-            progress.update(1)
-        used = np.flatnonzero(counts)
-        if len(used) != size:
-            pieces = [pieces[i] for i in used]
-            counts = counts[used]
-        if len(pieces) == size:
-            return pieces, counts
 
 
 class Trainer:
@@ -258,7 +177,7 @@ class Trainer:
         ``piece_counts`` is emptied (its memory is released as soon as the
         pieces are out).
         """
-        with Progress("prune", unit="rounds", enabled=self.verbose) as progress:
+        with progress_bar("prune", unit="rounds", enabled=self.verbose) as progress:
             # Step 2's partition first, straight from the table: the pieces to
             # drop (most of them, long and rare) come out packed, not as one
             # Python object each.
@@ -296,7 +215,7 @@ class Trainer:
                     stay_counts = keep_counts[stay_idx]
                     leave = [keep[i] for i in leave_idx]
                     stay_counts = stay_counts + split_pieces(
-                        stay, stay_counts, _pack(leave), keep_counts[leave_idx], threads
+                        stay, stay_counts, pack_chunks(leave), keep_counts[leave_idx], threads
                     )
                     progress.update(1)
                     keep, keep_counts = remove_wasted_pieces(stay, stay_counts, threads, progress)

@@ -332,3 +332,32 @@ def test_entropy_is_never_negative(tang_model):
     values = [tok.entropy(line, alpha) for line in lines for alpha in (50.0, 1e4)]
     assert min(values) >= 0.0
     assert any(v == 0.0 for v in values)  # these sharp alphas leave no uncertainty on some lines
+
+
+class _FailingStdin:
+    """Standard input whose read fails part-way, as a broken pipe or a bad disk would."""
+
+    class buffer:
+        calls = 0
+
+        @classmethod
+        def read(cls, size=-1):
+            cls.calls += 1
+            if cls.calls > 1:
+                raise OSError(5, "Input/output error")
+            return b"first line\n"
+
+
+@pytest.mark.parametrize("reader", ["Corpus", "TrainingCorpus"])
+def test_a_read_error_in_a_one_shot_input_names_it(monkeypatch, reader):
+    # Both readers copy a one-shot input through the same helper: the copy is
+    # flushed, and a read error is a CorpusError naming the path as given.
+    from bytepiece.inputs import Corpus, CorpusError, TrainingCorpus
+
+    _FailingStdin.buffer.calls = 0
+    monkeypatch.setattr(sys, "stdin", _FailingStdin)
+    with pytest.raises(CorpusError, match=r"^-: read error \(Input/output error\)"):
+        if reader == "Corpus":
+            list(Corpus(["-"]))
+        else:
+            TrainingCorpus(Corpus(["-"]))
