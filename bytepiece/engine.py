@@ -115,25 +115,24 @@ Engine = LocalEngine
 def run_pass(engine: LocalEngine, fn: Callable[[T], R], items: Iterable[T], merge: Callable[[R, R], R],
              desc: str, total: Optional[int] = None, verbose: bool = True) -> "tuple[Optional[R], int]":
     """``engine.map_reduce(fn, items, merge)`` with a progress bar over the items' ``size``
-    (bytes); returns the merged result and the bytes of all items."""
+    (bytes); returns the merged result and the bytes of all items.
+
+    The engine merges as it sees fit (a Ray engine merges large partials in a
+    tree of tasks). The bar advances as the engine takes each item: when its
+    call is done on one worker, when it is handed out on several.
+    """
     done = 0
-    sizes: Deque[int] = deque()
-
-    def sized() -> Iterator[T]:
-        for item in items:
-            sizes.append(int(getattr(item, "size", 0)))
-            yield item
-
-    def counted(partials: Iterator[R]) -> Iterator[R]:
-        nonlocal done
-        for partial in partials:
-            step = sizes.popleft()
-            done += step
-            bar.update(step)
-            yield partial
 
     with progress_bar(desc, total, enabled=verbose) as bar:
-        result = _fold(counted(engine.map(fn, sized())), merge)
+        def sized() -> Iterator[T]:
+            nonlocal done
+            for item in items:
+                step = int(getattr(item, "size", 0))
+                yield item
+                done += step
+                bar.update(step)
+
+        result = engine.map_reduce(fn, sized(), merge)
     return result, done
 
 
