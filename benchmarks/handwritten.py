@@ -16,7 +16,7 @@ Prints one table per case (the worker pool has its own script,
   (``np.random.Generator(np.random.PCG64(seed))``, the cheapest way to get
   an independent NumPy stream per text): its construction alone, per text,
   next to the time the core takes to sample a whole average line.
-* **Read-ahead thread** (``pipelines.Prefetcher``) against
+* **Read-ahead thread** (``bulk_encoding.Prefetcher``) against
   ``concurrent.futures.ThreadPoolExecutor(1)`` keeping the same number of
   ``next()`` calls ahead: items per second, and how long a process takes to
   exit after giving up on a producer that is blocked (e.g. on stdin).
@@ -151,7 +151,7 @@ def _prefetch_executor(iterable, depth: int):
 _BLOCKED_EXIT = """
 import sys, threading, time
 sys.path.insert(0, {root!r})
-from bytepiece.pipelines import Prefetcher
+from bytepiece.bulk_encoding import Prefetcher
 sys.path.insert(0, {bench!r})
 from handwritten import _prefetch_executor
 never = threading.Event()
@@ -171,7 +171,7 @@ print("giving up", flush=True)
 
 
 def prefetch_case(rounds: int) -> None:
-    from bytepiece.pipelines import Prefetcher
+    from bytepiece.bulk_encoding import Prefetcher
 
     print("\nRead-ahead thread (2 items ahead)")
     small = range(20000)

@@ -11,7 +11,7 @@ queue, ids pickled). This times the function at ``--ref-a`` (exported to a
 temporary directory, run with this tree's compiled extensions) against this
 tree's, and both against ``multiprocessing.Pool.imap`` on the same job: the
 same blocks (``inputs._blocks``), the same work per block
-(``pipelines._encode_block``: read, decode, NFC, encode), at most
+(``bulk_encoding._encode_block``: read, decode, NFC, encode), at most
 ``4 * workers`` blocks in flight (``imap`` reads ahead as it likes) and the
 same ordered writer (``TokenFileWriter``).
 
@@ -98,7 +98,7 @@ def _set_tokenizer(tokenizer) -> None:
 
 
 def _encode(block, dtype):
-    from bytepiece.pipelines import _encode_block
+    from bytepiece.bulk_encoding import _encode_block
 
     ids, count, _, _ = _encode_block(_TOKENIZER, block, 0, -1.0, None, dtype)
     return ids, count

@@ -23,7 +23,7 @@ _EXPORTS = {
     "Trainer": ".trainer",
     "normalize": ".normalization",
     "convert_to_bytepiece": ".convert",
-    "sampling_seed": ".pipelines",
+    "sampling_seed": ".seeds",
     "extend_with_words": ".extend",
     "extend_with_texts": ".extend",
 }
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .convert import convert_to_bytepiece
     from .extend import extend_with_texts, extend_with_words
     from .normalization import normalize
-    from .pipelines import sampling_seed
+    from .seeds import sampling_seed
     from .tokenizer import Tokenizer
     from .trainer import Trainer
 

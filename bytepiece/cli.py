@@ -120,7 +120,7 @@ def _finite(ctx, param, value: float) -> float:
 
 def _workers(workers: int) -> int:
     """Threads or processes for ``--workers`` (0: one per CPU; never far beyond the CPUs)."""
-    from .pipelines import cpu_count
+    from .bulk_encoding import cpu_count
 
     cpus = cpu_count()
     return cpus if workers == 0 else min(workers, max(2, cpus))
@@ -151,7 +151,7 @@ def _make_engine(engine: str, workers: int, ray_address: Optional[str]):
 def _local_engine(workers: int):
     """The local engine with ``workers`` processes (0: one per CPU)."""
     from .engine import LocalEngine
-    from .pipelines import cpu_count
+    from .bulk_encoding import cpu_count
 
     return LocalEngine(workers or cpu_count())
 
@@ -342,7 +342,7 @@ def _encode_to_text(model, files, alpha, seed, workers, field, fmt, errors, allo
 
 def _encode_to_npy(model, files, output, dtype, alpha, seed, workers, field, errors, quiet,
                    allowed=None, engine=None, shard_mb=None) -> None:
-    from .pipelines import check_shard_directory, is_shard_directory_path, token_dtype
+    from .token_files import check_shard_directory, is_shard_directory_path, token_dtype
     from .progress import progress_bar
 
     paths = list(files) or ["-"]
@@ -391,7 +391,7 @@ def _encode_files(tokenizer, paths: Sequence[str], output: str, dtype: str = "au
     ``workers`` processes (0: one per CPU) each read, decode, normalize and
     encode blocks of the input; with one, all of it runs in this thread.
     ``output`` must be none of ``paths`` and ``inputs``."""
-    from .pipelines import cpu_count, encode_blocks_to_token_file
+    from .bulk_encoding import cpu_count, encode_blocks_to_token_file
 
     workers = workers or cpu_count()
     # First indices of sampled blocks are needed before they are dispatched.
@@ -408,7 +408,8 @@ def _encode_shards(tokenizer, paths: Sequence[str], output: str, engine=None, dt
     """Encode with an engine's tasks, a shard of the input each: into the token
     file ``output``, or a shard directory when it ends with ``/``. ``engine``
     ``None``: the local engine with ``workers`` processes."""
-    from .pipelines import DEFAULT_SHARD_BYTES, encode_with_engine, is_shard_directory_path
+    from .bulk_encoding import DEFAULT_SHARD_BYTES, encode_with_engine
+    from .token_files import is_shard_directory_path
 
     if shard_mb is not None:
         shard_bytes = shard_mb << 20

@@ -397,7 +397,7 @@ class _Block(NamedTuple):
 
     def prepare(self):
         """``(data, offsets)`` of the block's documents, NFC UTF-8."""
-        from .pipelines import line_offsets, pack_documents
+        from .bulk_encoding import line_offsets, pack_documents
 
         raw = self.raw()
         if self.jsonl:

@@ -324,7 +324,7 @@ def test_encode_npy_interrupted_leaves_no_partial_file(model, tmp_path, monkeypa
 
 def test_encode_npy_interrupted_with_workers_leaves_no_partial_file(model, tmp_path, monkeypatch):
     # Ctrl-C reaches the parent (the workers ignore it) while it writes.
-    from bytepiece.pipelines import TokenFileWriter
+    from bytepiece.token_files import TokenFileWriter
 
     out = tmp_path / "tokens.npy"
     calls = []

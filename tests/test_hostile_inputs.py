@@ -193,7 +193,7 @@ def test_corpus_reads_a_pipe_on_every_pass():
 
 
 def test_single_string_is_not_a_corpus(tmp_path, tang_model):
-    from bytepiece.pipelines import encode_to_token_file
+    from bytepiece.bulk_encoding import encode_to_token_file
     from bytepiece.trainer import Trainer
 
     text = SONG.read_text(encoding="utf-8")
@@ -281,7 +281,7 @@ def test_encode_alpha_must_be_finite(tmp_path, tang_model, alpha, output):
 
 def test_encode_workers_are_bounded(tmp_path, tang_model):
     from bytepiece.cli import _workers
-    from bytepiece.pipelines import cpu_count
+    from bytepiece.bulk_encoding import cpu_count
 
     assert _workers(0) == cpu_count()
     assert _workers(10000) <= max(2, cpu_count())

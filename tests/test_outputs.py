@@ -60,7 +60,7 @@ def commands(ws: Path, out: str):
 def api_writers(ws: Path):
     """``name -> write(out)`` of every Python function that writes a file."""
     from bytepiece.convert import convert_to_sentencepiece, export_huggingface, import_words
-    from bytepiece.pipelines import encode_to_token_file
+    from bytepiece.bulk_encoding import encode_to_token_file
     from bytepiece.trainer import Trainer
 
     model, words, corpus = str(ws / "input.model"), str(ws / "words.txt"), str(ws / "corpus.txt")
@@ -208,7 +208,7 @@ def test_python_writers_refuse_hostile_outputs(workspace, name):
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_new_outputs_get_the_umask_mode(tmp_path, umask):
     from bytepiece.model_io import save_model
-    from bytepiece.pipelines import TokenFileWriter
+    from bytepiece.token_files import TokenFileWriter
 
     counts = {bytes([b]): 1 for b in range(256)}
     old = os.umask(umask)

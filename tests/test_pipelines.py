@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 
 import bytepiece
-from bytepiece.pipelines import (
-    NPY_HEADER_BYTES,
-    TokenFileWriter,
-    encode_to_token_file,
-    sampling_seed,
-    token_dtype,
-)
+from bytepiece.bulk_encoding import encode_to_token_file
+from bytepiece.seeds import sampling_seed
+from bytepiece.token_files import NPY_HEADER_BYTES, TokenFileWriter, token_dtype
 from bytepiece.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +42,22 @@ def sample_example(tok: Tokenizer, epoch: int, index: int) -> List[int]:
 
 def test_sampling_seed_is_exported_from_the_package():
     if not hasattr(bytepiece, "sampling_seed"):
-        pytest.skip("bytepiece/__init__.py does not re-export pipelines.sampling_seed yet")
+        pytest.skip("bytepiece/__init__.py does not re-export sampling_seed yet")
     assert bytepiece.sampling_seed is sampling_seed
+
+
+def test_pipelines_re_exports_its_public_names_from_their_modules():
+    import bytepiece.bulk_encoding
+    import bytepiece.pipelines
+    import bytepiece.seeds
+    import bytepiece.token_files
+
+    homes = {module.__name__: module for module in (bytepiece.seeds, bytepiece.token_files,
+                                                    bytepiece.bulk_encoding)}
+    for name in bytepiece.pipelines.__all__:
+        value = getattr(bytepiece.pipelines, name)
+        assert value.__module__ in homes, name
+        assert getattr(homes[value.__module__], name) is value
 
 
 def test_sampling_seed_is_stable_and_well_spread():

@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from bytepiece import inputs
+from bytepiece.bulk_encoding import encode_blocks_to_token_file, encode_with_engine
 from bytepiece.cli import _blocks, main
 from bytepiece.engine import LocalEngine
-from bytepiece.pipelines import TokenFileWriter, TokenShards, encode_blocks_to_token_file, encode_with_engine
+from bytepiece.token_files import TokenFileWriter, TokenShards
 from bytepiece.tokenizer import Tokenizer
 
 from conftest import CORPORA
