@@ -81,13 +81,15 @@ def main() -> None:
 @click.option("--isolate-digits", is_flag=True, help="Make every digit a piece of its own.")
 @click.option("--no-ensure-unicode", is_flag=True, help="Allow pieces to start inside a character.")
 @click.option("--workers", default=0, show_default=True, help="Threads (0: one per CPU).")
+@click.option("--memory-budget", type=click.IntRange(min=1), default=None,
+              help="MB for the n-gram tables of bnlm (more passes, same model).  [default: no limit]")
 @click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_user_errors
 def train(files, output, vocab_sizes, order, min_count, max_piece_length, algorithm, isolate_digits,
-          no_ensure_unicode, workers, jsonl_field, errors, quiet) -> None:
+          no_ensure_unicode, workers, memory_budget, jsonl_field, errors, quiet) -> None:
     """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin)."""
     from .trainer import Trainer
 
@@ -102,6 +104,7 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
         isolate_digits=isolate_digits,
         ensure_unicode=not no_ensure_unicode,
         verbose=not quiet,
+        memory_budget=None if memory_budget is None else memory_budget * 2**20,
     )
     trainer.train(corpus, workers=workers)
     for path in trainer.save(output):

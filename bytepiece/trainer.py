@@ -109,6 +109,9 @@ class Trainer:
       with BytePiece 0.6.3; ``"compress"`` selects the compression-first trainer
       (:mod:`bytepiece.compress`), which yields fewer tokens on held-out text.
       ``order`` applies to ``bnlm`` only; both write the same model format.
+    * ``memory_budget``: bytes for the n-gram tables of ``bnlm`` (``None``: no
+      limit). Counting then takes as many passes over the corpus as the
+      tables need; the vocabulary is the same for any budget.
 
     ``train(texts)`` then ``save(path)``.
     """
@@ -123,6 +126,7 @@ class Trainer:
         ensure_unicode: bool = True,
         verbose: bool = True,
         algorithm: str = "bnlm",
+        memory_budget: Optional[int] = None,
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
@@ -145,6 +149,7 @@ class Trainer:
         self.isolate_digits = bool(isolate_digits)
         self.ensure_unicode = bool(ensure_unicode)
         self.verbose = bool(verbose)
+        self.memory_budget = None if memory_budget is None else _check_int("memory_budget", memory_budget, 1)
         #: ``{size: {piece: count}}`` after :meth:`train`.
         self.vocabularies: Dict[int, Dict[bytes, int]] = {}
 
@@ -334,26 +339,29 @@ class Trainer:
         # §6.1: count n-grams. Threads share one set of tables, each thread
         # counting its own n-gram lengths over every batch: no table is
         # duplicated, so memory does not grow with the number of workers.
+        # §6.2: prune into conditional log-probabilities (freeing the counts
+        # as it goes). Under a memory budget, passes repeat until every
+        # n-gram has been counted (NgramCounts.next_pass); the model is the same.
         parts = min(workers, self.order)
-        ngrams = NgramCounts(self.order)
-        with Progress("count n-grams", unit="B", enabled=self.verbose) as progress:
-            self._run_pass(
-                texts,
-                parts,
-                batch_size,
-                None,
-                lambda part, data, offsets: ngrams.add_packed(data, offsets, part, parts),
-                None,
-                progress,
-                broadcast=True,
-            )
-        total_bytes = ngrams.total
-        if total_bytes == 0:
-            raise ValueError("the corpus is empty: texts holds no characters to train on")
-
-        # §6.2: prune into conditional log-probabilities (freeing the counts as it goes).
-        model: NgramModel = ngrams.prune(self.min_count, release=True)
-        del ngrams
+        ngrams: Optional[NgramCounts] = NgramCounts(self.order, self.memory_budget)
+        model: Optional[NgramModel] = None
+        while ngrams is not None:
+            with Progress("count n-grams", unit="B", enabled=self.verbose) as progress:
+                self._run_pass(
+                    texts,
+                    parts,
+                    batch_size,
+                    None,
+                    lambda part, data, offsets: ngrams.add_packed(data, offsets, part, parts),
+                    None,
+                    progress,
+                    broadcast=True,
+                )
+            total_bytes = ngrams.total
+            if total_bytes == 0:
+                raise ValueError("the corpus is empty: texts holds no characters to train on")
+            model = ngrams.prune(self.min_count, release=True, into=model)
+            ngrams = ngrams.next_pass()
 
         # §6.3: segment with the n-gram model, count pieces. The threads share
         # one table of pieces (they segment in parallel and lock it only to
