@@ -5,7 +5,9 @@ seed (see ``scale_corpus.py``), then trains, each in a fresh child process
 whose peak RSS is read with ``getrusage(RUSAGE_CHILDREN)``:
 
 * ``compress`` and ``bnlm``: ``bytepiece train FILE --algorithm ...`` (the CLI,
-  so the benchmark follows whatever the trainers do internally);
+  so the benchmark follows whatever the trainers do internally); with
+  ``--memory-budget MB`` also ``bnlm@<MB>M``, i.e. ``bnlm`` with that budget
+  for its n-gram tables;
 * ``sp-unigram``, ``sp-bpe``: SentencePiece with comparable settings (same
   vocabulary size, byte fallback, character coverage 1.0, no normalization,
   every sentence: ``input_sentence_size=0``, ``num_threads=--workers``);
@@ -17,7 +19,7 @@ largest smaller size already measured; a run whose estimate exceeds 80 % of
 the memory available is skipped, and the table says so. After training,
 bytes per token on the held-out lines of each source file are printed.
 
-    python benchmarks/train_scale.py --sizes 30,120 [--vocab-size 32000] [--workers 2]
+    python benchmarks/train_scale.py --sizes 30,120 [--vocab-size 32000] [--workers 2] [--memory-budget 64]
 """
 from __future__ import annotations
 
@@ -74,10 +76,13 @@ def installed(module: str) -> bool:
 def command(trainer: str, corpus: Path, out: Path, vocab: int, workers: int):
     """``(argv, env, model path)`` of one training run."""
     env = dict(os.environ)
-    if trainer in ("compress", "bnlm"):
+    if trainer.startswith(("compress", "bnlm")):
+        algorithm, _, budget = trainer.partition("@")
         argv = [sys.executable, "-c", BYTEPIECE_CLI.format(root=str(ROOT)), "train", str(corpus),
-                "-o", str(out), "--vocab-size", str(vocab), "--algorithm", trainer,
+                "-o", str(out), "--vocab-size", str(vocab), "--algorithm", algorithm,
                 "--workers", str(workers), "-q"]
+        if budget:
+            argv += ["--memory-budget", budget.rstrip("M")]
         return argv, env, out
     if trainer.startswith("sp-"):
         # SentencePiece needs its 64-bit suffix array beyond 2^31 characters.
@@ -92,7 +97,7 @@ def command(trainer: str, corpus: Path, out: Path, vocab: int, workers: int):
 
 def encoder(trainer: str, model: Path) -> Callable[[str], int]:
     """``line -> number of tokens`` for a trained model."""
-    if trainer in ("compress", "bnlm"):
+    if trainer.startswith(("compress", "bnlm")):
         sys.path.insert(0, str(ROOT))
         from bytepiece import Tokenizer
 
@@ -135,13 +140,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trainers", default=",".join(TRAINERS))
+    parser.add_argument("--memory-budget", type=int, default=None,
+                        help="MB: also run bnlm@<MB>M, i.e. bnlm with --memory-budget MB")
     parser.add_argument("--cache-dir", default=None, help="where built corpora are kept")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     sizes = sorted(float(s) for s in args.sizes.split(","))
     trainers = [t for t in args.trainers.split(",") if t]
+    if args.memory_budget:
+        trainers.insert(trainers.index("bnlm") + 1 if "bnlm" in trainers else 0, f"bnlm@{args.memory_budget}M")
     for name in trainers:
-        if name not in TRAINERS:
+        if name not in TRAINERS and not name.startswith("bnlm@"):
             parser.error(f"unknown trainer {name!r}; choose from {', '.join(TRAINERS)}")
     needs = {"sp-unigram": "sentencepiece", "sp-bpe": "sentencepiece", "hf-bpe": "tokenizers"}
     for name in list(trainers):

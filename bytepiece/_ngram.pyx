@@ -542,6 +542,7 @@ cdef int bt_add(ByteTable *t, const unsigned char *key, int64_t n, int64_t inc) 
 # §6.1: counting
 # ----------------------------------------------------------------------------
 
+@cython.cdivision(True)
 cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
                       int order, uint64_t *total, uint64_t *unigrams,
                       PackedTable *tables, int part, int parts,
@@ -580,7 +581,7 @@ cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t
                 key |= (<uint64_t>data[i + j - 1]) << (8 * (j - 1))
                 keys[j] = key
                 wanted[j] = (j - 1) % parts == part
-                if wanted[j] and ranged:
+                if wanted[j] and ranged and (lo[j] != 0 or hi[j] != RANGE_END):
                     h = range_hash(key, j)
                     wanted[j] = lo[j] <= h and h < hi[j]
                 if wanted[j] and tables[j].cap:
@@ -616,6 +617,7 @@ cdef inline void _check_packed(const unsigned char[::1] data, const int64_t[::1]
             raise ValueError("offsets must be non-decreasing")
 
 
+@cython.cdivision(True)
 cdef int64_t _budget_keys(int64_t budget, int order, int64_t *max_keys) noexcept nogil:
     """Split ``budget`` bytes over tables ``2..order``; ``max_keys[j]`` = keys table ``j``
     may hold. Returns the bytes given out.
