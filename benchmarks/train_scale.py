@@ -144,6 +144,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="MB: also run bnlm@<MB>M, i.e. bnlm with --memory-budget MB")
     parser.add_argument("--cache-dir", default=None, help="where built corpora are kept")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--previous", default=None,
+                        help="a --json file of an earlier run: its peaks feed the memory estimates")
     args = parser.parse_args(argv)
     sizes = sorted(float(s) for s in args.sizes.split(","))
     trainers = [t for t in args.trainers.split(",") if t]
@@ -160,6 +162,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     rows = []
     history: Dict[str, List[tuple]] = {name: [] for name in trainers}
+    if args.previous:
+        for row in json.loads(Path(args.previous).read_text()):
+            if row.get("ok") and row["trainer"] in history:
+                history[row["trainer"]].append((row["mb"], row["peak_mb"]))
     header = (f"{'trainer':<11} {'MB':>5} {'wall s':>8} {'peak MB':>8} {'B/B':>5}  "
               "bytes/token on held-out lines")
     print(f"vocab {args.vocab_size}, {args.workers} workers, seed {args.seed}")

@@ -346,7 +346,8 @@ class Trainer:
         ngrams: Optional[NgramCounts] = NgramCounts(self.order, self.memory_budget)
         model: Optional[NgramModel] = None
         while ngrams is not None:
-            with Progress("count n-grams", unit="B", enabled=self.verbose) as progress:
+            label = "count n-grams" if ngrams.first_pass else "count n-grams (next pass)"
+            with Progress(label, unit="B", enabled=self.verbose) as progress:
                 self._run_pass(
                     texts,
                     parts,
