@@ -2,6 +2,7 @@
 cover every n-gram exactly once, and the model is the one of a single pass."""
 from __future__ import annotations
 
+import json
 import pickle
 import random
 from pathlib import Path
@@ -187,3 +188,28 @@ def test_trainer_rejects_a_corpus_that_changes_between_passes(lines):
 
     with pytest.raises(ValueError, match="changed"):
         Trainer(max_vocab_size=500, verbose=False, memory_budget=32 << 10).train(Shrinking())
+
+
+def test_golden_vocabularies_under_a_memory_budget(tmp_path):
+    reference = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "train"
+    if not reference.is_dir():
+        pytest.skip(f"reference data not available: {reference}")
+    from click.testing import CliRunner
+
+    from bytepiece.cli import main
+
+    poems = [str(CORPORA / name) for name in ["tang300.zh.txt", "song100.zh.txt"]]
+    out = tmp_path / "poems.o6.m2.model"
+    result = CliRunner().invoke(main, ["train", *poems, "-o", str(out), "--vocab-size", "2000", "--vocab-size",
+                                       "1000", "--workers", "2", "--memory-budget", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    for size in (2000, 1000):
+        mine = json.loads((tmp_path / f"poems.o6.m2.model.{size}").read_text(encoding="utf-8"))
+        assert mine == json.loads((reference / f"poems.o6.m2.model.{size}").read_text(encoding="utf-8"))
+    # 1 MB is small enough for this corpus to take several passes.
+    counts, passes = NgramCounts(6, memory_budget=1 << 20), 0
+    chunks = [c for name in poems for line in open(name, encoding="utf-8") for c in normalize(line, 10000)]
+    while counts is not None:
+        counts.add(chunks)
+        counts, passes = counts.next_pass(), passes + 1
+    assert passes > 1
