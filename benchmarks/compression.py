@@ -95,7 +95,7 @@ def _train_and_encoder(trainer: str, size: int, train_path: str, workdir: str, o
 
         lines = text.splitlines(keepends=True)
         docs = ["".join(lines[i:i + 1000]) for i in range(0, len(lines), 1000)]
-        trainer_obj = Trainer(max_vocab_size=size, verbose=opts["verbose"])
+        trainer_obj = Trainer(max_vocab_size=size, verbose=opts["verbose"], algorithm="bnlm")
         counts = trainer_obj.train(docs, workers=opts["workers"])[size]
         return _bytepiece_codec(counts)
     if trainer in ("sp-unigram", "sp-bpe"):

@@ -72,7 +72,7 @@ def train_small_model(directory: Path) -> Path:
     lines = []
     for name in ("tang300.zh.txt", "song100.zh.txt", "handbook.en-US.txt"):
         lines += (ROOT / "corpora" / name).read_text(encoding="utf-8").splitlines(keepends=True)
-    trainer = Trainer(order=4, max_vocab_size=8000, verbose=False)
+    trainer = Trainer(order=4, max_vocab_size=8000, verbose=False, algorithm="bnlm")
     trainer.train(lines)
     path = directory / "small.model"
     trainer.save(str(path))

@@ -31,7 +31,8 @@ files, copies, workers, out = {files!r}, {copies}, {workers}, {out!r}
 # Stream the files as `bytepiece train` does (SentencePiece too gets paths,
 # not a list in memory); copies > 1 repeats the file list.
 corpus = Corpus([str(name) for name in files] * copies)
-trainer = Trainer(order=6, max_vocab_size=8000, min_count=2, isolate_digits=True, verbose=False)
+trainer = Trainer(order=6, max_vocab_size=8000, min_count=2, isolate_digits=True, verbose=False,
+                  algorithm="bnlm")
 trainer.train(corpus, workers=workers)
 trainer.save(out)
 """

@@ -9,7 +9,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 __version__ = "0.7.0"
-__all__ = ["Tokenizer", "Trainer", "normalize", "convert_to_bytepiece", "sampling_seed", "__version__"]
+__all__ = ["Tokenizer", "Trainer", "normalize", "convert_to_bytepiece", "sampling_seed",
+           "extend_with_words", "extend_with_texts", "__version__"]
 
 # The public names are imported on first use (PEP 562), not here: importing
 # one submodule (say ``bytepiece.trainer``) then loads only what it needs.
@@ -22,10 +23,13 @@ _EXPORTS = {
     "normalize": ".normalization",
     "convert_to_bytepiece": ".convert",
     "sampling_seed": ".pipelines",
+    "extend_with_words": ".extend",
+    "extend_with_texts": ".extend",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .convert import convert_to_bytepiece
+    from .extend import extend_with_texts, extend_with_words
     from .normalization import normalize
     from .pipelines import sampling_seed
     from .tokenizer import Tokenizer

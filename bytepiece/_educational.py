@@ -105,6 +105,9 @@ class EducationalTokenizer:
     def from_model(cls, path_or_dict: Union[str, "os.PathLike[str]", Mapping]) -> "EducationalTokenizer":
         """Load a model file (or its parsed JSON dict), keeping the file's ids."""
         vocabulary = load_vocabulary(path_or_dict)
+        if vocabulary.piece_ids is not None:
+            raise ValueError("the educational tokenizer numbers pieces 3, 4, ... in order; this model has "
+                             "special tokens between its pieces (it was extended after adding them)")
         tokenizer = cls.__new__(cls)
         tokenizer._build(list(vocabulary.pieces), list(vocabulary.counts))
         return tokenizer

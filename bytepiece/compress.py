@@ -31,23 +31,34 @@ the chunks. Results do not depend on ``workers`` (counts are integer sums).
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import sys
+import tempfile
+import threading
 import time
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._compress import PieceSet, count_candidates, count_chars
+from .engine import LocalEngine, run_pass
+from .inputs import Shard, TrainingCorpus
 from .normalization import normalize
 
-__all__ = ["train_compress", "Corpus", "load_corpus", "hard_em"]
+__all__ = ["train_compress", "Corpus", "load_corpus", "hard_em", "SpilledCorpus", "CANDIDATE_BYTES"]
 
 _SINGLE_BYTES = [bytes([b]) for b in range(256)]
 #: Vocabularies larger than this are segmented with ``_compress.PieceSet``.
 CORE_MAX_PIECES = 100_000
+#: Default memory budget: bytes of distinct chunks held in memory (the whole
+#: corpus when it fits, else the candidate sample; its suffix array costs
+#: about 21 bytes per byte).
+CANDIDATE_BYTES = 24 << 20
 
 
 class Corpus:
@@ -80,45 +91,260 @@ class Corpus:
 
     def byte_counts(self) -> np.ndarray:
         """Weighted count of every byte value."""
-        counts = np.bincount(self.array, minlength=256).astype(np.int64)
-        offs = self.offsets
-        for i in np.flatnonzero(self.weights > 1).tolist():  # repeated chunks: few
-            counts += (int(self.weights[i]) - 1) * np.bincount(
-                self.array[offs[i]:offs[i + 1]], minlength=256)
+        counts = np.zeros(256, dtype=np.int64)
+        step = 1 << 18  # bincount widens its input to intp: 8 bytes per byte, so a slice at a time
+        for lo in range(0, len(self.array), step):
+            counts += np.bincount(self.array[lo:lo + step], minlength=256)
+        repeated = np.flatnonzero(self.weights > 1)
+        if len(repeated):  # each byte of a repeated chunk counts (weight - 1) times more
+            lengths = np.diff(self.offsets)[repeated]
+            starts = np.repeat(self.offsets[repeated] - np.cumsum(lengths) + lengths, lengths)
+            where = starts + np.arange(int(lengths.sum()), dtype=np.int64)
+            extra = np.repeat(self.weights[repeated] - 1, lengths).astype(np.float64)
+            counts += np.rint(np.bincount(self.array[where], weights=extra, minlength=256)).astype(np.int64)
         return counts
 
 
 def load_corpus(texts: Iterable[str], isolate_digits: bool = False, verbose: bool = False) -> Corpus:
-    """Normalize ``texts`` into training chunks (``maxlen=10000``) and dedupe them."""
+    """Normalize ``texts`` into training chunks (``maxlen=10000``) and dedupe them, in memory."""
     chunks: Counter = Counter()
-    with _progress("compress: read", verbose) as progress:
-        for text in texts:
-            if not isinstance(text, str):
-                raise TypeError(f"texts must yield str, got {type(text).__name__}")
-            parts = normalize(text, maxlen=10000, isolate_digits=isolate_digits)
-            chunks.update(parts)
-            if progress is not None:
-                progress.update(sum(map(len, parts)))
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"texts must yield str, got {type(text).__name__}")
+        chunks.update(normalize(text, maxlen=10000, isolate_digits=isolate_digits))
     return Corpus(chunks)
 
 
-class _NoProgress:
-    def __enter__(self):
-        return None
+# -- pass 1: statistics, a candidate sample and a spill of the normalized chunks ----
 
-    def __exit__(self, *exc_info) -> None:
-        return None
+#: Hash thresholds of the candidate sample: a distinct chunk is in the sample
+#: iff ``_chunk_hash(chunk) < threshold``; the threshold only ever moves down
+#: this fixed ladder, so the sample does not depend on how the corpus is cut.
+_ALL = 1 << 32
 
 
-def _progress(description: str, verbose: bool):
-    """A ``bytepiece.progress.Progress`` over bytes when verbose, else a no-op."""
-    if not verbose:
-        return _NoProgress()
-    try:
-        from .progress import Progress
-    except ImportError:  # pragma: no cover - progress.py is optional
-        return _NoProgress()
-    return Progress(description, unit="B", enabled=True)
+def _lower(threshold: int) -> int:
+    return threshold * 3 // 4
+
+
+def _chunk_hash(chunk: bytes) -> int:
+    return (zlib.crc32(chunk) * 0x9E3779B1) & 0xFFFFFFFF
+
+
+class Scan:
+    """Partial result of the first pass over some shards (picklable, mergeable).
+
+    ``sample`` maps every distinct chunk whose hash is under ``threshold`` to
+    its count, in order of first occurrence; ``sample_bytes`` is the size of
+    its distinct chunks, kept at most ``budget`` by lowering the threshold.
+    ``blocks`` describe the spilled normalized chunks (:class:`SpilledCorpus`).
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = int(budget)
+        self.total_bytes = 0
+        self.byte_counts = np.zeros(256, dtype=np.int64)
+        self.chars: Dict[int, int] = {}
+        self.threshold = _ALL
+        self.sample: Dict[bytes, int] = {}
+        self.sample_bytes = 0
+        self.blocks: List[Tuple[str, int, int, int]] = []
+
+    def _shrink(self, refilter: bool = False) -> None:
+        """Lower the threshold until the sample fits; ``refilter``: the sample may
+        hold chunks over the current threshold (just lowered by a merge)."""
+        while refilter or self.sample_bytes > self.budget:
+            if not refilter:
+                self.threshold = _lower(self.threshold)
+            refilter = False
+            limit = self.threshold
+            self.sample = {c: n for c, n in self.sample.items() if _chunk_hash(c) < limit}
+            self.sample_bytes = sum(map(len, self.sample))
+
+    def add_block(self, block: Corpus) -> None:
+        """Count a block of distinct chunks (with weights) into this partial."""
+        self.total_bytes += block.total_bytes
+        self.byte_counts += block.byte_counts()
+        cps, counts = count_chars(block.array, block.offsets, block.weights)
+        chars = self.chars
+        for cp, n in zip(cps.tolist(), counts.tolist()):
+            chars[cp] = chars.get(cp, 0) + n
+        bounds = block.offsets.tolist()
+        data, limit, sample = block.data, self.threshold, self.sample
+        for i, n in enumerate(block.weights.tolist()):
+            chunk = data[bounds[i]:bounds[i + 1]]
+            if limit == _ALL or _chunk_hash(chunk) < limit:
+                if chunk in sample:
+                    sample[chunk] += n
+                else:
+                    sample[chunk] = n
+                    self.sample_bytes += len(chunk)
+                    if self.sample_bytes > self.budget:
+                        self._shrink()
+                        limit, sample = self.threshold, self.sample
+
+    def merge(self, other: "Scan") -> "Scan":
+        """Add ``other`` (the shards after this one's) into this partial; returns ``self``."""
+        self.total_bytes += other.total_bytes
+        self.byte_counts += other.byte_counts
+        for cp, n in other.chars.items():
+            self.chars[cp] = self.chars.get(cp, 0) + n
+        lowered = other.threshold < self.threshold
+        self.threshold = min(self.threshold, other.threshold)
+        limit, sample = self.threshold, self.sample
+        for chunk, n in other.sample.items():
+            if chunk in sample:
+                sample[chunk] += n
+            elif _chunk_hash(chunk) < limit:
+                sample[chunk] = n
+                self.sample_bytes += len(chunk)
+        self._shrink(refilter=lowered)
+        self.blocks.extend(other.blocks)
+        return self
+
+    @property
+    def complete(self) -> bool:
+        """Whether the sample is the whole corpus (it fit in the budget)."""
+        return self.threshold == _ALL
+
+
+def _spill(block: Corpus, directory: str) -> Tuple[str, int, int, int]:
+    """Write a block of distinct chunks to a new file of ``directory``; its description."""
+    handle, path = tempfile.mkstemp(suffix=".chunks", dir=directory)
+    with os.fdopen(handle, "wb") as out:
+        out.write(block.data)
+        out.write(block.offsets.tobytes())
+        out.write(block.weights.tobytes())
+    return path, len(block.data), len(block.weights), 0
+
+
+def _read_spilled(description: Tuple[str, int, int, int]) -> Corpus:
+    """A spilled block back as a :class:`Corpus` (read with ``readinto``, not mapped)."""
+    path, n_data, n_chunks, _ = description
+    buffer = bytearray(n_data + 8 * (2 * n_chunks + 1))
+    with open(path, "rb") as handle:
+        if handle.readinto(buffer) != len(buffer):
+            raise OSError(f"{path}: spilled chunks were truncated")
+    block = Corpus.__new__(Corpus)
+    view = memoryview(buffer)
+    block.data = view[:n_data]  # type: ignore[assignment]
+    block.array = np.frombuffer(buffer, dtype=np.uint8, count=n_data)
+    block.offsets = np.frombuffer(buffer, dtype=np.int64, count=n_chunks + 1, offset=n_data)
+    block.weights = np.frombuffer(buffer, dtype=np.int64, count=n_chunks, offset=n_data + 8 * (n_chunks + 1))
+    return block
+
+
+def scan_shard(isolate_digits: bool, budget: int, spill_dir: Optional[str], shard: Shard,
+               special_tokens: Sequence[str] = ()) -> Scan:
+    """Pass 1 on one shard: its statistics and sample, its chunks spilled to ``spill_dir``
+    (texts cut at ``special_tokens`` first)."""
+    from .trainer import shard_chunks
+
+    scan = Scan(budget)
+    block = Corpus(Counter(shard_chunks(shard, isolate_digits, special_tokens)))
+    if len(block):
+        scan.add_block(block)
+        if spill_dir is not None:
+            scan.blocks.append(_spill(block, spill_dir))
+    return scan
+
+
+def _merge_scans(a: Scan, b: Scan) -> Scan:
+    return a.merge(b)
+
+
+class SpilledCorpus:
+    """The normalized corpus as spilled blocks, streamed through ``engine`` on each pass."""
+
+    def __init__(self, blocks: Sequence[Tuple[str, int, int, int]], total_bytes: int, engine,
+                 repeats: str = "count", verbose: bool = False) -> None:
+        self.blocks = list(blocks)
+        self.total_bytes = int(total_bytes)
+        self.engine = engine
+        self.repeats = repeats
+        self.verbose = verbose
+
+    def __len__(self) -> int:
+        return sum(b[2] for b in self.blocks)
+
+    def run(self, fn, desc: str) -> np.ndarray:
+        """Sum of ``fn(block)`` over the blocks (a per-piece array)."""
+        items = [_SpilledBlock(*b, self.repeats) for b in self.blocks]
+        total, _ = run_pass(self.engine, fn, items, _add_arrays, desc, sum(i.size for i in items),
+                            self.verbose)
+        return total
+
+
+class _SpilledBlock(NamedTuple):
+    path: str
+    n_data: int
+    n_chunks: int
+    reserved: int
+    repeats: str
+
+    @property
+    def size(self) -> int:
+        return self.n_data
+
+    def load(self) -> Corpus:
+        block = _read_spilled(self[:4])
+        if self.repeats != "count":
+            block.weights = _damped(block.weights, self.repeats)
+        return block
+
+
+def _add_arrays(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a += b
+    return a
+
+
+class _Model:
+    """Pieces and scores of one EM round, shipped with every block (picklable);
+    the segmenter is built once per process, on first use."""
+
+    def __init__(self, pieces: List[bytes], scores: np.ndarray, use_core: bool) -> None:
+        self.pieces, self.scores, self.use_core = pieces, scores, use_core
+        self._impl = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        return {"pieces": self.pieces, "scores": self.scores, "use_core": self.use_core}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(state["pieces"], state["scores"], state["use_core"])
+
+    def impl(self):
+        with self._lock:
+            if self._impl is None:
+                segmenter = _segmenter_class() if self.use_core else None
+                self._impl = (segmenter(self.pieces, self.scores) if segmenter is not None
+                              else PieceSet(self.pieces))
+            return self._impl
+
+
+def _em_block(model: _Model, soft: bool, item: "_SpilledBlock") -> np.ndarray:
+    """Hard-EM (or soft-EM) piece counts of one spilled block."""
+    block = item.load()
+    impl = model.impl()
+    if soft:
+        return impl.expected_counts(block.array, block.offsets, block.weights, model.scores)
+    if isinstance(impl, PieceSet):
+        return impl.split_counts(block.array, block.offsets, block.weights, model.scores)
+    return np.asarray(impl.split_counts(block.array, block.offsets, block.weights, num_threads=1),
+                      dtype=np.int64)
+
+
+def _damped(weights: np.ndarray, repeats: str) -> np.ndarray:
+    """Weights of repeated chunks for the pruning decisions (``repeats``)."""
+    if repeats == "count":
+        return weights
+    if repeats == "distinct":
+        return np.ones_like(weights)
+    if repeats == "sqrt":
+        return np.ceil(np.sqrt(weights)).astype(np.int64)
+    if repeats == "log":
+        return (1 + np.floor(np.log2(weights))).astype(np.int64)
+    raise ValueError(f"repeats must be 'count', 'distinct', 'sqrt' or 'log', got {repeats!r}")
 
 
 def _peak_mb() -> float:
@@ -171,8 +397,9 @@ def _summed_over_chunks(run, corpus: "Corpus", scores: np.ndarray, workers: int,
     return total
 
 
-def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: int = 1,
-            use_core: Optional[bool] = None, pool: Optional[ThreadPoolExecutor] = None) -> np.ndarray:
+def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Union[Corpus, "SpilledCorpus"],
+            workers: int = 1, use_core: Optional[bool] = None,
+            pool: Optional[ThreadPoolExecutor] = None) -> np.ndarray:
     """One hard-EM step: how often the §4 Viterbi on ``ln(count/total)`` uses each piece.
 
     ``pieces`` must contain all 256 single bytes with positive counts.
@@ -180,13 +407,18 @@ def hard_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: in
     scores = _scores(counts)
     explicit = use_core is True
     if use_core is None:
-        # The core's double-array trie needs far more memory to build than the
-        # hash-trie here; for the first, huge candidate vocabulary the lean
-        # twin is used (same §4 result, checked by the tests).
-        use_core = len(pieces) <= CORE_MAX_PIECES
+        # The core's double-array trie needs more memory to build than the
+        # hash-trie here (about 100 MB more for 640k candidates); in memory, for
+        # the first, huge candidate vocabulary the lean twin is used (same §4
+        # result, checked by the tests). Streamed, the corpus is large and the
+        # core, 15 times faster on such a vocabulary, always pays.
+        use_core = isinstance(corpus, SpilledCorpus) or len(pieces) <= CORE_MAX_PIECES
     segmenter = _segmenter_class() if use_core else None
     if explicit and segmenter is None:
         raise ImportError("bytepiece._core is not built")
+    if isinstance(corpus, SpilledCorpus):
+        model = _Model(pieces, scores, segmenter is not None)
+        return corpus.run(functools.partial(_em_block, model, False), "compress: hard EM")
     if segmenter is not None:
         seg = segmenter(pieces, scores)
         return np.asarray(
@@ -200,6 +432,9 @@ def soft_em(pieces: List[bytes], counts: np.ndarray, corpus: Corpus, workers: in
             pool: Optional[ThreadPoolExecutor] = None) -> np.ndarray:
     """One soft-EM step: posterior expected uses of each piece (float64)."""
     scores = _scores(counts)
+    if isinstance(corpus, SpilledCorpus):
+        model = _Model(pieces, scores, False)
+        return corpus.run(functools.partial(_em_block, model, True), "compress: soft EM")
     return _summed_over_chunks(PieceSet(pieces).expected_counts, corpus, scores, workers, pool)
 
 
@@ -219,23 +454,6 @@ def _split_costs(pieces: List[bytes], counts: np.ndarray, method: str, workers: 
         return run()
     futures = [pool.submit(run, lo, hi) for lo, hi in _ranges(len(pieces), workers * 4)]
     return np.concatenate([f.result() for f in futures])
-
-
-def _candidate_sample(corpus: Corpus, limit: int) -> Tuple[Corpus, float]:
-    """The corpus itself when it is small enough, else every k-th distinct chunk
-    (deterministic) and the factor that scales its counts to the whole."""
-    n_bytes = len(corpus.data)
-    if limit <= 0 or n_bytes <= limit:
-        return corpus, 1.0
-    step = int(math.ceil(n_bytes / limit))
-    picked = np.arange(0, len(corpus), step)
-    sample: Counter = Counter()
-    offs = corpus.offsets
-    for i in picked.tolist():
-        sample[corpus.data[offs[i]:offs[i + 1]]] = int(corpus.weights[i])
-    sub = Corpus(sample)
-    scale = corpus.total_bytes / max(1, sub.total_bytes)
-    return sub, float(scale)
 
 
 def _settle(pieces: List[bytes], counts: np.ndarray, prot: np.ndarray, lengths: np.ndarray,
@@ -275,13 +493,19 @@ def train_compress(
     ngram_candidates: int = 0,
     final_rounds: int = 4,
     early_speedup: float = 2.0,
-    candidate_bytes: int = 1 << 28,
+    candidate_bytes: int = CANDIDATE_BYTES,
+    engine: Optional[LocalEngine] = None,
+    shard_bytes: Optional[int] = None,
+    special_tokens: Sequence[str] = (),
 ) -> Dict[int, Dict[bytes, int]]:
     """Train compression-first vocabularies; returns ``{size: {piece: count}}``.
 
     Main parameters (the same meaning as for the reference trainer):
 
-    * ``texts``: an iterable of ``str``, read once; each is normalized with
+    * ``texts``: anything :class:`bytepiece.inputs.TrainingCorpus` reads (a
+      list or iterable of ``str``, a generator, files, a dataset), read once
+      and streamed from a temporary spill when it does not fit in
+      ``candidate_bytes``; each text is normalized with
       ``normalize(text, maxlen=10000, isolate_digits=...)``.
     * ``max_vocab_size``: vocabulary size counting the three special tokens
       (pieces + 3, at least 259); a list gives one vocabulary per size, the
@@ -294,7 +518,11 @@ def train_compress(
       characters. Without it any byte string may be a piece (with
       ``char_starts`` it must at least start on a character).
     * ``workers``: threads for hard EM and split costs (results do not depend
-      on it); ``verbose``: progress on stderr.
+      on it); ``verbose``: progress on stderr; ``engine``: runs the passes
+      over the shards (default ``LocalEngine(workers)``); ``shard_bytes``:
+      size of the shards of ``texts`` (results do not depend on it);
+      ``special_tokens``: texts are cut at their
+      occurrences before normalization, so no candidate holds one.
 
     Tuning knobs (defaults chosen on the held-out benchmark, see
     ``benchmarks/README.md``):
@@ -320,10 +548,13 @@ def train_compress(
     * ``final_rounds``: at most this many closing hard-EM re-counts.
     * ``early_speedup``: while the vocabulary is over 1.5 times the target,
       ``prune_fraction`` is multiplied by this (fewer corpus passes).
-    * ``candidate_bytes``: candidates are counted on at most this many bytes
-      of distinct chunks (an evenly spaced sample of the chunks beyond it,
-      counts scaled up), bounding the suffix array's ~21 bytes per byte; hard
-      EM always runs over the whole corpus.
+    * ``candidate_bytes``: the memory budget. When the distinct chunks of the
+      corpus fit in it, everything is done in memory. Otherwise candidates are
+      counted on a sample of at most this many bytes of distinct chunks (those
+      whose hash falls under a threshold, so the same whatever the cut of the
+      corpus; counts scaled up), bounding the suffix array's ~21 bytes per
+      byte, and every hard-EM round streams the whole corpus from a
+      temporary spill of its normalized chunks.
     """
     sizes = [max_vocab_size] if isinstance(max_vocab_size, int) else list(max_vocab_size)
     if not sizes:
@@ -347,50 +578,117 @@ def train_compress(
         num_candidates = max(100000, 20 * sizes[0])
     start = time.perf_counter()
 
-    if ngram_candidates:
-        texts = texts if isinstance(texts, (list, tuple)) else list(texts)
-    corpus = load_corpus(texts, isolate_digits=isolate_digits, verbose=verbose)
-    _log(verbose, f"corpus: {len(corpus)} distinct chunks, {len(corpus.data)} distinct bytes "
-                  f"({corpus.total_bytes} in all), {time.perf_counter() - start:.1f}s")
+    if engine is None:
+        with LocalEngine(workers) as local:
+            return train_compress(
+                texts, sizes, max_piece_length, min_count, isolate_digits, ensure_unicode, workers, verbose,
+                num_candidates=num_candidates, prune_fraction=prune_fraction, discount=discount,
+                split_cost=split_cost, char_coverage=char_coverage, char_min_count=char_min_count,
+                char_starts=char_starts, em=em, repeats=repeats, ngram_candidates=ngram_candidates,
+                final_rounds=final_rounds, early_speedup=early_speedup, candidate_bytes=candidate_bytes,
+                engine=local, shard_bytes=shard_bytes, special_tokens=special_tokens)
+    if not isinstance(texts, TrainingCorpus):
+        options = {} if shard_bytes is None else {"shard_bytes": shard_bytes}
+        with TrainingCorpus(texts, **options) as corpus_input:
+            return train_compress(
+                corpus_input, sizes, max_piece_length, min_count, isolate_digits, ensure_unicode, workers,
+                verbose, num_candidates=num_candidates, prune_fraction=prune_fraction, discount=discount,
+                split_cost=split_cost, char_coverage=char_coverage, char_min_count=char_min_count,
+                char_starts=char_starts, em=em, repeats=repeats, ngram_candidates=ngram_candidates,
+                final_rounds=final_rounds, early_speedup=early_speedup, candidate_bytes=candidate_bytes,
+                engine=engine, special_tokens=special_tokens)
+    budget = int(candidate_bytes)
+    if budget < 1:
+        raise ValueError(f"candidate_bytes must be at least 1, got {candidate_bytes}")
 
+    with tempfile.TemporaryDirectory(prefix="bytepiece-compress-") as spill_dir:
+        # Pass 1: statistics, the candidate sample and a spill of the normalized
+        # chunks (skipped when the input is known to fit in the budget).
+        known = texts.size
+        spill = spill_dir if known is None or known > budget else None
+        while True:
+            scan, _ = run_pass(engine, functools.partial(scan_shard, isolate_digits, budget, spill,
+                                                         special_tokens=special_tokens),
+                               texts.shards(), _merge_scans, "compress: read", known, verbose)
+            scan = scan if scan is not None else Scan(budget)
+            if scan.complete or spill is not None:
+                break
+            spill = spill_dir  # normalization made the text outgrow the budget: read again, spilling
+        if scan.total_bytes == 0:
+            raise ValueError("the corpus is empty: texts holds no characters to train on")
+        if scan.complete:
+            # Everything fits: the sample is the whole corpus, deduplicated.
+            corpus: Union[Corpus, SpilledCorpus] = Corpus(scan.sample)
+            sample = corpus
+            _log(verbose, f"corpus: {len(corpus)} distinct chunks, {len(corpus.data)} distinct bytes "
+                          f"({corpus.total_bytes} in all), {time.perf_counter() - start:.1f}s")
+        else:
+            corpus = SpilledCorpus(scan.blocks, scan.total_bytes, engine, verbose=verbose)
+            sample = Corpus(scan.sample)
+            _log(verbose, f"corpus: {scan.total_bytes} bytes in {len(scan.blocks)} spilled blocks, "
+                          f"{time.perf_counter() - start:.1f}s")
+        byte_counts, chars = scan.byte_counts, scan.chars
+        scan.sample, scan.blocks = {}, []
+        del scan
+        return _train_on(
+            corpus, sample, byte_counts, chars, sizes, texts, engine, start,
+            max_piece_length=max_piece_length, min_count=min_count, isolate_digits=isolate_digits,
+            ensure_unicode=ensure_unicode, workers=workers, verbose=verbose,
+            num_candidates=num_candidates, prune_fraction=prune_fraction, discount=discount,
+            split_cost=split_cost, char_coverage=char_coverage, char_min_count=char_min_count,
+            char_starts=char_starts, em=em, repeats=repeats, ngram_candidates=ngram_candidates,
+            final_rounds=final_rounds, early_speedup=early_speedup)
+
+
+def _train_on(corpus: Union[Corpus, "SpilledCorpus"], sample: Corpus, byte_counts: np.ndarray,
+              char_totals: Dict[int, int], sizes: List[int], texts: TrainingCorpus, engine: LocalEngine,
+              start: float, *, max_piece_length: int, min_count: int, isolate_digits: bool,
+              ensure_unicode: bool, workers: int, verbose: bool, num_candidates: int,
+              prune_fraction: float, discount: float, split_cost: str, char_coverage: bool,
+              char_min_count: int, char_starts: bool, em: str, repeats: str, ngram_candidates: int,
+              final_rounds: int, early_speedup: float) -> Dict[int, Dict[bytes, int]]:
+    """Candidates, hard EM and pruning on a loaded or spilled corpus (see :func:`train_compress`)."""
     # The corpus the pruning decisions are made on: repeated chunks (boilerplate
     # lines) may be damped so that they do not buy pieces that only they use.
-    if repeats == "count":
+    work: Union[Corpus, SpilledCorpus]
+    if isinstance(corpus, SpilledCorpus):
+        work = SpilledCorpus(corpus.blocks, corpus.total_bytes, engine, repeats, verbose)
+    elif repeats == "count":
         work = corpus
     else:
         work = Corpus.__new__(Corpus)
         work.data, work.offsets, work.array = corpus.data, corpus.offsets, corpus.array
-        if repeats == "distinct":
-            work.weights = np.ones_like(corpus.weights)
-        elif repeats == "sqrt":
-            work.weights = np.ceil(np.sqrt(corpus.weights)).astype(np.int64)
-        elif repeats == "log":
-            work.weights = (1 + np.floor(np.log2(corpus.weights))).astype(np.int64)
-        else:
-            raise ValueError(f"repeats must be 'count', 'distinct', 'sqrt' or 'log', got {repeats!r}")
+        work.weights = _damped(corpus.weights, repeats)
+    scale = 1.0 if sample is corpus else corpus.total_bytes / max(1, sample.total_bytes)
+    if isinstance(corpus, SpilledCorpus) and repeats != "count":
+        sample.weights = _damped(sample.weights, repeats)
 
     mode = 1 if ensure_unicode else (2 if char_starts else 0)
-    source, scale = _candidate_sample(work, int(candidate_bytes))
+    if sample is corpus and repeats != "count":
+        sample = work  # type: ignore[assignment]
+    # No more candidates than the sample has substrings: a huge vocabulary
+    # size must not size the candidate table beyond what can exist.
+    num_candidates = min(int(num_candidates), len(sample.data) * int(max_piece_length) + 1)
     cand, cand_counts = count_candidates(
-        source.array, source.offsets, source.weights, int(max_piece_length),
+        sample.array, sample.offsets, sample.weights, int(max_piece_length),
         max(1, int(math.ceil(min_count / scale))), int(num_candidates), mode,
     )
     if scale != 1.0:
         cand_counts = np.maximum(1, np.round(cand_counts * scale)).astype(np.int64)
-        del source
+    del sample
     _log(verbose, f"candidates: {len(cand)} substrings"
                   + (f" (from a {1 / scale:.0%} sample)" if scale != 1.0 else "")
                   + f", {time.perf_counter() - start:.1f}s")
 
     pieces: List[bytes] = list(_SINGLE_BYTES) + list(cand)
-    counts = np.concatenate([np.maximum(corpus.byte_counts(), 1), cand_counts]).astype(np.int64)
+    counts = np.concatenate([np.maximum(byte_counts, 1), cand_counts]).astype(np.int64)
     if ngram_candidates:
         from .trainer import Trainer
 
         ngram = Trainer(max_vocab_size=int(ngram_candidates), max_piece_length=int(max_piece_length),
                         min_count=int(min_count), isolate_digits=isolate_digits,
-                        ensure_unicode=ensure_unicode, verbose=False)
-        ngram_counts = ngram.train(texts, workers=workers)[int(ngram_candidates)]
+                        ensure_unicode=ensure_unicode, verbose=False, algorithm="bnlm")
+        ngram_counts = ngram._train(texts, engine)[int(ngram_candidates)]
         known = set(pieces)
         extra = [(p, c) for p, c in ngram_counts.items() if p not in known]
         pieces += [p for p, _ in extra]
@@ -399,7 +697,7 @@ def train_compress(
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
     prot = lengths == 1  # the 256 single bytes are never pruned
     if char_coverage:
-        chars = corpus.char_counts(char_min_count)
+        chars = {chr(cp).encode("utf-8"): n for cp, n in char_totals.items() if n >= char_min_count}
         budget = sizes[-1] - 3 - 256
         chars = sorted(((c, n) for c, n in chars.items() if len(c) <= max_piece_length),
                        key=lambda kv: (-kv[1], kv[0]))[: budget // 2]

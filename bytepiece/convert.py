@@ -5,7 +5,8 @@
   same vocabulary. SentencePiece numbers pieces its own way; the returned
   :class:`SentencePieceExport` maps its ids back to ours.
 * :func:`export_huggingface` writes a ``tokenizer.json`` for Hugging Face
-  ``tokenizers`` whose ids are identical to ours.
+  ``tokenizers`` whose ids are identical to ours; :func:`save_pretrained`
+  adds the two small files ``transformers.AutoTokenizer`` reads with it.
 * :func:`convert_to_bytepiece` imports a word-frequency list (for instance
   jieba's ``dict.txt`` read by :func:`read_word_counts`) as a BytePiece model.
 
@@ -27,11 +28,11 @@ from .model_io import (
     MAX_PIECE_BYTES,
     SPECIAL_TOKENS,
     Vocabulary,
-    atomic_write,
     load_vocabulary,
     save_model,
 )
 from .normalization import nfc_utf8
+from .outputs import atomic_write, check_output
 from .trainer import remove_wasted_pieces
 
 __all__ = [
@@ -40,8 +41,10 @@ __all__ = [
     "sentencepiece_model_bytes",
     "export_huggingface",
     "huggingface_tokenizer_dict",
+    "save_pretrained",
     "convert_to_bytepiece",
     "read_word_counts",
+    "word_counts",
     "import_words",
 ]
 
@@ -52,7 +55,7 @@ SP_SPECIAL_PIECES = ("<pad>", "<s>", "</s>")
 SP_UNK_PIECE = "<unk>"
 
 # SentencePiece piece types (sentencepiece_model.proto, ModelProto.SentencePiece.Type).
-_SP_NORMAL, _SP_UNKNOWN, _SP_CONTROL, _SP_BYTE = 1, 2, 3, 6
+_SP_NORMAL, _SP_UNKNOWN, _SP_CONTROL, _SP_USER_DEFINED, _SP_BYTE = 1, 2, 3, 4, 6
 
 
 def _as_vocabulary(source: Any) -> Vocabulary:
@@ -68,6 +71,23 @@ def _as_vocabulary(source: Any) -> Vocabulary:
         "expected a Tokenizer, a Vocabulary, a model path or a model dict, "
         f"got {type(source).__name__}"
     )
+
+
+def _model_file(source: Any) -> Any:
+    """The model file behind ``source`` (a path, or a Tokenizer loaded from one), else None."""
+    if isinstance(source, (str, os.PathLike)):
+        return source
+    return getattr(source, "_source", None)
+
+
+def _by_id(vocab: Vocabulary) -> List[Tuple[int, Union[bytes, str], float]]:
+    """``(id, piece or special-token text, score)`` of every id from 3 up."""
+    entries: List[Tuple[int, Union[bytes, str], float]] = [
+        (i, piece, score) for i, piece, score in zip(vocab.ids().tolist(), vocab.pieces, vocab.scores.tolist())]
+    entries += [(i, text, 0.0) for text, i in vocab.special_tokens]
+    entries.sort(key=lambda entry: entry[0])
+    return entries
+
 
 
 def _utf8_or_none(piece: bytes) -> Union[str, None]:
@@ -87,6 +107,9 @@ def _utf8_or_none(piece: bytes) -> Union[str, None]:
 # Hand-encoding avoids a dependency on the ``protobuf`` package, which the
 # ``sentencepiece`` wheel does not pull in (its ``sentencepiece_model_pb2``
 # imports ``google.protobuf``).
+# Measured: 0.2-0.3 s for a 40k model, 1.5-2 times protobuf's, its import included;
+# kept so that writing the file needs no protobuf (benchmarks/README.md,
+# "Hand-written code, and why").
 
 
 def _varint(value: int) -> bytes:
@@ -151,16 +174,20 @@ def _sentencepiece_layout(vocab: Vocabulary) -> Tuple[List[bytes], np.ndarray, L
     """Serialized pieces in SentencePiece id order, the id map, the dropped pieces.
 
     Layout: 0-2 control ``<pad> <s> </s>``; 3-258 the byte pieces ``<0xNN>``;
-    then every multi-byte piece in our id order (so when none is dropped, each
-    keeps its BytePiece id); then the ASCII bytes 0x01-0x7F again as normal pieces
+    then every multi-byte piece and added special token (as a user-defined
+    symbol, which SentencePiece always matches as one piece) in our id order
+    (so when none is dropped, each keeps its BytePiece id); then the ASCII bytes 0x01-0x7F again as normal pieces
     (SentencePiece only falls back to ``<0xNN>`` for a character with no piece
     of its own, scoring it as an unknown; ASCII characters must be real pieces
     to get our scores); then ``<unk>``.
     """
+    entries = _by_id(vocab)
     byte_id = {}
-    for i, piece in enumerate(vocab.pieces):
-        if len(piece) == 1:
-            byte_id[piece[0]] = i + 3
+    byte_score = {}
+    for i, piece, score in entries:
+        if isinstance(piece, bytes) and len(piece) == 1:
+            byte_id[piece[0]] = i
+            byte_score[piece[0]] = score
     reserved = set(SP_SPECIAL_PIECES) | {SP_UNK_PIECE} | {f"<0x{b:02X}>" for b in range(256)}
     records: List[bytes] = []
     id_map: List[int] = []
@@ -171,18 +198,24 @@ def _sentencepiece_layout(vocab: Vocabulary) -> Tuple[List[bytes], np.ndarray, L
         records.append(_sp_piece(f"<0x{b:02X}>", 0.0, _SP_BYTE))
         id_map.append(byte_id[b])
     dropped: List[bytes] = []
-    scores = vocab.scores
-    for i, piece in enumerate(vocab.pieces):
+    for i, piece, score in entries:
+        if isinstance(piece, str):  # an added special token
+            if piece in reserved:
+                dropped.append(piece.encode("utf-8"))
+                continue
+            records.append(_sp_piece(piece, 0.0, _SP_USER_DEFINED))
+            id_map.append(i)
+            continue
         if len(piece) == 1:
             continue
         text = _utf8_or_none(piece)
         if text is None or text in reserved:
             dropped.append(piece)
             continue
-        records.append(_sp_piece(text, float(scores[i]), _SP_NORMAL))
-        id_map.append(i + 3)
+        records.append(_sp_piece(text, score, _SP_NORMAL))
+        id_map.append(i)
     for b in range(1, 128):  # not NUL: SentencePiece turns a "\0" piece into UNUSED
-        records.append(_sp_piece(chr(b), float(scores[byte_id[b] - 3]), _SP_NORMAL))
+        records.append(_sp_piece(chr(b), byte_score[b], _SP_NORMAL))
         id_map.append(byte_id[b])
     records.append(_sp_piece(SP_UNK_PIECE, 0.0, _SP_UNKNOWN))
     id_map.append(-1)
@@ -230,15 +263,19 @@ def convert_to_sentencepiece(tokenizer_or_vocab: Any, path: PathLike) -> Sentenc
     prefix, no whitespace handling), control pieces ``<pad> <s> </s>`` at ids
     0-2, byte pieces ``<0xNN>`` at 3-258, every valid-UTF-8 multi-byte piece
     as a normal piece with our score (rounded to float32, SentencePiece's
-    precision), the ASCII characters again as normal pieces, and a final
+    precision), added special tokens as user-defined symbols (always matched
+    whole, like ``allowed_special="all"``), the ASCII characters again as
+    normal pieces, and a final
     ``<unk>`` (SentencePiece requires one; byte fallback never emits it).
 
     Returns a :class:`SentencePieceExport` whose ``id_map`` turns SentencePiece
     ids into ours. Feed SentencePiece NFC text: it will not normalize it.
     The file is written atomically.
     """
+    inputs = [_model_file(tokenizer_or_vocab)]
+    check_output(path, inputs)  # before the work, naming the path given
     data, export = sentencepiece_model_bytes(tokenizer_or_vocab)
-    atomic_write(path, lambda handle: handle.write(data))
+    atomic_write(path, lambda handle: handle.write(data), inputs)
     return export
 
 
@@ -265,12 +302,20 @@ def huggingface_tokenizer_dict(tokenizer_or_vocab: Any) -> Dict[str, Any]:
     """The ``tokenizer.json`` object :func:`export_huggingface` writes."""
     vocab = _as_vocabulary(tokenizer_or_vocab)
     names = [f"<0x{b:02X}>" for b in range(256)]
-    low = _unmatchable_score(vocab, max(len(n) for n in list(names) + list(SPECIAL_TOKENS)))
+    specials = list(SPECIAL_TOKENS) + [text for text, _ in vocab.special_tokens]
+    low = _unmatchable_score(vocab, max(len(n) for n in names + specials))
     entries: List[List[Any]] = [[name, low] for name in SPECIAL_TOKENS]
-    reserved = set(SPECIAL_TOKENS) | set(names)
+    reserved = set(specials) | set(names)
     seen: Dict[str, int] = {}
-    for i, piece in enumerate(vocab.pieces):
-        pid = i + 3
+    special_ids = list(range(3))
+    for pid, piece, score in _by_id(vocab):
+        if isinstance(piece, str):  # an added special token
+            if piece in names:
+                raise ValueError(f"cannot export to Hugging Face tokenizers: special token {piece!r} "
+                                 f"(id {pid}) is the name of a byte-fallback token")
+            entries.append([piece, low])
+            special_ids.append(pid)
+            continue
         if len(piece) == 1 and piece[0] >= 0x80:
             entries.append([names[piece[0]], low])
             continue
@@ -287,19 +332,8 @@ def huggingface_tokenizer_dict(tokenizer_or_vocab: Any) -> Dict[str, Any]:
                 f"{text!r}, which is the name of a special token or byte-fallback token"
             )
         seen[text] = pid
-        entries.append([text, float(vocab.scores[i])])
-    added = [
-        {
-            "id": i,
-            "content": name,
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
-        for i, name in enumerate(SPECIAL_TOKENS)
-    ]
+        entries.append([text, score])
+    added = [_hf_added_token(i, entries[i][0]) for i in special_ids]
     return {
         "version": "1.0",
         "truncation": None,
@@ -330,11 +364,26 @@ def huggingface_tokenizer_dict(tokenizer_or_vocab: Any) -> Dict[str, Any]:
     }
 
 
+def _hf_added_token(token_id: int, text: str) -> Dict[str, Any]:
+    """A special token as HF lists it: matched whole, in the raw text."""
+    return {
+        "id": token_id,
+        "content": text,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": False,
+        "special": True,
+    }
+
+
 def export_huggingface(tokenizer_or_vocab: Any, path: PathLike) -> None:
     """Write a Hugging Face ``tokenizers`` ``tokenizer.json`` at ``path``.
 
     The model is a Unigram with byte fallback whose ids equal ours: 0-2 are the
-    special tokens ``<pad> <bos> <eos>``, single bytes 0x00-0x7F are their
+    special tokens ``<pad> <bos> <eos>``, added special tokens keep their ids
+    (all of them are HF added tokens, matched whole in the raw text, as our
+    ``allowed_special="all"``), single bytes 0x00-0x7F are their
     ASCII characters, bytes 0x80-0xFF are the byte-fallback tokens ``<0xNN>``,
     and multi-byte pieces are their text, each with our score (float64). The
     normalizer is NFC, the pre-tokenizer cuts our chunks (ALGORITHM.md §1) and
@@ -347,8 +396,55 @@ def export_huggingface(tokenizer_or_vocab: Any, path: PathLike) -> None:
     or whose text equals a special token or byte-fallback name.
     The file is written atomically.
     """
-    data = json.dumps(huggingface_tokenizer_dict(tokenizer_or_vocab), ensure_ascii=False, indent=1)
-    atomic_write(path, lambda handle: handle.write(data.encode("utf-8")))
+    inputs = [_model_file(tokenizer_or_vocab)]
+    check_output(path, inputs)  # before the work, naming the path given
+    _write_json(huggingface_tokenizer_dict(tokenizer_or_vocab), path, inputs)
+
+
+def _write_json(data: Any, path: PathLike, inputs=()) -> None:
+    text = json.dumps(data, ensure_ascii=False, indent=1)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), inputs)
+
+
+def save_pretrained(tokenizer_or_vocab: Any, directory: PathLike) -> List[str]:
+    """Write a directory that ``transformers.AutoTokenizer.from_pretrained``
+    loads as a fast tokenizer with our ids: ``tokenizer.json``
+    (:func:`export_huggingface`), ``tokenizer_config.json`` and
+    ``special_tokens_map.json``.
+
+    ``<bos> <eos> <pad>`` are its bos, eos and pad tokens, the added special
+    tokens its additional special tokens. Nothing is added around the text
+    (no post-processor): pass ``<bos>`` yourself, as with ``encode``. The
+    directory is created if needed; each file is written atomically.
+    Returns the paths written.
+    """
+    inputs = [_model_file(tokenizer_or_vocab)]
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"{directory}: exists and is not a directory")
+    vocab = _as_vocabulary(tokenizer_or_vocab)
+    hf = huggingface_tokenizer_dict(vocab)
+    os.makedirs(directory, exist_ok=True)
+    extra = [text for text, _ in vocab.special_tokens]
+    names = {"bos_token": SPECIAL_TOKENS[1], "eos_token": SPECIAL_TOKENS[2], "pad_token": SPECIAL_TOKENS[0]}
+    special_map = dict(names, additional_special_tokens=extra)
+    config = dict(
+        names,
+        tokenizer_class="PreTrainedTokenizerFast",
+        additional_special_tokens=extra,
+        added_tokens_decoder={str(token["id"]): {k: v for k, v in token.items() if k != "id"}
+                              for token in hf["added_tokens"]},
+        model_max_length=1 << 60,
+        clean_up_tokenization_spaces=False,
+    )
+    written = []
+    for name, data in (("tokenizer.json", hf), ("tokenizer_config.json", config),
+                       ("special_tokens_map.json", special_map)):
+        path = os.path.join(directory, name)
+        _write_json(data, path, inputs)
+        written.append(path)
+    return written
+
 
 
 # ---------------------------------------------------------------------------
@@ -356,20 +452,16 @@ def export_huggingface(tokenizer_or_vocab: Any, path: PathLike) -> None:
 # ---------------------------------------------------------------------------
 
 
-def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike) -> Dict[bytes, int]:
-    """Import ``{word: count}`` as a BytePiece model file at ``path``.
+def word_counts(words: Mapping[Union[str, bytes], int]) -> Dict[bytes, int]:
+    """``{piece: count}`` of ``{word: count}``, checked: ``str`` words are
+    NFC-normalized and UTF-8 encoded (words that become equal add their
+    counts), ``bytes`` words are taken as they are. Raises ``ValueError`` or
+    ``TypeError`` naming a word that cannot be a piece or a bad count."""
+    if not isinstance(words, Mapping):
+        raise TypeError(f"pieces must be a dict of word -> count, got {type(words).__name__}")
 
-    ``str`` words are NFC-normalized and UTF-8 encoded (words that become equal
-    add their counts); ``bytes`` words are taken as they are. Every missing
-    single byte is added with count 1, then pieces that are never chosen when
-    segmenting themselves are removed, their counts moving to the pieces they
-    split into (ALGORITHM.md §6.4 step 3, with no length or count limit).
-    Returns the final ``{piece: count}`` (also written, atomically, to ``path``).
-    """
-    if not isinstance(pieces, Mapping):
-        raise TypeError(f"pieces must be a dict of word -> count, got {type(pieces).__name__}")
     counts: Dict[bytes, int] = {}
-    for word, count in pieces.items():
+    for word, count in words.items():
         if isinstance(word, str):
             key = nfc_utf8(word)
         elif isinstance(word, (bytes, bytearray)):
@@ -385,6 +477,23 @@ def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike
         if count <= 0:
             raise ValueError(f"count of {word!r} must be positive, got {count}")
         counts[key] = counts.get(key, 0) + int(count)
+    return counts
+
+
+def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike,
+                         inputs=()) -> Dict[bytes, int]:
+    """Import ``{word: count}`` as a BytePiece model file at ``path``.
+
+    ``str`` words are NFC-normalized and UTF-8 encoded (words that become equal
+    add their counts); ``bytes`` words are taken as they are. Every missing
+    single byte is added with count 1, then pieces that are never chosen when
+    segmenting themselves are removed, their counts moving to the pieces they
+    split into (ALGORITHM.md §6.4 step 3, with no length or count limit).
+    Returns the final ``{piece: count}`` (also written, atomically, to ``path``,
+    which must not be one of the files ``inputs``).
+    """
+    check_output(path, inputs)  # before the work, naming the path given
+    counts = word_counts(pieces)
     for b in range(256):
         counts.setdefault(bytes([b]), 1)
     if sum(counts.values()) >= 1 << 62:
@@ -393,7 +502,7 @@ def convert_to_bytepiece(pieces: Mapping[Union[str, bytes], int], path: PathLike
     kept, kept_counts = remove_wasted_pieces(
         ordered, np.asarray([counts[p] for p in ordered], dtype=np.int64), threads=0)
     result = dict(zip(kept, (int(c) for c in kept_counts)))
-    save_model(result, path)
+    save_model(result, path, inputs=inputs)
     return result
 
 
@@ -438,5 +547,7 @@ def read_word_counts(path: PathLike) -> Dict[str, int]:
 
 def import_words(path: PathLike, output: PathLike) -> Dict[bytes, int]:
     """Read a ``word count [tag]`` file and write it as a BytePiece model
-    (:func:`read_word_counts` then :func:`convert_to_bytepiece`)."""
-    return convert_to_bytepiece(read_word_counts(path), output)
+    (:func:`read_word_counts` then :func:`convert_to_bytepiece`); ``output``
+    must not be ``path`` itself."""
+    check_output(output, [path])  # before reading, naming the path given
+    return convert_to_bytepiece(read_word_counts(path), output, [path])

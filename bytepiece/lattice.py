@@ -2,58 +2,63 @@
 
 These are tools for inspection and alignment, not the hot path: the lattice
 comes from the compiled core as arrays (``Segmenter.edges``), the search runs
-in Python.
+in Python. :func:`exact_probability` tells exact ties from near ones when
+two segmentations are compared.
 """
 from __future__ import annotations
 
 import heapq
-from typing import List, Sequence, Tuple
+from fractions import Fraction
+from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["nbest", "char_offsets"]
+__all__ = ["nbest", "char_offsets", "exact_probability"]
 
 
 def nbest(edges: Tuple[np.ndarray, np.ndarray, np.ndarray], n_bytes: int,
           scores: Sequence[float], n: int) -> List[Tuple[List[int], float]]:
     """The ``n`` most probable segmentations of a text of ``n_bytes`` bytes.
 
-    ``edges`` is ``(starts, ends, ids)`` of every piece occurrence (ordered by
-    end); ``scores[id]`` is the piece's log-probability. Forward Viterbi gives
-    the best score ``best[e]`` of every prefix; an A* search backwards from the
-    end, ranked by (score of the suffix built so far) + ``best[position]``, pops
-    whole segmentations in order of probability, because ``best`` is the exact
-    value of the best completion (a consistent heuristic).
-    Returns ``[(ids, log_probability), ...]``, most probable first.
+    ``edges`` is ``(starts, ends, ids)`` of every piece occurrence;
+    ``scores[id]`` is the piece's log-probability. A k-best Viterbi run
+    backwards: every position keeps the ``n`` best segmentations of the text
+    after it (their scores summed from the end, as a search from the end
+    would), found by merging the sorted lists of the positions its pieces
+    reach. Tied segmentations are never expanded beyond ``n`` per position,
+    so time and memory are O(n_bytes * (pieces per position + n) * log),
+    for any text. Returns ``[(ids, log_probability), ...]``, most probable first.
     """
     if n <= 0:
         return []
     starts, ends, ids = (a.tolist() for a in edges)
-    incoming: List[List[Tuple[int, int, float]]] = [[] for _ in range(n_bytes + 1)]
+    outgoing: List[List[Tuple[int, int, float]]] = [[] for _ in range(n_bytes + 1)]
     for s, e, i in zip(starts, ends, ids):
-        incoming[e].append((s, i, scores[i]))
-    best = [float("-inf")] * (n_bytes + 1)
-    best[0] = 0.0
-    for e in range(1, n_bytes + 1):
-        best[e] = max((best[s] + sc for s, _, sc in incoming[e]), default=float("-inf"))
-    if n_bytes and best[n_bytes] == float("-inf"):
-        return []
+        outgoing[s].append((e, i, scores[i]))
+    # best[p]: up to n (suffix score, path) sorted best first; a path is the
+    # linked list (id, rest) of the pieces from p to the end.
+    best: List[List[Tuple[float, object]]] = [[] for _ in range(n_bytes + 1)]
+    best[n_bytes] = [(0.0, None)]
+    for p in range(n_bytes - 1, -1, -1):
+        heap = []
+        for k, (e, i, sc) in enumerate(outgoing[p]):
+            if best[e]:
+                heap.append((-(sc + best[e][0][0]), k, 0))
+        heapq.heapify(heap)
+        chosen = best[p]
+        while heap and len(chosen) < n:
+            neg, k, j = heapq.heappop(heap)
+            e, i, sc = outgoing[p][k]
+            chosen.append((-neg, (i, best[e][j][1])))
+            if j + 1 < len(best[e]):
+                heapq.heappush(heap, (-(sc + best[e][j + 1][0]), k, j + 1))
     results: List[Tuple[List[int], float]] = []
-    counter = 0
-    # heap entries: (-(suffix + best[pos]), tie, pos, suffix score, path as a linked list)
-    heap = [(-best[n_bytes], counter, n_bytes, 0.0, None)]
-    while heap and len(results) < n:
-        _, _, pos, suffix, path = heapq.heappop(heap)
-        if pos == 0:
-            pieces = []
-            while path is not None:
-                pieces.append(path[0])
-                path = path[1]
-            results.append((pieces, suffix))
-            continue
-        for s, i, sc in incoming[pos]:
-            counter += 1
-            heapq.heappush(heap, (-(suffix + sc + best[s]), counter, s, suffix + sc, (i, path)))
+    for total, path in best[0]:
+        pieces = []
+        while path is not None:
+            pieces.append(path[0])
+            path = path[1]
+        results.append((pieces, total))
     return results
 
 
@@ -74,3 +79,18 @@ def char_offsets(data: bytes, piece_lengths: np.ndarray, is_text: bool) -> np.nd
     starts = char_of_byte[byte_starts]
     ends = char_of_byte[byte_ends - 1] + 1
     return np.stack([starts, ends], axis=1)
+
+
+def exact_probability(vocab, ids: Iterable[int]) -> Fraction:
+    """The probability of the segmentation ``ids`` under ``vocab`` (a
+    :class:`~bytepiece.model_io.Vocabulary`) as an exact fraction of counts:
+    the product of ``count / total`` over its pieces (special tokens count 1).
+    Two segmentations with equal results are an exact tie."""
+    counts = dict(zip(vocab.ids().tolist(), vocab.counts))
+    total = sum(vocab.counts)
+    result = Fraction(1)
+    for i in ids:
+        count = counts.get(i)
+        if count is not None:
+            result *= Fraction(count, total)
+    return result

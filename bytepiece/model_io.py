@@ -1,10 +1,14 @@
 """Reading, validating and writing BytePiece model files (ALGORITHM.md §2-3).
 
 A model file is a JSON object ``{base64(piece): [id, display, count]}``. Ids
-0, 1, 2 are the special tokens and never appear in the file. This module is
-the single place that knows the format: it validates hostile input with a
+0, 1, 2 are the special tokens ``<pad> <bos> <eos>`` and never appear in the
+file. Added special tokens (``<|im_start|>`` ...) are entries whose count is
+0: their key is the base64 of their UTF-8 text and their display is that text.
+Files without such entries (every older file, the reference's included) read
+as before. This module is the single place that knows the format: it validates hostile input with a
 ``ValueError`` naming the file and the problem, computes the unigram scores
-exactly as the reference does (``np.log`` in float64), and writes atomically.
+exactly as the reference does (``np.log`` in float64), and writes atomically
+(through :mod:`bytepiece.outputs`).
 """
 from __future__ import annotations
 
@@ -15,15 +19,21 @@ import gc
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Union
+import unicodedata
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from .outputs import atomic_write
 
 __all__ = [
     "SPECIAL_TOKENS",
     "MAX_PIECE_BYTES",
+    "check_special_token",
+    "check_new_special_tokens",
+    "vocabulary_dict",
+    "save_vocabulary",
     "Vocabulary",
     "load_vocabulary",
     "vocabulary_from_counts",
@@ -44,18 +54,36 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """A validated vocabulary: ``pieces[i]`` has id ``i + 3``.
+    """A validated vocabulary: the learned pieces in id order, and the added
+    special tokens.
 
-    ``counts`` is int64 (or object for counts beyond 2**63), ``scores`` is the
-    float64 unigram log-probability of each piece.
+    ``pieces[i]`` has id ``i + 3`` unless ``piece_ids`` is set (a model
+    extended after special tokens were added), in which case it has id
+    ``piece_ids[i]``. ``counts`` are the pieces' counts, ``scores`` the
+    float64 unigram log-probability of each piece. ``special_tokens`` holds
+    ``(text, id)`` of every added special token (not ``<pad> <bos> <eos>``),
+    by id.
     """
 
     pieces: List[bytes]
     counts: List[int]
     scores: np.ndarray
+    piece_ids: Optional[np.ndarray] = None
+    special_tokens: Tuple[Tuple[str, int], ...] = ()
 
     def __len__(self) -> int:
         return len(self.pieces)
+
+    @property
+    def size(self) -> int:
+        """Number of ids: ``<pad> <bos> <eos>``, the pieces and the added special tokens."""
+        return 3 + len(self.pieces) + len(self.special_tokens)
+
+    def ids(self) -> np.ndarray:
+        """The id of every piece (int64), in the order of ``pieces``."""
+        if self.piece_ids is not None:
+            return self.piece_ids
+        return np.arange(3, 3 + len(self.pieces), dtype=np.int64)
 
 
 def unigram_scores(counts: List[int]) -> np.ndarray:
@@ -154,6 +182,7 @@ def _validate(source: str, data: Any) -> Vocabulary:
     size = len(data)
     pieces: List[Optional[bytes]] = [None] * size
     counts: List[int] = [0] * size
+    special: Dict[int, str] = {}
     seen: Dict[bytes, str] = {}
     decode = _b64decode_strict
     for key, value in data.items():
@@ -181,8 +210,8 @@ def _validate(source: str, data: Any) -> Vocabulary:
             raise _fail(source, f"id of {key!r} must be an int, got {piece_id!r:.40}")
         if type(count) is not int:
             raise _fail(source, f"count of {key!r} must be an int, got {count!r:.40}")
-        if count <= 0:
-            raise _fail(source, f"count of {key!r} must be positive, got {count}")
+        if count < 0:
+            raise _fail(source, f"count of {key!r} must be positive (0 for a special token), got {count}")
         if piece_id < 3:
             raise _fail(source, f"id {piece_id} of {key!r} is reserved (ids 0-2 are <pad>, <bos>, <eos>)")
         if piece_id >= size + 3:
@@ -195,7 +224,24 @@ def _validate(source: str, data: Any) -> Vocabulary:
             raise _fail(source, f"id {piece_id} is used twice ({pieces[slot]!r} and {piece!r})")
         pieces[slot] = piece
         counts[slot] = count
+        if count == 0:
+            try:
+                special[piece_id] = check_special_token(piece.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise _fail(source, f"special token {key!r} (id {piece_id}): {exc}") from None
     # Every id slot is filled: size entries, distinct ids, all within range.
+    if special:
+        keep = [slot for slot in range(size) if slot + 3 not in special]
+        if keep and keep[-1] != len(keep) - 1:  # a special token sits between pieces
+            piece_ids: Optional[np.ndarray] = np.asarray(keep, dtype=np.int64) + 3
+        else:
+            piece_ids = None
+        pieces = [pieces[slot] for slot in keep]
+        counts = [counts[slot] for slot in keep]
+        for text in special.values():
+            seen.pop(text.encode("utf-8"))
+    else:
+        piece_ids = None
     missing = [b for b in range(256) if bytes([b]) not in seen]
     if missing:
         shown = ", ".join(f"0x{b:02x}" for b in missing[:8])
@@ -206,7 +252,60 @@ def _validate(source: str, data: Any) -> Vocabulary:
     scores = unigram_scores(counts)
     if not np.all(np.isfinite(scores)):
         raise _fail(source, "counts give non-finite scores")
-    return Vocabulary(pieces=pieces, counts=counts, scores=scores)  # type: ignore[arg-type]
+    added = tuple((text, piece_id) for piece_id, text in sorted(special.items()))
+    return Vocabulary(pieces=pieces, counts=counts, scores=scores,  # type: ignore[arg-type]
+                      piece_ids=piece_ids, special_tokens=added)
+
+
+def check_special_token(text: Any) -> str:
+    """``text`` if it can be a special token, else a ``ValueError`` naming it.
+
+    A special token is non-empty NFC text (input is NFC-normalized before
+    special tokens are looked for, so other text could never match) of at
+    most ``MAX_PIECE_BYTES`` UTF-8 bytes, and not ``<pad> <bos> <eos>``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a special token must be str, got {type(text).__name__} {text!r:.40}")
+    if not text:
+        raise ValueError("special token '' is empty")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"special token {text!r:.60} holds a lone surrogate") from None
+    if size > MAX_PIECE_BYTES:
+        raise ValueError(f"special token {text[:40]!r}... is too long: {size} bytes (at most {MAX_PIECE_BYTES})")
+    if not unicodedata.is_normalized("NFC", text):
+        raise ValueError(f"special token {text!r:.60} is not NFC (its NFC form is "
+                         f"{unicodedata.normalize('NFC', text)!r:.60}); input text is NFC-normalized "
+                         "before special tokens are matched, so it could never occur")
+    if size == 1:
+        raise ValueError(f"special token {text!r} is identical to a learned piece (every single byte is a piece)")
+    if text in SPECIAL_TOKENS:
+        raise ValueError(f"special token {text!r} is a duplicate: ids 0-2 are always <pad>, <bos>, <eos>")
+    return text
+
+
+def check_new_special_tokens(tokens: Iterable[Any], existing: Iterable[str] = (),
+                             pieces: Optional[Mapping[bytes, int]] = None) -> List[str]:
+    """Validate special tokens to add: each passes :func:`check_special_token`,
+    none is listed twice or already a special token (``existing``), and none
+    is identical to a learned piece (a key of ``pieces``, piece -> id).
+    Raises ``ValueError`` naming the offending token."""
+    if isinstance(tokens, (str, bytes)):
+        raise TypeError("special tokens must be a list of str, not a single string")
+    taken = set(existing)
+    result: List[str] = []
+    for text in tokens:
+        check_special_token(text)
+        if text in taken:
+            raise ValueError(f"special token {text!r} is a duplicate")
+        taken.add(text)
+        if pieces is not None:
+            piece_id = pieces.get(text.encode("utf-8"))
+            if piece_id is not None:
+                raise ValueError(f"special token {text!r} is identical to the learned piece of id {piece_id}")
+        result.append(text)
+    return result
 
 
 def vocabulary_from_counts(counts: Mapping[bytes, int]) -> Vocabulary:
@@ -214,39 +313,46 @@ def vocabulary_from_counts(counts: Mapping[bytes, int]) -> Vocabulary:
     return _validate("<counts>", model_dict(counts))
 
 
-def model_dict(counts: Mapping[bytes, int]) -> Dict[str, list]:
-    """The JSON object of a model: pieces sorted by (length, bytes), ids from 3."""
+def model_dict(counts: Mapping[bytes, int], special_tokens: Sequence[str] = ()) -> Dict[str, list]:
+    """The JSON object of a model: pieces sorted by (length, bytes), ids from
+    3, then the special tokens (count 0) in the order given."""
     ordered = sorted(counts.items(), key=lambda item: (len(item[0]), item[0]))
-    return {
+    data = {
         base64.b64encode(piece).decode("ascii"): [i + 3, piece.decode("utf-8", "ignore"), int(count)]
         for i, (piece, count) in enumerate(ordered)
     }
+    for i, text in enumerate(check_new_special_tokens(special_tokens), len(ordered) + 3):
+        key = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        if key in data:
+            raise ValueError(f"special token {text!r} is identical to the learned piece of id {data[key][0]}")
+        data[key] = [i, text, 0]
+    return data
 
 
-def atomic_write(path: PathLike, write) -> None:
-    """Call ``write(handle)`` on a temporary file beside ``path``, then rename.
-
-    An interrupted write (error, Ctrl-C, crash) never leaves a partial file at
-    ``path``: either the old content or the complete new one is there.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def vocabulary_dict(vocab: Vocabulary) -> Dict[str, list]:
+    """The JSON object of ``vocab``, entries by id (ids kept as they are)."""
+    entries = [(int(i), piece, int(count)) for i, piece, count in zip(vocab.ids(), vocab.pieces, vocab.counts)]
+    entries += [(i, text.encode("utf-8"), 0) for text, i in vocab.special_tokens]
+    entries.sort()
+    return {
+        base64.b64encode(piece).decode("ascii"): [i, piece.decode("utf-8", "ignore"), count]
+        for i, piece, count in entries
+    }
 
 
-def save_model(counts: Mapping[bytes, int], path: PathLike) -> None:
-    """Write ``{piece: count}`` as a model file, atomically, in the reference format."""
-    text = json.dumps(model_dict(counts), indent=4, ensure_ascii=False)
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+def _write_json(data: Mapping[str, list], path: PathLike, inputs=()) -> None:
+    text = json.dumps(data, indent=4, ensure_ascii=False)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), inputs)
+
+
+def save_model(counts: Mapping[bytes, int], path: PathLike, special_tokens: Sequence[str] = (),
+               inputs=()) -> None:
+    """Write ``{piece: count}`` as a model file, atomically, in the reference
+    format; ``special_tokens`` get the ids after the last piece; ``path`` must
+    not be one of ``inputs`` (see :func:`~bytepiece.outputs.check_output`)."""
+    _write_json(model_dict(counts, special_tokens), path, inputs)
+
+
+def save_vocabulary(vocab: Vocabulary, path: PathLike, inputs=()) -> None:
+    """Write ``vocab`` as a model file, atomically, every id kept."""
+    _write_json(vocabulary_dict(vocab), path, inputs)

@@ -22,11 +22,9 @@ import multiprocessing
 import os
 import pickle
 import queue
-import select
 import signal
 import struct
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -34,6 +32,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import numpy as np
 
 from .normalization import nfc_utf8
+from .outputs import check_output, temporary_beside
 
 __all__ = [
     "sampling_seed",
@@ -106,6 +105,8 @@ def token_dtype(vocab_size: int, dtype: str = "auto") -> np.dtype:
     return chosen
 
 
+# Not numpy.lib.format.write_array_header_1_0: fixed size checked on NumPy 2.4 only, and
+# pyproject allows 1.23 (benchmarks/README.md, "Hand-written code, and why").
 def npy_header(dtype: np.dtype, length: int) -> bytes:
     """A version 1.0 ``.npy`` header for a 1-D C array, exactly ``NPY_HEADER_BYTES`` long."""
     described = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
@@ -128,20 +129,16 @@ class TokenFileWriter:
     complete. ``np.load(path, mmap_mode="r")`` reads the result.
     """
 
-    def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4") -> None:
+    def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4",
+                 inputs: Iterable[Optional[PathLike]] = ()) -> None:
         self.path = os.fspath(path)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         if self.dtype.kind not in "iu":
             raise ValueError(f"a token file needs an integer dtype, got {self.dtype}")
         self._info = np.iinfo(self.dtype)
         self.count = 0
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"{self.path}: directory {directory} does not exist")
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(f"{self.path}: is a directory")
-        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(self.path),
-                                         dir=directory)
+        self._real = check_output(self.path, inputs)  # a symlink is written through
+        fd, self._tmp = temporary_beside(self._real)
         self._handle = os.fdopen(fd, "wb")
         self._open = True
         try:
@@ -177,7 +174,7 @@ class TokenFileWriter:
             os.fsync(self._handle.fileno())
             self._handle.close()
             self._open = False
-            os.replace(self._tmp, self.path)
+            os.replace(self._tmp, self._real)
         except BaseException:
             self.discard()
             raise
@@ -213,6 +210,8 @@ class _Failure:
         self.error = error
 
 
+# Not a ThreadPoolExecutor: its threads are joined at exit, so a producer blocked on input
+# (stdin) would hang the process (measured: benchmarks/README.md, "Hand-written code, and why").
 class Prefetcher:
     """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead.
 
@@ -308,6 +307,8 @@ def encode_batches_to_token_file(
     num_threads: int = 0,
     on_batch: Optional[Callable[[int, int, int], None]] = None,
     prefetch: int = 2,
+    inputs: Iterable[Optional[PathLike]] = (),
+    allowed_special: Any = None,
 ) -> Tuple[int, int]:
     """Encode ``(documents, input_bytes)`` batches into a ``.npy`` token file.
 
@@ -317,20 +318,22 @@ def encode_batches_to_token_file(
     of the whole stream is sampled from the stream ``(seed, k)``, so the file
     does not depend on ``num_threads`` nor on how documents are batched.
     ``on_batch(input_bytes, tokens, documents)`` is called after each batch.
+    ``path`` must not be one of the files ``inputs``.
+    ``allowed_special`` is as for ``Tokenizer.encode``.
     Returns ``(tokens, documents)`` written.
     """
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
     if alpha >= 0 and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole file is one stream
     documents = 0
-    with TokenFileWriter(path, file_dtype) as writer:
+    with TokenFileWriter(path, file_dtype, inputs) as writer:
         with Prefetcher(batches, prefetch) as source:
             for texts, input_bytes in source:
                 if not texts:
                     continue
                 ids, _bounds = tokenizer.encode_batch_flat(
                     texts, add_eos=True, alpha=alpha, seed=seed, num_threads=num_threads,
-                    first_index=documents)
+                    first_index=documents, allowed_special=allowed_special)
                 writer.write(ids)
                 documents += len(texts)
                 if on_batch is not None:
@@ -348,6 +351,7 @@ def encode_to_token_file(
     seed: Optional[int] = None,
     num_threads: int = 0,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
+    allowed_special: Any = None,
 ) -> Tuple[int, int]:
     """Encode ``documents`` (str or bytes) into one flat ``.npy`` array at ``path``.
 
@@ -359,11 +363,16 @@ def encode_to_token_file(
         encode_to_token_file(tok, open("corpus.txt", encoding="utf-8"), "tokens.npy")
         tokens = np.load("tokens.npy", mmap_mode="r")
     """
+    if isinstance(documents, (str, bytes, bytearray, memoryview)):
+        raise TypeError("documents must be an iterable of texts (a list, or an open file), "
+                        f"not a single {type(documents).__name__}")
     if batch_bytes <= 0:
         raise ValueError(f"batch_bytes must be positive, got {batch_bytes}")
+    source = getattr(documents, "name", None)  # an open file: the output must not replace it
     return encode_batches_to_token_file(tokenizer, _batched(documents, batch_bytes), path,
                                         dtype=dtype, alpha=alpha, seed=seed,
-                                        num_threads=num_threads)
+                                        num_threads=num_threads, allowed_special=allowed_special,
+                                        inputs=[source] if isinstance(source, str) else ())
 
 
 # -- blocks encoded in worker processes ------------------------------------------
@@ -404,216 +413,61 @@ def cpu_count() -> int:
 
 
 def _encode_block(tokenizer: Any, block: Any, first_index: int, alpha: float, seed: Optional[int],
-                  dtype: np.dtype) -> Tuple[np.ndarray, int, float, float]:
+                  dtype: np.dtype, allowed_special: Any = None) -> Tuple[np.ndarray, int, float, float]:
     """``(ids with <eos> after each document, documents, prepare s, encode s)`` of one block."""
     start = time.perf_counter()
     data, offsets = block.prepare()
     prepared = time.perf_counter()
     documents = len(offsets) - 1
     if documents:
-        ids, _bounds = tokenizer._encode_packed(data, offsets, False, True, alpha, seed, 1, first_index)
+        ids, _bounds = tokenizer._encode_packed(data, offsets, False, True, alpha, seed, 1, first_index,
+                                                allowed_special)
         ids = ids.astype(dtype, copy=False)
     else:
         ids = np.empty(0, dtype=dtype)
     return ids, documents, prepared - start, time.perf_counter() - prepared
 
 
-class _RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker process."""
-
-    def __str__(self) -> str:
-        return self.args[0]
-
-
 def _portable(error: BaseException) -> BaseException:
     """``error`` if it survives pickling, else a RuntimeError that describes it."""
-    import traceback
-
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     try:
         pickle.loads(pickle.dumps(error))
     except Exception:
         error = RuntimeError(f"{type(error).__name__}: {error}")
-    error.__traceback__ = None
-    error.__cause__ = _RemoteTraceback(text)
     return error
 
 
-_FRAME = struct.Struct("<QQ")  # lengths of the pickled header and of the raw ids that follow
+_WORKER_TOKENIZER: Any = None
 
 
-def _write_all(fd: int, *parts) -> None:
-    for part in parts:
-        view = memoryview(part).cast("B")
-        while len(view):
-            view = view[os.write(fd, view):]
-
-
-def _read_exactly(fd: int, size: int) -> Optional[bytearray]:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    done = 0
-    while done < size:
-        got = os.readv(fd, [view[done:]])
-        if got == 0:
-            return None
-        done += got
-    return buffer
-
-
-def _worker_main(tokenizer: Any, tasks: int, results: int, inherited: Sequence[int]) -> None:
-    """A worker process: read a task, prepare and encode its block, send the ids back."""
+def _worker_init(tokenizer: Any) -> None:
+    """Runs once in each worker process (forked: the tokenizer is inherited, not pickled)."""
+    global _WORKER_TOKENIZER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    for fd in inherited:  # the other ends, and the pipes of the other workers
-        os.close(fd)
+    _WORKER_TOKENIZER = tokenizer
+
+
+def _worker_block(block: Any, first_index: int, alpha: float, seed: Optional[int],
+                  dtype: np.dtype, allowed_special: Any) -> Tuple[np.ndarray, int, float, float]:
+    """:func:`_encode_block` in a worker; its exception reaches the parent (with
+    the worker's traceback as its cause, which ``concurrent.futures`` attaches)."""
     try:
-        while True:
-            prefix = _read_exactly(tasks, 8)
-            if prefix is None:
-                return  # the parent closed our task pipe: done
-            body = _read_exactly(tasks, struct.unpack("<Q", prefix)[0])
-            if body is None:
-                return
-            seq, block, first_index, alpha, seed, dtype = pickle.loads(body)
-            try:
-                ids, count, prepare_s, encode_s = _encode_block(tokenizer, block, first_index, alpha,
-                                                                seed, dtype)
-            except BaseException as error:  # handed to the parent, which raises it in order
-                header = pickle.dumps((seq, _portable(error), 0, 0.0, 0.0, ""), pickle.HIGHEST_PROTOCOL)
-                _write_all(results, _FRAME.pack(len(header), 0), header)
-                continue
-            header = pickle.dumps((seq, None, count, prepare_s, encode_s, ids.dtype.str),
-                                  pickle.HIGHEST_PROTOCOL)
-            _write_all(results, _FRAME.pack(len(header), ids.nbytes), header, ids)
-    except (BrokenPipeError, KeyboardInterrupt):
-        return  # the parent gave up
+        return _encode_block(_WORKER_TOKENIZER, block, first_index, alpha, seed, dtype, allowed_special)
+    except BaseException as error:
+        raise _portable(error) from None
 
 
-class _WorkerPool:
-    """``workers`` forked processes, each with a task pipe and a result pipe.
+def _new_pool(tokenizer: Any, workers: int) -> Any:
+    """``workers`` forked processes (``concurrent.futures``; it matched or beat the
+    hand-written pipe pool it replaced: benchmarks/README.md, "Hand-written code, and why")."""
+    from concurrent.futures import ProcessPoolExecutor
 
-    The parent never blocks on a pipe: its ends are non-blocking and
-    :meth:`poll` moves whatever data is ready, so a worker sending a large
-    result and the parent sending a large block cannot wait for each other.
-    """
-
-    def __init__(self, tokenizer: Any, workers: int) -> None:
-        context = multiprocessing.get_context("fork")
-        pipes = [(os.pipe(), os.pipe()) for _ in range(workers)]
-        parent_ends = [fd for (_, task_w), (result_r, _) in pipes for fd in (task_w, result_r)]
-        child_ends = [fd for (task_r, _), (_, result_w) in pipes for fd in (task_r, result_w)]
-        self.processes: List[Any] = []
-        self.tasks = [task_w for (_, task_w), _ in pipes]
-        self.results = [result_r for _, (result_r, _) in pipes]
-        try:
-            for i, ((task_r, _), (_, result_w)) in enumerate(pipes):
-                inherited = [fd for fd in parent_ends + child_ends if fd not in (task_r, result_w)]
-                process = context.Process(target=_worker_main, args=(tokenizer, task_r, result_w, inherited),
-                                          name=f"bytepiece-encode-{i}", daemon=True)
-                process.start()
-                self.processes.append(process)
-        except BaseException:
-            self.close()
-            raise
-        finally:
-            for fd in child_ends:
-                os.close(fd)
-        for fd in self.tasks + self.results:
-            os.set_blocking(fd, False)
-        for fd in self.results:  # room for a whole result: a worker rarely waits for the parent
-            try:
-                import fcntl
-
-                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
-            except (ImportError, AttributeError, OSError):
-                pass
-        self.outbox: List["collections.deque"] = [collections.deque() for _ in range(workers)]
-        self.inbox: List[Optional[list]] = [None] * workers  # [buffer, filled, header length]
-        self.prefix = [bytearray() for _ in range(workers)]
-
-    def send(self, worker: int, message: Any) -> None:
-        body = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        self.outbox[worker].append(memoryview(struct.pack("<Q", len(body)) + body))
-        self._flush(worker)
-
-    def _flush(self, worker: int) -> None:
-        box = self.outbox[worker]
-        while box:
-            try:
-                written = os.write(self.tasks[worker], box[0])
-            except BlockingIOError:
-                return
-            except BrokenPipeError:
-                raise self._died(worker) from None
-            if written == len(box[0]):
-                box.popleft()
-            else:
-                box[0] = box[0][written:]
-
-    def _died(self, worker: int) -> ChildProcessError:
-        process = self.processes[worker]
-        process.join(timeout=1)
-        code = process.exitcode
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-        return ChildProcessError(f"a worker process died unexpectedly ({how})")
-
-    def _receive(self, worker: int) -> Iterator[Tuple[Any, Optional[bytearray]]]:
-        fd = self.results[worker]
-        while True:
-            state = self.inbox[worker]
-            try:
-                if state is None:
-                    prefix = self.prefix[worker]
-                    chunk = os.read(fd, _FRAME.size - len(prefix))
-                    if not chunk:
-                        raise self._died(worker)
-                    prefix += chunk
-                    if len(prefix) < _FRAME.size:
-                        continue
-                    header_size, ids_size = _FRAME.unpack(prefix)
-                    prefix.clear()
-                    state = self.inbox[worker] = [bytearray(header_size + ids_size), 0, header_size]
-                buffer, filled, header_size = state
-                got = os.readv(fd, [memoryview(buffer)[filled:]])
-            except BlockingIOError:
-                return
-            if got == 0:
-                raise self._died(worker)
-            state[1] += got
-            if state[1] == len(buffer):
-                self.inbox[worker] = None
-                header = pickle.loads(memoryview(buffer)[:header_size])
-                yield header, memoryview(buffer)[header_size:] if len(buffer) > header_size else None
-
-    def poll(self) -> Iterator[Tuple[int, Any, Optional[memoryview]]]:
-        """Wait until some pipe is ready; ``(worker, header, ids bytes)`` of each result received."""
-        writing = [self.tasks[w] for w, box in enumerate(self.outbox) if box]
-        readable, writable, _ = select.select(self.results, writing, [])
-        for fd in writable:
-            self._flush(self.tasks.index(fd))
-        for fd in readable:
-            worker = self.results.index(fd)
-            for header, ids in self._receive(worker):
-                yield worker, header, ids
-
-    def stop(self) -> None:
-        """Let the workers exit (they see the end of their task pipe)."""
-        for i, fd in enumerate(self.tasks):
-            if fd >= 0:
-                os.close(fd)
-                self.tasks[i] = -1
-
-    def close(self) -> None:
-        self.stop()
-        for i, fd in enumerate(self.results):
-            if fd >= 0:
-                os.close(fd)
-                self.results[i] = -1
-        for process in self.processes:
-            process.join(timeout=5)
-            if process.exitcode is None:
-                process.terminate()
-                process.join()
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_worker_init, initargs=(tokenizer,))
+    # Fork the workers now, before the output's temporary file exists: a SIGTERM that
+    # lands during a fork is lost in the fork handlers, so none may happen while writing.
+    pool.submit(os.getpid).result()
+    return pool
 
 
 def _fork_available() -> bool:
@@ -631,6 +485,8 @@ def encode_blocks_to_token_file(
     on_block: Optional[Callable[[int, int, int], None]] = None,
     in_flight: Optional[int] = None,
     stats: Optional[Dict[str, float]] = None,
+    inputs: Iterable[Optional[PathLike]] = (),
+    allowed_special: Any = None,
 ) -> Tuple[int, int]:
     """Encode independent blocks of input into a ``.npy`` token file.
 
@@ -651,33 +507,42 @@ def encode_blocks_to_token_file(
     for ``workers > 1``, and the file is the same whatever ``workers``.
     ``on_block(input_bytes, tokens, documents)`` is called after each block
     is written; ``stats``, if given, receives the seconds spent in each
+    phase (``prepare`` and ``encode`` summed over the workers). ``path``
+    must not be one of the files ``inputs``.
     phase (``prepare`` and ``encode`` summed over the workers).
+    ``allowed_special`` is as for ``Tokenizer.encode``.
     Returns ``(tokens, documents)``.
     """
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     file_dtype = token_dtype(tokenizer.vocab_size, dtype)
+    inputs = list(inputs)
+    check_output(path, inputs)  # before any worker starts
+    if allowed_special is not None and not isinstance(allowed_special, str):
+        allowed_special = frozenset(allowed_special)  # sent to the workers with each block
+    tokenizer._matcher(allowed_special)  # fail on an unknown special token before any work
     sampling = alpha >= 0
     if sampling and seed is None:
         seed = tokenizer.next_seed()  # one draw: the whole file is one stream
     times = {"start": 0.0, "read": 0.0, "prepare": 0.0, "encode": 0.0, "wait": 0.0, "write": 0.0}
     started = time.perf_counter()
-    pool = _WorkerPool(tokenizer, int(workers)) if workers > 1 and _fork_available() else None
+    pool = _new_pool(tokenizer, int(workers)) if workers > 1 and _fork_available() else None
     times["start"] = time.perf_counter() - started
     try:
-        with TokenFileWriter(path, file_dtype) as writer:
+        with TokenFileWriter(path, file_dtype, inputs) as writer:
             if pool is None:
-                documents = _encode_here(tokenizer, iter(blocks), writer, alpha, seed, on_block, times)
+                documents = _encode_here(tokenizer, iter(blocks), writer, alpha, seed, on_block, times,
+                                         allowed_special)
             else:
                 documents = _encode_in_pool(pool, iter(blocks), writer, alpha, seed, sampling,
-                                            in_flight or 4 * int(workers), on_block, times)
-                pool.stop()  # the workers exit while the file is committed
+                                            in_flight or 4 * int(workers), on_block, times, allowed_special)
+                pool.shutdown(wait=False)  # the workers exit while the file is committed
             tokens = writer.count
             tick = time.perf_counter()
         times["commit"] = time.perf_counter() - tick
     finally:
         if pool is not None:
-            pool.close()
+            pool.shutdown(wait=True, cancel_futures=True)  # after an error: the running blocks finish
     times["total"] = time.perf_counter() - started
     if stats is not None:
         stats.update(times)
@@ -686,7 +551,7 @@ def encode_blocks_to_token_file(
 
 def _encode_here(tokenizer: Any, source: Iterator[Any], writer: TokenFileWriter, alpha: float,
                  seed: Optional[int], on_block: Optional[Callable[[int, int, int], None]],
-                 times: Dict[str, float]) -> int:
+                 times: Dict[str, float], allowed_special: Any = None) -> int:
     documents = 0
     while True:
         tick = time.perf_counter()
@@ -694,16 +559,23 @@ def _encode_here(tokenizer: Any, source: Iterator[Any], writer: TokenFileWriter,
         times["read"] += time.perf_counter() - tick
         if block is None:
             return documents
-        ids, count, prepare_s, encode_s = _encode_block(tokenizer, block, documents, alpha, seed,
-                                                        writer.dtype)
-        times["prepare"] += prepare_s
-        times["encode"] += encode_s
-        tick = time.perf_counter()
-        writer.write(ids)
-        documents += count
-        if on_block is not None:
-            on_block(block.size, len(ids), count)
-        times["write"] += time.perf_counter() - tick
+        documents += _write_block(writer, block, *_encode_block(tokenizer, block, documents, alpha, seed,
+                                                                writer.dtype, allowed_special),
+                                  on_block, times)
+
+
+def _write_block(writer: TokenFileWriter, block: Any, ids: np.ndarray, count: int, prepare_s: float,
+                 encode_s: float, on_block: Optional[Callable[[int, int, int], None]],
+                 times: Dict[str, float]) -> int:
+    """Write the ids of one block (blocks come in input order), account for it; its documents."""
+    times["prepare"] += prepare_s
+    times["encode"] += encode_s
+    tick = time.perf_counter()
+    writer.write(ids)
+    if on_block is not None:
+        on_block(block.size, len(ids), count)
+    times["write"] += time.perf_counter() - tick
+    return count
 
 
 class _Failed:
@@ -711,21 +583,17 @@ class _Failed:
         self.error = error
 
 
-def _encode_in_pool(pool: _WorkerPool, source: Iterator[Any], writer: TokenFileWriter, alpha: float,
+def _encode_in_pool(pool: Any, source: Iterator[Any], writer: TokenFileWriter, alpha: float,
                     seed: Optional[int], sampling: bool, limit: int,
-                    on_block: Optional[Callable[[int, int, int], None]], times: Dict[str, float]) -> int:
-    workers = len(pool.processes)
-    depth = 2  # tasks queued per worker: it starts the next block as soon as it sends a result
-    outstanding = [0] * workers
-    sent: Dict[int, Any] = {}  # seq -> block, until written
-    done: Dict[int, Any] = {}  # seq -> (ids, count) or _Failed, until written
-    next_seq = next_write = first_index = documents = 0
-    exhausted = failed = False
+                    on_block: Optional[Callable[[int, int, int], None]], times: Dict[str, float],
+                    allowed_special: Any = None) -> int:
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending: "collections.deque" = collections.deque()  # (future or _Failed, block), in input order
+    first_index = documents = 0
+    exhausted = False
     while True:
-        while not (exhausted or failed) and next_seq < next_write + limit:
-            worker = min(range(workers), key=outstanding.__getitem__)
-            if outstanding[worker] >= depth:
-                break
+        while not exhausted and len(pending) < limit:
             tick = time.perf_counter()
             try:
                 block = next(source)
@@ -735,48 +603,27 @@ def _encode_in_pool(pool: _WorkerPool, source: Iterator[Any], writer: TokenFileW
                 exhausted = True
                 break
             except Exception as error:  # raised in its turn, after the blocks before it
-                done[next_seq] = _Failed(error)
-                next_seq += 1
-                failed = True
+                pending.append((_Failed(error), None))
+                exhausted = True
                 break
             finally:
                 times["read"] += time.perf_counter() - tick
-            pool.send(worker, (next_seq, block, first_index, alpha, seed, writer.dtype))
-            outstanding[worker] += 1
-            sent[next_seq] = block
-            next_seq += 1
+            pending.append((pool.submit(_worker_block, block, first_index, alpha, seed, writer.dtype,
+                                        allowed_special), block))
             if sampling:
                 first_index += block.count
-        while next_write in done:
-            item = done.pop(next_write)
-            if isinstance(item, _Failed):
-                raise item.error
-            ids, count = item
-            block = sent.pop(next_write)
-            if block.count is not None and count != block.count:
-                raise RuntimeError(f"a block of {block.size} bytes had {block.count} documents "
-                                   f"when counted, {count} when encoded")
-            tick = time.perf_counter()
-            writer.write(ids)
-            documents += count
-            if on_block is not None:
-                on_block(block.size, len(ids), count)
-            times["write"] += time.perf_counter() - tick
-            next_write += 1
-        if next_write == next_seq and (exhausted or failed):
+        if not pending:
             return documents
-        if not any(outstanding):
-            continue  # writing made room for more blocks: dispatch them first
+        item, block = pending.popleft()
+        if isinstance(item, _Failed):
+            raise item.error
         tick = time.perf_counter()
-        for worker, header, raw in pool.poll():
-            seq, error, count, prepare_s, encode_s, ids_dtype = header
-            outstanding[worker] -= 1
-            if error is not None:
-                done[seq] = _Failed(error)
-                failed = True
-                continue
-            ids = np.frombuffer(raw, dtype=ids_dtype) if raw is not None else np.empty(0, writer.dtype)
-            done[seq] = (ids, count)
-            times["prepare"] += prepare_s
-            times["encode"] += encode_s
+        try:
+            ids, count, prepare_s, encode_s = item.result()
+        except BrokenProcessPool:
+            raise ChildProcessError("a worker process died unexpectedly") from None
         times["wait"] += time.perf_counter() - tick
+        if block.count is not None and count != block.count:
+            raise RuntimeError(f"a block of {block.size} bytes had {block.count} documents "
+                               f"when counted, {count} when encoded")
+        documents += _write_block(writer, block, ids, count, prepare_s, encode_s, on_block, times)

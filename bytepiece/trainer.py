@@ -1,29 +1,38 @@
 """Training BytePiece vocabularies (ALGORITHM.md §6), compiled and parallel.
 
-The two passes over the corpus (n-gram counting, n-gram segmentation) run in
-compiled code with the GIL released: the calling thread normalizes texts into
-batches of packed chunks while ``workers`` threads count them into mergeable
-partial results (:class:`~bytepiece._ngram.NgramCounts`,
-:class:`~bytepiece._ngram.PieceCounts`). Within one process the threads
-share a single result per pass rather than summing copies at the end (each
-copy would cost memory); a distributed run would give each shard its own and
-merge them. Sums of integers do not depend on how the corpus was split, so
-the vocabulary is the same for any number of workers, and bit-exact with the
-reference release.
+``Trainer`` is the public entry point for both algorithms. The corpus
+(:class:`bytepiece.inputs.TrainingCorpus`: lists, iterables, generators,
+files, datasets) is read as shards, and every pass over it is a map over the
+shards plus a merge of partial results run by an engine
+(:mod:`bytepiece.engine`). For ``bnlm`` the two passes (n-gram counting,
+n-gram segmentation) fill mergeable results
+(:class:`~bytepiece._ngram.NgramCounts`, :class:`~bytepiece._ngram.PieceCounts`)
+in compiled code with the GIL released. Within one process the calls share a
+single result per pass instead of one copy per shard (each copy would cost
+memory): a call adds its shard into the shared result and returns it, and the
+merge of a result with itself is that result. An engine that runs the calls
+in other processes unpickles a fresh empty result for each call, and the merge
+sums them. Sums of integers do not depend on how the corpus was split, so the
+vocabulary is the same for any number of workers and any shard size, and
+bit-exact with the reference release.
 The pruning of §6.4 re-segments pieces with the compiled Unigram segmenter.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import os
-import queue
-import threading
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._ngram import NgramCounts, NgramModel, PieceCounts
-from .model_io import MAX_PIECE_BYTES, save_model, unigram_scores
+from .engine import LocalEngine, run_pass
+from .inputs import SHARD_BYTES, Shard, TrainingCorpus, shard_text_blocks
+from .model_io import MAX_PIECE_BYTES, check_new_special_tokens, save_model, unigram_scores
 from .normalization import normalize
+from .special import cut_at_special, special_pattern
+from .outputs import check_output
 from .progress import Progress
 
 __all__ = ["Trainer"]
@@ -36,8 +45,10 @@ MAX_ORDER = 7
 #: bit-exact with BytePiece 0.6.3), "compress" the compression-first trainer
 #: of :mod:`bytepiece.compress` (candidate substrings, hard EM, pruning by
 #: tokens saved).
-ALGORITHMS = ("bnlm", "compress")
+ALGORITHMS = ("compress", "bnlm")
 DEFAULT_MAX_PIECE_LENGTH = {"bnlm": 36, "compress": 16}
+#: Largest ``min_count`` the compiled n-gram pruning takes (a C int).
+MAX_MIN_COUNT = 2 ** 31 - 1
 
 Batch = Tuple[bytes, np.ndarray]
 
@@ -58,6 +69,81 @@ def _pack(pieces: Sequence[bytes]) -> Batch:
     if pieces:
         np.cumsum(np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces)), out=offsets[1:])
     return b"".join(pieces), offsets
+
+
+#: Bytes of chunks packed at a time within a shard (bounds the memory of a call).
+BATCH_BYTES = 1 << 20
+
+
+def shard_batches(shard: Shard, isolate_digits: bool, batch_bytes: int = BATCH_BYTES,
+                  special_tokens: Sequence[str] = ()) -> Iterable[List[bytes]]:
+    """The training chunks (ALGORITHM.md §1, ``maxlen=10000``) of a shard's texts,
+    in order, in lists of about ``batch_bytes`` bytes; texts are first cut at
+    ``special_tokens`` (:func:`~bytepiece.special.cut_at_special`)."""
+    special = special_pattern(special_tokens)
+    chunks: List[bytes] = []
+    size = 0
+    # A plain line of at most TRAIN_MAXLEN bytes (so characters) is its own
+    # only chunk unless digits are isolated or special tokens cut it: no need
+    # to decode and normalize it.
+    plain = 0 if isolate_digits or special is not None else TRAIN_MAXLEN
+    for texts in shard_text_blocks(shard, plain):
+        if texts and isinstance(texts[0], bytes):
+            chunks.extend(texts)  # type: ignore[arg-type]
+            size += sum(map(len, texts))
+        else:
+            for text in texts:
+                for part in cut_at_special(text, special):  # type: ignore[arg-type]
+                    parts = normalize(part, TRAIN_MAXLEN, isolate_digits)
+                    chunks.extend(parts)
+                    size += sum(map(len, parts))
+        if size >= batch_bytes:
+            yield chunks
+            chunks, size = [], 0
+    if chunks:
+        yield chunks
+
+
+def shard_chunks(shard: Shard, isolate_digits: bool, special_tokens: Sequence[str] = ()) -> List[bytes]:
+    """All the training chunks of a shard's texts, in order."""
+    return [chunk for batch in shard_batches(shard, isolate_digits, special_tokens=special_tokens)
+            for chunk in batch]
+
+
+_ROTATION = itertools.count()
+
+
+def _count_ngrams(counts: NgramCounts, isolate_digits: bool, parts: int,
+                  shard: Shard, special_tokens: Sequence[str] = ()) -> Tuple[NgramCounts, int]:
+    """§6.1 for one shard: add its n-grams into ``counts`` and return it with the
+    shard's bytes. The n-gram lengths are counted in ``parts`` groups, each
+    under its own lock, starting at a different group in each call: calls on
+    several threads then count into one shared table at the same time."""
+    size = 0
+    for chunks in shard_batches(shard, isolate_digits, special_tokens=special_tokens):
+        data, offsets = _pack(chunks)
+        first = next(_ROTATION)
+        for k in range(parts):
+            counts.add_packed(data, offsets, (first + k) % parts, parts)
+        size += len(data)
+    return counts, size
+
+
+def _count_pieces(model: NgramModel, out: PieceCounts, isolate_digits: bool, ensure_unicode: bool,
+                  shard: Shard, special_tokens: Sequence[str] = ()) -> Tuple[PieceCounts, int]:
+    """§6.3 for one shard: segment its chunks with ``model`` and add the pieces into ``out``."""
+    size = 0
+    for chunks in shard_batches(shard, isolate_digits, special_tokens=special_tokens):
+        data, offsets = _pack(chunks)
+        model.count_pieces_packed(data, offsets, out, ensure_unicode)
+        size += len(data)
+    return out, size
+
+
+def _merge_shared(a: tuple, b: tuple) -> tuple:
+    """Merge ``(table, bytes)`` partials; a table shared by the calls merges into itself as is."""
+    table = a[0] if a[0] is b[0] else a[0].merge(b[0])
+    return table, a[1] + b[1]
 
 
 
@@ -92,28 +178,38 @@ def remove_wasted_pieces(pieces: List[bytes], counts: np.ndarray, threads: int =
 
 
 class Trainer:
-    """Learn Unigram vocabularies from raw text with a byte n-gram model.
+    """Learn Unigram vocabularies from raw text.
 
-    Parameters (the reference's names and defaults):
+    Parameters (the reference's names and defaults, except ``algorithm``):
 
-    * ``order``: n-gram order of the byte language model (1..7).
+    * ``algorithm``: ``"compress"`` (default) is the compression-first trainer
+      (:mod:`bytepiece.compress`): fewer tokens on held-out text, memory
+      bounded by the vocabulary and ``candidate_bytes``, not by the corpus.
+      ``"bnlm"`` is the reference algorithm (a byte n-gram language model),
+      bit-exact with BytePiece 0.6.3. Both write the same model format.
+    * ``order``: n-gram order of the byte language model (1..7; ``bnlm`` only).
     * ``max_vocab_size``: vocabulary size, special tokens included (at least
       259); a list trains one vocabulary per size.
-    * ``max_piece_length``: longest piece in bytes (default 36 for ``bnlm``,
-      16 for ``compress``).
+    * ``max_piece_length``: longest piece in bytes (default 16 for
+      ``compress``, 36 for ``bnlm``).
     * ``min_count``: n-grams and pieces seen fewer times are dropped.
     * ``isolate_digits``: every decimal digit is a chunk of its own.
     * ``ensure_unicode``: pieces never start inside a UTF-8 character.
-    * ``verbose``: progress on stderr.
-    * ``algorithm``: ``"bnlm"`` (default) is the reference algorithm, bit-exact
-      with BytePiece 0.6.3; ``"compress"`` selects the compression-first trainer
-      (:mod:`bytepiece.compress`), which yields fewer tokens on held-out text.
-      ``order`` applies to ``bnlm`` only; both write the same model format.
+    * ``verbose``: a progress bar per pass on stderr.
+    * ``special_tokens``: texts such as ``"<|endoftext|>"`` to add as special
+      tokens, with the ids after the last learned piece (in the order given;
+      they come on top of ``max_vocab_size``). Training cuts the texts at
+      their occurrences, so no piece spans or contains one.
+    * ``candidate_bytes``: memory budget of ``compress`` (default 24 MiB of
+      distinct text): a corpus larger than this is streamed from a temporary
+      spill on every pass, and candidate pieces are counted on a sample of
+      this size. About 21 bytes of memory per byte of it, whatever the corpus.
     * ``memory_budget``: bytes for the n-gram tables of ``bnlm`` (``None``: no
       limit). Counting then takes as many passes over the corpus as the
-      tables need; the vocabulary is the same for any budget.
+      tables need; the vocabulary is the same for any budget (see
+      ``docs/training-memory.md``).
 
-    ``train(texts)`` then ``save(path)``.
+    ``train(texts)`` then ``save(path)``; see ``docs/training.md``.
     """
 
     def __init__(
@@ -125,7 +221,9 @@ class Trainer:
         isolate_digits: bool = False,
         ensure_unicode: bool = True,
         verbose: bool = True,
-        algorithm: str = "bnlm",
+        algorithm: str = "compress",
+        candidate_bytes: Optional[int] = None,
+        special_tokens: Sequence[str] = (),
         memory_budget: Optional[int] = None,
     ) -> None:
         if algorithm not in ALGORITHMS:
@@ -145,106 +243,18 @@ class Trainer:
         if max_piece_length is None:
             max_piece_length = DEFAULT_MAX_PIECE_LENGTH[algorithm]
         self.max_piece_length = _check_int("max_piece_length", max_piece_length, 1, MAX_PIECE_BYTES)
-        self.min_count = _check_int("min_count", min_count, 1)
+        self.min_count = _check_int("min_count", min_count, 1, MAX_MIN_COUNT)
         self.isolate_digits = bool(isolate_digits)
         self.ensure_unicode = bool(ensure_unicode)
         self.verbose = bool(verbose)
+        self.special_tokens: List[str] = check_new_special_tokens(special_tokens)
+        from .compress import CANDIDATE_BYTES
+
+        self.candidate_bytes = _check_int(
+            "candidate_bytes", CANDIDATE_BYTES if candidate_bytes is None else candidate_bytes, 1)
         self.memory_budget = None if memory_budget is None else _check_int("memory_budget", memory_budget, 1)
         #: ``{size: {piece: count}}`` after :meth:`train`.
         self.vocabularies: Dict[int, Dict[bytes, int]] = {}
-
-    # -- the corpus passes ---------------------------------------------------
-
-    def _batches(self, texts: Iterable[str], batch_size: int) -> Iterable[Batch]:
-        """Normalize ``texts`` into packed batches of chunks (``batch_size`` texts each)."""
-        chunks: List[bytes] = []
-        count = 0
-        for text in texts:
-            if not isinstance(text, str):
-                raise TypeError(f"texts must yield str, got {type(text).__name__}")
-            chunks.extend(normalize(text, TRAIN_MAXLEN, self.isolate_digits))
-            count += 1
-            if count >= batch_size:
-                yield _pack(chunks)
-                chunks = []
-                count = 0
-        if chunks:
-            yield _pack(chunks)
-
-    def _run_pass(
-        self,
-        texts: Iterable[str],
-        workers: int,
-        batch_size: int,
-        make: Callable[[], object],
-        work: Callable[[object, bytes, np.ndarray], None],
-        merge: Callable[[object, object], object],
-        progress: Progress,
-        broadcast: bool = False,
-        shared: bool = False,
-    ) -> object:
-        """Feed batches to ``workers`` threads, each with its own partial result; merge them.
-
-        With ``broadcast``, every batch goes to every thread instead, and each
-        thread gets its index in place of a partial result (nothing to merge).
-        With ``shared``, each batch goes to one thread, which gets its index
-        in place of a partial result: ``work`` then fills a result of its own
-        that the threads share (nothing to merge either).
-        """
-        indexed = broadcast or shared
-        if workers == 1:
-            result = 0 if indexed else make()
-            for data, offsets in self._batches(texts, batch_size):
-                work(result, data, offsets)
-                progress.update(len(data))
-            return None if indexed else result
-
-        partials = list(range(workers)) if indexed else [make() for _ in range(workers)]
-        queues: "List[queue.Queue[Optional[Batch]]]" = (
-            [queue.Queue(maxsize=4) for _ in range(workers)] if broadcast else [queue.Queue(maxsize=2 * workers)]
-        )
-        errors: List[BaseException] = []
-
-        def run(partial: object) -> None:
-            tasks = queues[partial] if broadcast else queues[0]  # type: ignore[index]
-            while True:
-                batch = tasks.get()
-                if batch is None:
-                    return
-                if errors:
-                    continue  # drain the queue so the producer never blocks
-                try:
-                    work(partial, batch[0], batch[1])
-                except BaseException as exc:  # reported in the calling thread
-                    errors.append(exc)
-
-        threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in partials]
-        for thread in threads:
-            thread.start()
-        try:
-            for batch in self._batches(texts, batch_size):
-                if errors:
-                    break
-                for tasks in queues:
-                    tasks.put(batch)
-                progress.update(len(batch[0]))
-        finally:
-            if broadcast:
-                for tasks in queues:  # one queue per thread
-                    tasks.put(None)
-            else:
-                for _ in threads:
-                    queues[0].put(None)
-            for thread in threads:
-                thread.join()
-        if errors:
-            raise errors[0]
-        if indexed:
-            return None
-        result = partials[0]
-        for partial in partials[1:]:
-            merge(result, partial)
-        return result
 
     # -- §6.4 ----------------------------------------------------------------
 
@@ -302,30 +312,42 @@ class Trainer:
     # -- public API ------------------------------------------------------------
 
     def train(
-        self, texts: Iterable[str], workers: int = 1, batch_size: int = 1000
+        self,
+        texts: object,
+        workers: int = 1,
+        engine: Optional[LocalEngine] = None,
+        *,
+        text_column: Optional[str] = None,
+        shard_bytes: int = SHARD_BYTES,
     ) -> Dict[int, Dict[bytes, int]]:
         """Train on ``texts`` and return ``{size: {piece: count}}`` (also kept for :meth:`save`).
 
-        ``texts`` is read twice, so it must be re-iterable: a list, or an
-        object whose ``__iter__`` starts over each time. ``workers`` threads
-        count and segment in parallel (``0``: one per CPU); ``batch_size``
-        texts are normalized and handed to a worker at a time.
+        ``texts`` may be a list (or any re-iterable) of ``str``, a one-shot
+        iterator or generator (consumed once and copied to a temporary file,
+        since every pass reads the corpus again), file paths
+        (``pathlib.Path``, a list of them, or :class:`bytepiece.inputs.Corpus`),
+        or a Hugging Face ``Dataset``/``IterableDataset`` whose column
+        ``text_column`` (default ``"text"``) holds the texts. A single ``str``
+        is refused. ``workers`` threads run the passes (``0``: one per CPU)
+        unless ``engine`` is given; the corpus is read in shards of about
+        ``shard_bytes`` bytes. The result depends on neither.
         """
-        if iter(texts) is texts:
-            raise TypeError(
-                "texts must be re-iterable because it is read twice, but got a one-shot "
-                f"iterator ({type(texts).__name__}); pass a list, or an object whose "
-                "__iter__ returns a fresh iterator each time"
-            )
-        workers = _check_int("workers", workers, 0)
-        if workers == 0:
-            workers = os.cpu_count() or 1
-        batch_size = _check_int("batch_size", batch_size, 1)
+        if engine is None:
+            workers = _check_int("workers", workers, 0)
+        shard_bytes = _check_int("shard_bytes", shard_bytes, 1)
+        with TrainingCorpus(texts, text_column=text_column, shard_bytes=shard_bytes) as corpus:
+            if engine is not None:
+                return self._train(corpus, engine)
+            with LocalEngine(workers) as local:
+                return self._train(corpus, local)
+
+    def _train(self, corpus: TrainingCorpus, engine: LocalEngine) -> Dict[int, Dict[bytes, int]]:
+        workers = max(1, int(engine.workers))
         if self.algorithm == "compress":
             from .compress import train_compress
 
             self.vocabularies = train_compress(
-                texts,
+                corpus,
                 self.sizes,
                 max_piece_length=self.max_piece_length,
                 min_count=self.min_count,
@@ -333,57 +355,40 @@ class Trainer:
                 ensure_unicode=self.ensure_unicode,
                 workers=workers,
                 verbose=self.verbose,
+                engine=engine,
+                candidate_bytes=self.candidate_bytes,
+                special_tokens=self.special_tokens,
             )
             return self.vocabularies
 
-        # §6.1: count n-grams. Threads share one set of tables, each thread
-        # counting its own n-gram lengths over every batch: no table is
-        # duplicated, so memory does not grow with the number of workers.
-        # §6.2: prune into conditional log-probabilities (freeing the counts
-        # as it goes). Under a memory budget, passes repeat until every
-        # n-gram has been counted (NgramCounts.next_pass); the model is the same.
+        # §6.1: count n-grams into one shared set of tables (see the module docstring).
+        # §6.2: prune into conditional log-probabilities (freeing the counts as it
+        # goes). Under a memory budget, passes repeat until every n-gram has been
+        # counted (NgramCounts.next_pass); the model is the same.
         parts = min(workers, self.order)
         ngrams: Optional[NgramCounts] = NgramCounts(self.order, self.memory_budget)
         model: Optional[NgramModel] = None
         while ngrams is not None:
+            count = functools.partial(_count_ngrams, ngrams, self.isolate_digits, parts,
+                                      special_tokens=self.special_tokens)
             label = "count n-grams" if ngrams.first_pass else "count n-grams (next pass)"
-            with Progress(label, unit="B", enabled=self.verbose) as progress:
-                self._run_pass(
-                    texts,
-                    parts,
-                    batch_size,
-                    None,
-                    lambda part, data, offsets: ngrams.add_packed(data, offsets, part, parts),
-                    None,
-                    progress,
-                    broadcast=True,
-                )
-            total_bytes = ngrams.total
-            if total_bytes == 0:
+            result, input_bytes = run_pass(engine, count, corpus.shards(), _merge_shared,
+                                           label, corpus.size, self.verbose)
+            if result is None or result[0].total == 0:
                 raise ValueError("the corpus is empty: texts holds no characters to train on")
+            ngrams, total_bytes = result
             model = ngrams.prune(self.min_count, release=True, into=model)
             ngrams = ngrams.next_pass()
+            del result, count
 
-        # §6.3: segment with the n-gram model, count pieces. The threads share
-        # one table of pieces (they segment in parallel and lock it only to
-        # add their pieces): per-thread tables would cost memory and a merge
-        # at the end whose transient was the peak of this pass.
-        piece_counts = PieceCounts()
-        with Progress("segment", total=total_bytes, unit="B", enabled=self.verbose) as progress:
-            self._run_pass(
-                texts,
-                workers,
-                batch_size,
-                None,
-                lambda _thread, data, offsets: model.count_pieces_packed(
-                    data, offsets, piece_counts, self.ensure_unicode
-                ),
-                None,
-                progress,
-                shared=True,
-            )
-            seen_bytes = progress.done
-        del model
+        # §6.3: segment with the n-gram model, count pieces into one shared table
+        # (locked only while a call adds its pieces).
+        segment = functools.partial(_count_pieces, model, PieceCounts(), self.isolate_digits,
+                                    self.ensure_unicode, special_tokens=self.special_tokens)
+        result, _ = run_pass(engine, segment, corpus.shards(), _merge_shared, "segment",
+                             input_bytes, self.verbose)
+        del model, segment
+        piece_counts, seen_bytes = result if result is not None else (PieceCounts(), 0)
         if seen_bytes != total_bytes:
             raise ValueError(
                 f"texts changed between the two passes ({total_bytes} bytes, then {seen_bytes}): "
@@ -404,13 +409,14 @@ class Trainer:
         if not self.vocabularies:
             raise RuntimeError("nothing to save: call train() first")
         path = os.fspath(path)
-        written = []
-        if len(self.sizes) == 1:
-            save_model(self.vocabularies[self.sizes[0]], path)
-            written.append(path)
-        else:
-            for size in self.sizes:
-                target = f"{path}.{size}"
-                save_model(self.vocabularies[size], target)
-                written.append(target)
-        return written
+        targets = self.output_paths(path)
+        for target in targets:  # all checked before any is written
+            check_output(target)
+        for size, target in zip(self.sizes, targets):
+            save_model(self.vocabularies[size], target, self.special_tokens)
+        return targets
+
+    def output_paths(self, path: Union[str, "os.PathLike[str]"]) -> List[str]:
+        """The files :meth:`save` writes: ``path``, or ``path.SIZE`` for each of several sizes."""
+        path = os.fspath(path)
+        return [path] if len(self.sizes) == 1 else [f"{path}.{size}" for size in self.sizes]

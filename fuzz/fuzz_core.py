@@ -14,7 +14,9 @@ core (``bytepiece._core`` behind ``bytepiece.Tokenizer``) must agree with
   (sampled batches included: item ``i`` uses the stream of ``(seed, i)``; now
   and then repeated past 64 KB, so that several threads really run), and
   unchunked ``encode_concat`` equals the twin's Viterbi of the whole text;
-* ``split_counts``: equals summing the twin's Viterbi pieces times the weights.
+* ``split_counts``: equals summing the twin's Viterbi pieces times the weights;
+* batches whose list changes during the call (another thread, or a ``str``
+  subclass's ``__str__``): no crash, only encodings of texts that were in it.
 
 Vocabularies have 256 to 5,000 pieces (pieces up to 64 bytes) with counts
 drawn from several regimes: small, all equal, tie-prone (1, 2, 3, 4, 6, 12:
@@ -338,6 +340,70 @@ def check_packing_under_threads(tok, big: List[bytes], rng: random.Random) -> No
             _require(False, "a batch with a non-text item did not raise TypeError")
 
 
+class _Rewriting(str):
+    """A str whose ``__str__`` (which packing calls for a subclass) rewrites the
+    batch list it sits in: clears it, or fills it with other texts."""
+
+    batch: Optional[list] = None
+    fill: Sequence = ()
+
+    def __str__(self) -> str:
+        if _Rewriting.batch is not None:
+            _Rewriting.batch.clear()
+            _Rewriting.batch.extend(_Rewriting.fill)
+        return str.__str__(self)
+
+
+def check_mutated_batch(tok, texts: List[bytes], rng: random.Random) -> None:
+    """The list of a batch changes while the batch runs: another thread clears,
+    refills, shortens and reorders it, and ``str`` subclasses in it rewrite it
+    from their ``__str__``. The core must work on a snapshot: no crash, and
+    every result item is the encoding of one of the texts that were ever in
+    the list (nothing read from a freed or missing item)."""
+    import threading
+
+    strs = [t.decode("utf-8", "replace") for t in texts]
+    pool: List = list(texts) + strs + [_Rewriting(s) for s in strs[:3]]
+    allowed = {tuple(tok.encode(t)) for t in texts} | {tuple(tok.encode(s)) for s in strs}
+    batch = [rng.choice(pool) for _ in range(rng.randint(1, 3000))]
+    _Rewriting.batch, _Rewriting.fill = batch, [rng.choice(pool) for _ in range(rng.randint(0, 200))]
+    stop = threading.Event()
+    seed = rng.getrandbits(32)
+
+    def mutate() -> None:
+        local = random.Random(seed)
+        while not stop.is_set():
+            op = local.randrange(4)
+            if op == 0:
+                batch.clear()
+            elif op == 1:
+                batch.extend(local.choice(pool) for _ in range(local.randint(1, 500)))
+            elif op == 2:
+                del batch[local.randint(0, len(batch)):]
+            else:
+                batch.reverse()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=mutate, daemon=True)
+    thread.start()
+    try:
+        for _ in range(rng.randint(1, 6)):
+            threads = rng.choice((1, 2, 3))
+            if rng.random() < 0.5:
+                got = [tuple(ids) for ids in tok.encode_batch(batch, num_threads=threads)]
+            else:
+                flat, bounds = tok.encode_batch_flat(batch, num_threads=threads)
+                got = [tuple(flat[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:])]
+            _require(all(ids in allowed for ids in got), "a batch mutated during the call gave ids of no text",
+                     threads=threads)
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+        _Rewriting.batch = None
+
+
 def check_batch(case: Case, texts: List[bytes], rng: random.Random) -> None:
     """``encode_batch`` (any threads, deterministic or sampled) equals per-item ``encode``."""
     tok = case.tok
@@ -389,6 +455,8 @@ def check_batch(case: Case, texts: List[bytes], rng: random.Random) -> None:
         packed, offs = _core.pack_texts(strs, lambda t: unicodedata.normalize("NFC", t).encode("utf-8"))
         _require(bytes(packed) == b"".join(nfc) and offs.tolist()[1:] == np.cumsum([len(b) for b in nfc]).tolist(),
                  "pack_texts != NFC UTF-8 of the texts")
+    if rng.random() < 0.1:
+        check_mutated_batch(tok, texts, rng)
     # Unchunked batches: each text is one chunk (the trainer's mode).
     data = b"".join(texts)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)

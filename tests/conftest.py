@@ -107,7 +107,7 @@ def tang_model(tmp_path_factory) -> str:
     from bytepiece.trainer import Trainer
 
     lines = (CORPORA / "tang300.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
-    trainer = Trainer(order=4, max_vocab_size=1000, verbose=False)
+    trainer = Trainer(order=4, max_vocab_size=1000, verbose=False, algorithm="bnlm")
     trainer.train(lines)
     path = tmp_path_factory.mktemp("models") / "tang.model"
     trainer.save(path)

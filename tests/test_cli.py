@@ -33,7 +33,7 @@ def test_train_matches_golden(tmp_path):
         pytest.skip("reference data not available")
     out = tmp_path / "poems.o6.m2.model"
     result = run("train", *POEMS, "-o", str(out), "--vocab-size", "2000", "--vocab-size", "1000",
-                 "--workers", "2", "--quiet")
+                 "--workers", "2", "--quiet", "--algorithm", "bnlm")
     assert result.exit_code == 0, result.output
     for size in (2000, 1000):
         mine = json.loads((tmp_path / f"poems.o6.m2.model.{size}").read_text(encoding="utf-8"))
@@ -46,13 +46,14 @@ def test_train_options_match_golden(tmp_path):
         pytest.skip("reference data not available")
     out = tmp_path / "m"
     result = run("train", *POEMS, "-o", str(out), "--vocab-size", "1500", "--order", "4", "--min-count", "3",
-                 "--no-ensure-unicode", "--max-piece-length", "8", "-q")
+                 "--no-ensure-unicode", "--max-piece-length", "8", "-q", "--algorithm", "bnlm")
     assert result.exit_code == 0, result.output
     ref = json.loads((REFERENCE / "train" / "poems.o4.noeu.model").read_text(encoding="utf-8"))
     assert json.loads(out.read_text(encoding="utf-8")) == ref
 
 
-def test_txt_gz_jsonl_and_stdin_give_the_same_model(tmp_path):
+@pytest.mark.parametrize("algorithm", ["compress", "bnlm"])
+def test_txt_gz_jsonl_and_stdin_give_the_same_model(tmp_path, algorithm):
     lines = (CORPORA / "song100.zh.txt").read_text(encoding="utf-8").splitlines(keepends=True)
     gz = tmp_path / "c.txt.gz"
     with gzip.open(gz, "wt", encoding="utf-8") as handle:
@@ -68,7 +69,8 @@ def test_txt_gz_jsonl_and_stdin_give_the_same_model(tmp_path):
         ("stdin", ["-"], "".join(lines)),
     ]:
         out = tmp_path / f"{name}.model"
-        result = run("train", *args, "-o", str(out), "--vocab-size", "600", "-q", input=stdin)
+        result = run("train", *args, "-o", str(out), "--vocab-size", "600", "-q", "--algorithm", algorithm,
+                     input=stdin)
         assert result.exit_code == 0, (name, result.output)
         models.append(json.loads(out.read_text(encoding="utf-8")))
     assert models[0] == models[1] == models[2] == models[3]
@@ -90,7 +92,7 @@ def test_train_user_errors(tmp_path):
     assert result.exit_code == 0, result.output
 
     result = run("train", str(bad), "-o", str(tmp_path / "m"), "--vocab-size", "100", "-q")
-    assert result.exit_code == 1 and "max_vocab_size" in result.output
+    assert result.exit_code == 1 and "--vocab-size" in result.output and "max_vocab_size" not in result.output
 
     empty = tmp_path / "empty.txt"
     empty.write_text("")
@@ -457,16 +459,17 @@ def test_encode_npy_user_errors(model, tmp_path):
     def check(result, *fragments, code=1):
         assert result.exit_code == code, result.output
         assert "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
         for fragment in fragments:
             assert fragment in result.output
 
     check(run("encode", "-m", model, str(tmp_path / "none.txt"), "-o", str(tmp_path / "t.npy")), "none.txt")
     check(run("encode", "-m", model, POEMS[1], "-o", str(tmp_path / "no" / "dir" / "t.npy")), "does not exist")
     check(run("encode", "-m", model, POEMS[1], "-o", str(tmp_path / "t.npy"), "--format", "pieces"),
-          "--format", code=2)
-    check(run("encode", "-m", model, POEMS[1], "--dtype", "uint16"), "--dtype", code=2)
+          "--format", code=1)
+    check(run("encode", "-m", model, POEMS[1], "--dtype", "uint16"), "--dtype", code=1)
     check(run("encode", "-m", model, POEMS[1], "-o", str(tmp_path / "t.npy"), "--workers", "-1"),
-          "--workers", code=2)
+          "--workers", code=1)
     check(run("encode", "-m", model, POEMS[1], "-o", POEMS[1]), "also an input")
     assert leftovers(tmp_path) == []
 
@@ -528,7 +531,7 @@ def test_import_words_missing_file(tmp_path):
     result = run("import-words", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "m"))
     assert result.exit_code == 1 and "nope.txt: no such file" in result.output
     result = run("import-words", str(tmp_path / "nope.txt"))
-    assert result.exit_code == 2 and "--output" in result.output
+    assert result.exit_code == 1 and "--output" in result.output
 
 
 def test_train_algorithm_compress(tmp_path):
@@ -547,3 +550,19 @@ def test_train_algorithm_compress(tmp_path):
     bad = CliRunner().invoke(main, ["train", str(corpus), "-o", str(out), "--vocab-size", "500",
                                     "--algorithm", "bpe"])
     assert bad.exit_code != 0
+
+
+def test_train_default_is_compress_and_budget_streams(tmp_path, capsys):
+    from bytepiece.inputs import Corpus
+    from bytepiece.model_io import model_dict
+    from bytepiece.trainer import Trainer
+
+    root = Path(__file__).resolve().parents[1] / "corpora"
+    files = [str(root / "handbook.en-US.txt"), str(root / "handbook.zh-CN.txt")]
+    out = tmp_path / "m.model"
+    result = run("train", *files, "-o", str(out), "--vocab-size", "900", "-q", "--candidate-mb", "1")
+    assert result.exit_code == 0, result.output
+    trainer = Trainer(max_vocab_size=900, candidate_bytes=1 << 20)
+    want = trainer.train(Corpus(files), workers=2)[900]
+    assert "spilled blocks" in capsys.readouterr().err  # the corpus did not fit: streamed
+    assert json.loads(out.read_text(encoding="utf-8")) == model_dict(want)

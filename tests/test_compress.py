@@ -205,7 +205,9 @@ def test_options(corpus):
 
 
 def test_edge_cases():
-    assert len(train_compress([], 300, verbose=False)[300]) == 256
+    for empty in ([], ["", ""]):  # as bnlm: no model from no text
+        with pytest.raises(ValueError, match="corpus is empty"):
+            train_compress(empty, 300, verbose=False)
     tiny = ["你好 hello 你好 hello " * 5]
     assert max(map(len, train_compress(tiny, 300, max_piece_length=1, verbose=False)[300])) == 1
     assert max(map(len, train_compress(tiny, 300, max_piece_length=3, verbose=False)[300])) == 3

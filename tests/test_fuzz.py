@@ -47,6 +47,16 @@ def test_seeded_fuzz_slice(seed: int) -> None:
     assert stats.inputs == 400 and stats.vocabularies == 4 and stats.batches >= 16
 
 
+def test_io_fuzz_slice() -> None:
+    """A few rounds of ``fuzz/fuzz_io.py``: commands whose input changes or
+    that get a signal while they run end cleanly, leaving no partial file."""
+    spec = importlib.util.spec_from_file_location("bytepiece_fuzz_io", ROOT / "fuzz" / "fuzz_io.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    outcomes = module.run(rounds=4, seed=5)
+    assert sum(outcomes.values()) == 4
+
+
 @pytest.mark.slow
 def test_long_fuzz_run() -> None:
     stats = fuzz.run_random(iterations=30_000, seed=99, vocab_every=500, report_every=0,

@@ -117,3 +117,45 @@ def test_nbest_bad_input(pair):
         tok.nbest("abc", -1)
     assert tok.nbest("abc", 0) == []
     assert tok.nbest("", 3) == [([], 0.0)]
+
+
+NBEST_TIES = r"""
+import sys
+from bytepiece import Tokenizer
+from bytepiece.model_io import model_dict
+which, n = sys.argv[1], int(sys.argv[2])
+counts = {bytes([b]): 1 for b in range(256)}
+if which == "tabs":
+    # "\t" * 8 splits into 2 + 3 + 3 in three exactly tied ways; 20 copies
+    # make 3 ** 20 tied best segmentations.
+    counts.update({b"\t\t": 1, b"\t\t\t": 1, b"x": 5})
+    text = ("x" + "\t" * 8) * 20
+else:
+    # Every piece scores the same: all segmentations with the fewest pieces tie.
+    text = ("BytePiece 把文本切成 pieces，每个字节都有归宿。" * 80)[:3000]
+    data = text.encode()
+    for i in range(len(data)):
+        for j in (2, 3, 4, 6):
+            counts[data[i:i + j]] = 1
+tok = Tokenizer(model_dict(counts))
+result = tok.nbest(text, n)
+assert len(result) == n, len(result)
+scores = [lp for _, lp in result]
+assert scores == sorted(scores, reverse=True)
+assert all(tok.decode(ids) == text for ids, _ in result)
+assert abs(scores[0] - sum(tok._vocab.scores[i - 3] for i in tok.encode(text))) < 1e-6
+"""
+
+
+@pytest.mark.parametrize("which", ["tabs", "uniform"])
+@pytest.mark.parametrize("n", [1, 10])
+def test_nbest_on_tied_segmentations_is_not_exponential(which, n):
+    """Exactly tied partial paths used to be expanded all (38 s and 2.9 GB for
+    the tab text with n=1). The kill-timeout is generous: it only catches the
+    exponential case, whose run never ends."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", NBEST_TIES, which, str(n)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -136,9 +136,9 @@ def test_no_budget_is_one_pass(chunks):
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_trainer_budget_gives_the_same_vocabulary(lines, workers):
-    plain = Trainer(order=6, max_vocab_size=[1500, 700], verbose=False).train(lines, workers=1)
-    tight = Trainer(order=6, max_vocab_size=[1500, 700], verbose=False, memory_budget=96 << 10)
-    assert tight.train(lines, workers=workers, batch_size=97) == plain
+    plain = Trainer(order=6, max_vocab_size=[1500, 700], verbose=False, algorithm="bnlm").train(lines, workers=1)
+    tight = Trainer(order=6, max_vocab_size=[1500, 700], verbose=False, algorithm="bnlm", memory_budget=96 << 10)
+    assert tight.train(lines, workers=workers) == plain
 
 
 def test_budget_errors(chunks):
@@ -187,7 +187,7 @@ def test_trainer_rejects_a_corpus_that_changes_between_passes(lines):
             return iter(lines if self.calls <= 2 else lines[:-50])
 
     with pytest.raises(ValueError, match="changed"):
-        Trainer(max_vocab_size=500, verbose=False, memory_budget=32 << 10).train(Shrinking())
+        Trainer(max_vocab_size=500, verbose=False, algorithm="bnlm", memory_budget=32 << 10).train(Shrinking())
 
 
 def test_golden_vocabularies_under_a_memory_budget(tmp_path):
@@ -201,7 +201,7 @@ def test_golden_vocabularies_under_a_memory_budget(tmp_path):
     poems = [str(CORPORA / name) for name in ["tang300.zh.txt", "song100.zh.txt"]]
     out = tmp_path / "poems.o6.m2.model"
     result = CliRunner().invoke(main, ["train", *poems, "-o", str(out), "--vocab-size", "2000", "--vocab-size",
-                                       "1000", "--workers", "2", "--memory-budget", "1", "-q"])
+                                       "1000", "--workers", "2", "--algorithm", "bnlm", "--memory-budget", "1", "-q"])
     assert result.exit_code == 0, result.output
     for size in (2000, 1000):
         mine = json.loads((tmp_path / f"poems.o6.m2.model.{size}").read_text(encoding="utf-8"))

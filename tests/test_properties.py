@@ -350,6 +350,7 @@ trainer_texts = st.lists(
 
 def compiled_trainer(**kwargs):
     from bytepiece.trainer import Trainer
+    kwargs.setdefault("algorithm", "bnlm")
     return Trainer(verbose=False, **kwargs)
 
 
@@ -375,15 +376,18 @@ def test_trainer_rejects_an_empty_corpus(texts) -> None:
 
 
 @pytest.mark.parametrize("texts, error", [
-    ((t for t in ["abc"]), TypeError),         # one-shot iterator: read twice
-    (iter(["abc"]), TypeError),
+    ("abc", TypeError),                        # one text, not a list of texts
+    (lambda: (t for t in ["abc", b"bytes"]), TypeError),  # a generator is spilled: items checked
+    (lambda: iter([None]), TypeError),
     (["abc", b"bytes"], TypeError),
     (["abc", None], TypeError),
     (["ok", "lone \ud800 surrogate"], ValueError),
 ])
-def test_trainer_rejects_bad_corpora(texts, error) -> None:
+@pytest.mark.parametrize("algorithm", ["bnlm", "compress"])
+def test_trainer_rejects_bad_corpora(texts, error, algorithm) -> None:
+    texts = texts() if callable(texts) else texts  # a fresh one-shot iterator per run
     with pytest.raises(error):
-        compiled_trainer(max_vocab_size=300).train(texts)
+        compiled_trainer(max_vocab_size=300, algorithm=algorithm).train(texts)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -449,6 +453,6 @@ def test_trainer_edge_corpora(kwargs, corpus, check) -> None:
 
 def test_trainer_workers_do_not_change_the_result() -> None:
     corpus = [SAMPLE * 2, "数字 12345\n" * 30, "tabs\tand\r\nCRLF " * 40] * 4
-    results = [compiled_trainer(max_vocab_size=[500, 300]).train(corpus, workers=w, batch_size=b)
+    results = [compiled_trainer(max_vocab_size=[500, 300]).train(corpus, workers=w, shard_bytes=b)
                for w, b in ((1, 1000), (2, 1), (4, 3), (0, 2))]
     assert all(r == results[0] for r in results)

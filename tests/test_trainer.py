@@ -62,8 +62,8 @@ def poem_lines() -> List[str]:
 def test_golden_vocabularies(tmp_path, name, params, files, workers):
     if not (REFERENCE / "train").is_dir():
         pytest.skip(f"reference data not available: {REFERENCE}")
-    trainer = Trainer(verbose=False, **params)
-    trainer.train(corpus_lines(files), workers=workers, batch_size=500)
+    trainer = Trainer(verbose=False, algorithm="bnlm", **params)
+    trainer.train(corpus_lines(files), workers=workers, shard_bytes=20000)
     written = trainer.save(tmp_path / name)
     sizes = params["max_vocab_size"]
     expected = [f"{name}.{s}" for s in sizes] if isinstance(sizes, list) else [name]
@@ -75,9 +75,9 @@ def test_golden_vocabularies(tmp_path, name, params, files, workers):
 
 def test_workers_do_not_change_result(poem_lines):
     results = []
-    for workers, batch_size in [(1, 1000), (2, 7), (3, 100)]:
-        trainer = Trainer(order=5, max_vocab_size=[1200, 600], verbose=False)
-        results.append(trainer.train(poem_lines, workers=workers, batch_size=batch_size))
+    for workers, shard_bytes in [(1, 1 << 22), (2, 7), (3, 1000)]:
+        trainer = Trainer(order=5, max_vocab_size=[1200, 600], verbose=False, algorithm="bnlm")
+        results.append(trainer.train(poem_lines, workers=workers, shard_bytes=shard_bytes))
     assert results[0] == results[1] == results[2]
 
 
@@ -238,12 +238,26 @@ def test_bad_parameters(kwargs, name):
         Trainer(**kwargs)
 
 
-def test_generator_is_rejected(poem_lines):
-    trainer = Trainer(max_vocab_size=500, verbose=False)
-    with pytest.raises(TypeError, match="re-iterable"):
-        trainer.train(line for line in poem_lines)
-    with pytest.raises(TypeError, match="re-iterable"):
-        trainer.train(iter(poem_lines))
+@pytest.mark.parametrize("algorithm", ["bnlm", "compress"])
+def test_generator_is_read_once_and_trains_like_a_list(poem_lines, algorithm):
+    want = Trainer(max_vocab_size=500, verbose=False, algorithm=algorithm).train(poem_lines[:400])
+    drawn = []
+
+    def lines():
+        for line in poem_lines[:400]:
+            drawn.append(line)
+            yield line
+
+    trainer = Trainer(max_vocab_size=500, verbose=False, algorithm=algorithm)
+    assert trainer.train(lines()) == want
+    assert len(drawn) == 400  # consumed exactly once
+    assert Trainer(max_vocab_size=500, verbose=False, algorithm=algorithm).train(iter(poem_lines[:400])) == want
+
+
+@pytest.mark.parametrize("algorithm", ["bnlm", "compress"])
+def test_single_string_is_refused(algorithm):
+    with pytest.raises(TypeError, match="list"):
+        Trainer(max_vocab_size=500, verbose=False, algorithm=algorithm).train("one text, not a list")
 
 
 def test_empty_corpus():
@@ -272,7 +286,7 @@ def test_tiny_corpus_gives_all_bytes(tmp_path):
 
 
 def test_progress_goes_to_stderr(poem_lines, capsys):
-    Trainer(max_vocab_size=500, verbose=True).train(poem_lines[:50])
+    Trainer(max_vocab_size=500, verbose=True, algorithm="bnlm").train(poem_lines[:50])
     captured = capsys.readouterr()
     assert captured.out == ""
     for phase in ("count n-grams", "segment", "prune"):
@@ -300,3 +314,17 @@ def test_algorithm_compress_through_trainer(tmp_path):
 def test_unknown_algorithm_is_rejected():
     with pytest.raises(ValueError, match="algorithm"):
         Trainer(algorithm="bpe")
+
+
+@pytest.mark.parametrize("algorithm,passes", [("bnlm", ["count n-grams", "segment"]),
+                                              ("compress", ["compress: read"])])
+def test_every_pass_has_a_progress_bar_in_bytes(poem_lines, capsys, tmp_path, algorithm, passes):
+    path = tmp_path / "poems.txt"
+    path.write_text("".join(poem_lines[:300]), encoding="utf-8")
+    Trainer(max_vocab_size=500, verbose=True, algorithm=algorithm).train(path)
+    err = capsys.readouterr().err
+    for name in passes:
+        line = [part for part in err.replace("\r", "\n").split("\n") if part.startswith(name)][-1]
+        assert "100%" in line and "B/s" in line, line  # a file: bytes, rate, and the total
+    Trainer(max_vocab_size=500, verbose=False, algorithm=algorithm).train(path)
+    assert capsys.readouterr().err == ""
