@@ -110,7 +110,8 @@ cdef int add_pieces(const unsigned char *data, const int64_t *offsets, int64_t n
 
 cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
                       int order, uint64_t *total, uint64_t *unigrams,
-                      PackedTable *tables, int part, int parts) noexcept nogil
+                      PackedTable *tables, int part, int parts,
+                      const uint64_t *lo, uint64_t *hi, const int64_t *max_keys) noexcept nogil
 
 
 cdef class NgramCounts:
@@ -120,11 +121,19 @@ cdef class NgramCounts:
     cdef PackedTable tables[MAX_ORDER + 1]   # tables[j] for 2 <= j <= order
     cdef object _lock
     cdef object _locks                    # one per part of add_packed(part, parts)
+    # Memory budget (0: none): table j counts the n-grams whose range hash
+    # lies in [lo[j], hi[j]) and holds at most max_keys[j] keys.
+    cdef int64_t budget
+    cdef uint64_t lo[MAX_ORDER + 1]
+    cdef uint64_t hi[MAX_ORDER + 1]
+    cdef int64_t max_keys[MAX_ORDER + 1]
+    cdef bint _ranged(self) noexcept
 
 
 cdef class NgramModel:
     cdef NgramTables m
-    cdef int _finish(self, const uint64_t *unigrams, uint64_t total) except -1
+    cdef readonly bint complete   # False while later passes of a budget still have n-grams to add
+    cdef int _finish(self, const uint64_t *unigrams, uint64_t total, bint complete=*) except -1
 
 
 cdef class PieceCounts:

@@ -39,8 +39,11 @@ cdef extern from *:
 cdef uint64_t EMPTY_KEY = 0xFFFFFFFFFFFFFFFFULL  # no n-gram of <= 7 bytes packs to this
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
 cdef uint64_t MIX = 0xFF51AFD7ED558CCDULL
+#: End of the hash space that memory budgets split (see :func:`range_hash`).
+cdef uint64_t RANGE_END = 0x8000000000000000ULL
 cdef uint64_t BLOB_MAGIC_NGRAMS = 0x314D4152474504EULL   # "NPtGRAM1"
 cdef uint64_t BLOB_MAGIC_PIECES = 0x3153434549507450ULL  # "PtPIECS1"
+cdef uint64_t BLOB_MAGIC_NGRAMS_RANGED = 0x324D4152474504EULL   # with budget and ranges
 cdef uint64_t BLOB_MAGIC_MODEL = 0x324C444F4D74504EULL   # "NPtMODL2" (pruned counts)
 
 
@@ -338,13 +341,26 @@ cdef int pt_shrink(PackedTable *t) noexcept nogil:
     return _pt_rehash(t, cap)
 
 
-cdef void pt_prune(PackedTable *t, uint64_t min_count) noexcept nogil:
-    """Remove, in place, every key counted fewer than ``min_count`` times.
+cdef inline uint64_t range_hash(uint64_t key, int length) noexcept nogil:
+    """Where an n-gram falls in the hash space that memory budgets split into
+    passes: 63 bits, independent of the slot hash (so that keeping part of
+    the range does not leave part of a table's slots empty)."""
+    cdef uint64_t h = (key + <uint64_t>length * GOLDEN) * MIX
+    h ^= h >> 33
+    h *= GOLDEN
+    h ^= h >> 29
+    return h >> 1
 
-    No second table is built, so pruning needs no memory. Overflow entries of
+
+cdef void _pt_remove_if(PackedTable *t, uint64_t min_count, uint64_t hi, int length) noexcept nogil:
+    """Remove, in place, every key counted fewer than ``min_count`` times or
+    whose :func:`range_hash` is ``hi`` or more (``hi == RANGE_END``: none).
+
+    No second table is built, so this needs no memory. Overflow entries of
     removed keys are left behind; nothing looks them up.
     """
     cdef int64_t i, start = 0, steps = 0, mask = t.cap - 1
+    cdef bint ranged = hi < RANGE_END
     if t.cap == 0:
         return
     # Start just after a free slot: clusters then never wrap around the scan,
@@ -354,11 +370,29 @@ cdef void pt_prune(PackedTable *t, uint64_t min_count) noexcept nogil:
         start += 1
     i = (start + 1) & mask
     while steps < t.cap:
-        if t.slots[i] and pt_count_at(t, i) < min_count:
+        if t.slots[i] and (pt_count_at(t, i) < min_count
+                           or (ranged and range_hash(pt_key(t, t.slots[i]), length) >= hi)):
             _pt_delete(t, i)
             continue  # slot i may now hold a shifted entry: examine it
         i = (i + 1) & mask
         steps += 1
+
+
+cdef void pt_prune(PackedTable *t, uint64_t min_count) noexcept nogil:
+    """Remove, in place, every key counted fewer than ``min_count`` times."""
+    _pt_remove_if(t, min_count, RANGE_END, 0)
+
+
+cdef void narrow_range(PackedTable *t, int length, uint64_t lo, uint64_t *hi, int64_t max_keys) noexcept nogil:
+    """Halve the hash range ``[lo, hi)`` of a table (dropping the keys of the
+    upper half) until it holds at most ``max_keys`` keys.
+
+    The keys left were all counted since the range was opened, so their
+    counts stay exact; the dropped half is counted by a later pass.
+    """
+    while t.size > max_keys and hi[0] - lo > 1:
+        hi[0] = lo + (hi[0] - lo) // 2
+        _pt_remove_if(t, 0, hi[0], length)
 
 
 # ----------------------------------------------------------------------------
@@ -508,19 +542,27 @@ cdef int bt_add(ByteTable *t, const unsigned char *key, int64_t n, int64_t inc) 
 # §6.1: counting
 # ----------------------------------------------------------------------------
 
+@cython.cdivision(True)
 cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t nchunks,
                       int order, uint64_t *total, uint64_t *unigrams,
-                      PackedTable *tables, int part, int parts) noexcept nogil:
+                      PackedTable *tables, int part, int parts,
+                      const uint64_t *lo, uint64_t *hi, const int64_t *max_keys) noexcept nogil:
     """Add the n-grams of every chunk to the tables (only full-length keys).
 
     Only the lengths ``j`` with ``(j - 1) % parts == part`` are counted (length 1
     and the total belong to part 0), so ``parts`` threads can fill one set of
     tables at the same time, each its own lengths, without copies to merge.
+
+    With ``max_keys`` (not NULL), table ``j`` counts only the n-grams whose
+    :func:`range_hash` lies in ``[lo[j], hi[j])``, and narrows that range
+    (lowering ``hi[j]``) whenever it holds more than ``max_keys[j]`` keys.
     """
     cdef int64_t c, i, start, end, limit
     cdef int j
-    cdef uint64_t key
+    cdef uint64_t key, h
     cdef uint64_t keys[MAX_ORDER + 1]
+    cdef bint wanted[MAX_ORDER + 1]
+    cdef bint ranged = max_keys != NULL
     for c in range(nchunks):
         start = offsets[c]
         end = offsets[c + 1]
@@ -538,12 +580,19 @@ cdef int count_ngrams(const unsigned char *data, const int64_t *offsets, int64_t
             for j in range(2, limit + 1):
                 key |= (<uint64_t>data[i + j - 1]) << (8 * (j - 1))
                 keys[j] = key
-                if (j - 1) % parts == part and tables[j].cap:
+                wanted[j] = (j - 1) % parts == part
+                if wanted[j] and ranged and (lo[j] != 0 or hi[j] != RANGE_END):
+                    h = range_hash(key, j)
+                    wanted[j] = lo[j] <= h and h < hi[j]
+                if wanted[j] and tables[j].cap:
                     BP_PREFETCH(&tables[j].slots[pt_slot(&tables[j], key)])
             j = 2 + (part + parts - 1) % parts
             while j <= limit:
-                if pt_add(&tables[j], keys[j], 1) < 0:
-                    return -1
+                if wanted[j]:
+                    if pt_add(&tables[j], keys[j], 1) < 0:
+                        return -1
+                    if ranged and tables[j].size > max_keys[j]:
+                        narrow_range(&tables[j], j, lo[j], &hi[j], max_keys[j])
                 j += parts
     return 0
 
@@ -568,6 +617,33 @@ cdef inline void _check_packed(const unsigned char[::1] data, const int64_t[::1]
             raise ValueError("offsets must be non-decreasing")
 
 
+@cython.cdivision(True)
+cdef int64_t _budget_keys(int64_t budget, int order, int64_t *max_keys) noexcept nogil:
+    """Split ``budget`` bytes over tables ``2..order``; ``max_keys[j]`` = keys table ``j``
+    may hold. Returns the bytes given out.
+
+    Each table gets the largest power-of-two capacity within its share (at
+    least 16 slots), but never more than all its possible keys need (the
+    2-gram table: 1 MB), and what a table does not take goes to the longer
+    ones. A table holding ``max_keys[j] + 1`` keys has not grown past that
+    capacity (it grows beyond a load of 0.7).
+    """
+    cdef int j
+    cdef int64_t cap, share, used = 0, need
+    for j in range(2, order + 1):
+        share = (budget - used) // (order - j + 1)
+        cap = 16
+        while cap * 2 * <int64_t>sizeof(uint64_t) <= share:
+            cap *= 2
+        if j <= 3:
+            need = capacity_for(<int64_t>1 << (8 * j))
+            if cap > need:
+                cap = need
+        max_keys[j] = cap * 7 // 10 - 1
+        used += cap * <int64_t>sizeof(uint64_t)
+    return used
+
+
 cdef class NgramCounts:
     """Byte n-gram counts of a corpus shard (ALGORITHM.md §6.1); a mergeable partial result.
 
@@ -577,9 +653,32 @@ cdef class NgramCounts:
     Instances may be filled from several shards (:meth:`add`), combined
     (:meth:`merge`, exact integer sums, so the order of merging never matters)
     and pickled as one compact blob.
+
+    **Memory budget.** ``NgramCounts(order, memory_budget=BYTES)`` keeps the
+    tables of n-grams of 2 bytes and more within about ``BYTES`` (each table
+    gets a share; growing a table briefly needs half its size again). When a
+    table would outgrow its share, it keeps counting only part of the
+    n-grams, exactly: every n-gram has a fixed place in a hash space, each
+    table counts one range of it, and a full table halves its range, dropping
+    the n-grams of the upper half. The n-grams it keeps were counted from
+    the start, so their counts are exact; the ones it dropped are left to a
+    later pass over the corpus::
+
+        counts = NgramCounts(6, memory_budget=512 << 20)
+        model = None
+        while counts is not None:
+            counts.add_packed(data, offsets)      # the whole corpus, any shards
+            model = counts.prune(2, release=True, into=model)
+            counts = counts.next_pass()           # None once every range is done
+
+    Pruning keeps or drops each n-gram by its own count, and the model keeps
+    the pruned counts (see :class:`NgramModel`), so the model built over the
+    passes is identical to the one built in a single pass, for any budget.
+    The budget bounds the counting tables only; the model (the n-grams seen
+    at least ``min_count`` times) grows with the corpus.
     """
 
-    def __cinit__(self, int order=6):
+    def __cinit__(self, int order=6, memory_budget=None):
         cdef int j
         if order < 1 or order > MAX_ORDER:
             raise ValueError(f"order must be between 1 and {MAX_ORDER}, got {order}")
@@ -588,6 +687,17 @@ cdef class NgramCounts:
         memset(self.unigrams, 0, sizeof(self.unigrams))
         for j in range(MAX_ORDER + 1):
             pt_setup(&self.tables[j], j if j else 1)
+            self.lo[j] = 0
+            self.hi[j] = RANGE_END
+            self.max_keys[j] = 0x7FFFFFFFFFFFFFFF
+        self.budget = 0
+        if memory_budget is not None:
+            if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)):
+                raise TypeError(f"memory_budget must be an int (bytes) or None, got {type(memory_budget).__name__}")
+            if memory_budget < 1:
+                raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+            self.budget = <int64_t>min(memory_budget, <int64_t>1 << 62)
+            _budget_keys(self.budget, order, self.max_keys)
         self._lock = threading.Lock()
         self._locks = [threading.Lock() for _ in range(MAX_ORDER + 1)]
 
@@ -596,10 +706,68 @@ cdef class NgramCounts:
         for j in range(MAX_ORDER + 1):
             pt_free(&self.tables[j])
 
+    @property
+    def memory_budget(self):
+        """The budget in bytes of the n-gram tables, or ``None``."""
+        return self.budget if self.budget else None
+
+    @property
+    def complete(self) -> bool:
+        """True if no n-gram is left for a later pass (always, without a budget)."""
+        cdef int j
+        for j in range(2, self.order + 1):
+            if self.hi[j] != RANGE_END:
+                return False
+        return True
+
+    @property
+    def first_pass(self) -> bool:
+        """True unless these counts continue earlier passes (see :meth:`next_pass`)."""
+        cdef int j
+        for j in range(2, self.order + 1):
+            if self.lo[j] != 0:
+                return False
+        return True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the n-gram tables now."""
+        cdef int j
+        cdef int64_t n = 0
+        for j in range(2, self.order + 1):
+            n += self.tables[j].cap * <int64_t>sizeof(uint64_t)
+            n += self.tables[j].overflow.cap * <int64_t>sizeof(U64Entry)
+        return n
+
+    def next_pass(self):
+        """Empty counts for the next pass over the corpus, or ``None`` if :attr:`complete`.
+
+        Each table of the new counts starts its range where this one's
+        ended; a table whose range is done counts nothing more.
+        """
+        cdef NgramCounts nxt
+        cdef int j
+        if self.complete:
+            return None
+        nxt = NgramCounts(self.order, self.memory_budget)
+        for j in range(2, self.order + 1):
+            nxt.lo[j] = self.hi[j]
+        return nxt
+
     def add(self, chunks) -> None:
         """Count the n-grams of a sequence of ``bytes`` chunks."""
         data, offsets = _packed_arrays(chunks)
         self.add_packed(data, offsets)
+
+    cdef bint _ranged(self) noexcept:
+        """True if some table counts only part of the n-grams (a budget, or a later pass)."""
+        cdef int j
+        if self.budget:
+            return True
+        for j in range(2, self.order + 1):
+            if self.lo[j] != 0 or self.hi[j] != RANGE_END:
+                return True
+        return False
 
     def add_packed(self, const unsigned char[::1] data, const int64_t[::1] offsets,
                    int part=0, int parts=1) -> None:
@@ -611,41 +779,64 @@ cdef class NgramCounts:
         part each, and the result equals ``add_packed(data, offsets)``.
         """
         cdef int rc
+        cdef bint ranged
         _check_packed(data, offsets)
         if parts < 1 or not 0 <= part < parts:
             raise ValueError(f"need 0 <= part < parts, got part={part}, parts={parts}")
         if offsets.shape[0] < 2:
             return
         lock = self._locks[part] if parts > 1 else self._lock
+        ranged = self._ranged()
         with lock:
             with nogil:
                 rc = count_ngrams(&data[0] if data.shape[0] else NULL, &offsets[0],
                                   offsets.shape[0] - 1, self.order, &self.n_bytes,
-                                  self.unigrams, self.tables, part, parts)
+                                  self.unigrams, self.tables, part, parts, self.lo, self.hi,
+                                  self.max_keys if ranged else NULL)
         if rc < 0:
             raise MemoryError("out of memory while counting n-grams")
 
     def merge(self, NgramCounts other):
-        """Add ``other``'s counts into this one (in place); returns ``self``."""
+        """Add ``other``'s counts into this one (in place); returns ``self``.
+
+        Under a memory budget both must belong to the same pass (same range
+        starts); a table keeps the narrower of the two ranges (dropping the
+        n-grams beyond it) and narrows it further if the sum outgrows the
+        budget, so a merged result is as exact as its parts.
+        """
         cdef int j, rc = 0
         cdef int64_t i
+        cdef uint64_t key
+        cdef bint ranged
         cdef PackedTable *src
         if other.order != self.order:
             raise ValueError(f"cannot merge n-gram counts of order {other.order} into order {self.order}")
         if other is self:
             raise ValueError("cannot merge n-gram counts into themselves")
+        for j in range(2, self.order + 1):
+            if self.lo[j] != other.lo[j]:
+                raise ValueError("cannot merge n-gram counts of different passes (see NgramCounts.next_pass)")
         with self._lock, other._lock:
+            ranged = self._ranged() or other._ranged()
             with nogil:
                 self.n_bytes += other.n_bytes
                 for j in range(256):
                     self.unigrams[j] += other.unigrams[j]
                 for j in range(2, self.order + 1):
                     src = &other.tables[j]
+                    if other.hi[j] < self.hi[j]:
+                        self.hi[j] = other.hi[j]
+                        _pt_remove_if(&self.tables[j], 0, self.hi[j], j)
                     for i in range(src.cap):
                         if src.slots[i]:
-                            if pt_add(&self.tables[j], pt_key(src, src.slots[i]), pt_count_at(src, i)) < 0:
+                            key = pt_key(src, src.slots[i])
+                            if ranged and range_hash(key, j) >= self.hi[j]:
+                                continue
+                            if pt_add(&self.tables[j], key, pt_count_at(src, i)) < 0:
                                 rc = -1
                                 break
+                            if ranged and self.tables[j].size > self.max_keys[j]:
+                                narrow_range(&self.tables[j], j, self.lo[j], &self.hi[j], self.max_keys[j])
                     if rc < 0:
                         break
         if rc < 0:
@@ -696,23 +887,35 @@ cdef class NgramCounts:
         """A compact binary image (used by pickling).
 
         Words of 8 bytes: magic, order, total, 256 unigram counts, then per
-        length ``j`` from 2: ``n``, ``n`` keys, ``n`` counts.
+        length ``j`` from 2: ``n``, ``n`` keys, ``n`` counts. Under a memory
+        budget (another magic), then the budget and, per length ``j`` from 2,
+        the range ``lo``, ``hi``.
         """
         cdef int j
         cdef int64_t k
+        cdef bint ranged = self._ranged()
         cdef Py_ssize_t size = 8 * (3 + 256)
         for j in range(2, self.order + 1):
             size += 8 + 16 * self.tables[j].size
+        if ranged:
+            size += 8 * (1 + 2 * (self.order - 1))
         blob = PyBytes_FromStringAndSize(NULL, size)
         cdef uint64_t *out = <uint64_t *>PyBytes_AS_STRING(blob)
         with self._lock:
-            out[0] = BLOB_MAGIC_NGRAMS
+            out[0] = BLOB_MAGIC_NGRAMS_RANGED if ranged else BLOB_MAGIC_NGRAMS
             out[1] = <uint64_t>self.order
             out[2] = self.n_bytes
             memcpy(&out[3], self.unigrams, 256 * sizeof(uint64_t))
             k = 3 + 256
             for j in range(2, self.order + 1):
                 k = _write_table(&self.tables[j], out, k)
+            if ranged:
+                out[k] = <uint64_t>self.budget
+                k += 1
+                for j in range(2, self.order + 1):
+                    out[k] = self.lo[j]
+                    out[k + 1] = self.hi[j]
+                    k += 2
         return blob
 
     @staticmethod
@@ -723,12 +926,14 @@ cdef class NgramCounts:
         cdef const uint64_t *words
         cdef int64_t nwords, k
         cdef int j, order
+        cdef bint ranged
         cdef NgramCounts counts
         if size < 8 * (3 + 256) or size % 8:
             raise ValueError("not an NgramCounts blob")
         words = <const uint64_t *>&raw[0]
         nwords = size // 8
-        if words[0] != BLOB_MAGIC_NGRAMS or words[1] < 1 or words[1] > MAX_ORDER:
+        ranged = words[0] == BLOB_MAGIC_NGRAMS_RANGED
+        if (words[0] != BLOB_MAGIC_NGRAMS and not ranged) or words[1] < 1 or words[1] > MAX_ORDER:
             raise ValueError("not an NgramCounts blob")
         order = <int>words[1]
         counts = NgramCounts(order)
@@ -737,12 +942,27 @@ cdef class NgramCounts:
         k = 3 + 256
         for j in range(2, order + 1):
             k = _read_table(&counts.tables[j], words, nwords, k, "NgramCounts")
+        if ranged:
+            if k + 1 + 2 * (order - 1) != nwords:
+                raise ValueError("truncated NgramCounts blob")
+            if words[k] >= (<uint64_t>1 << 62):
+                raise ValueError("corrupt NgramCounts blob: bad memory budget")
+            counts.budget = <int64_t>words[k]
+            if counts.budget:
+                _budget_keys(counts.budget, order, counts.max_keys)
+            k += 1
+            for j in range(2, order + 1):
+                if words[k] > words[k + 1] or words[k + 1] > RANGE_END:
+                    raise ValueError("corrupt NgramCounts blob: bad hash range")
+                counts.lo[j] = words[k]
+                counts.hi[j] = words[k + 1]
+                k += 2
         return counts
 
     def __reduce__(self):
         return (NgramCounts.from_bytes, (self.to_bytes(),))
 
-    def prune(self, int min_count=2, bint release=False):
+    def prune(self, int min_count=2, bint release=False, NgramModel into=None):
         """§6.2: conditional log-probabilities of the n-grams counted at least ``min_count`` times.
 
         Every byte missing from table 1 gets count 1 (and adds 1 to the
@@ -751,14 +971,28 @@ cdef class NgramCounts:
         modified, unless ``release=True``: then the model takes over their
         tables and prunes them in place, so that no second copy of the
         largest tables ever exists, and the counts are left empty.
+
+        Under a memory budget, pass the model of the previous passes as
+        ``into`` (``None`` for the first pass): the n-grams of this pass are
+        added to it and it is returned. A model is usable (its ``complete``
+        is true) once the pass that was :attr:`complete` has been added.
         """
-        cdef NgramModel model = NgramModel.__new__(NgramModel)
+        cdef NgramModel model
         cdef int j, b
         cdef uint64_t total = self.n_bytes
         cdef uint64_t unigrams[256]
         cdef int rc = 0
+        cdef PackedTable pruned
         if min_count < 1:
             raise ValueError(f"min_count must be at least 1, got {min_count}")
+        if into is None and not self.first_pass:
+            raise ValueError("these counts continue earlier passes: pass their model as into=")
+        if into is not None:
+            if into.complete or self.first_pass:
+                raise ValueError("into= takes the model of the earlier passes of these counts")
+            if into.m.order != self.order:
+                raise ValueError(f"cannot add n-grams of order {self.order} to a model of order {into.m.order}")
+        model = into if into is not None else NgramModel.__new__(NgramModel)
         model.m.order = self.order
         with self._lock:
             for b in range(256):
@@ -766,25 +1000,47 @@ cdef class NgramCounts:
                 if unigrams[b] == 0:
                     unigrams[b] = 1
                     total += 1
+            if into is not None and (total != into.m.total
+                                     or memcmp(unigrams, into.m.unigram_count, sizeof(unigrams)) != 0):
+                raise ValueError("the corpus changed between two passes: its byte counts differ")
             with nogil:
                 for j in range(2, self.order + 1):
                     if release:
-                        model.m.tables[j] = self.tables[j]
+                        pruned = self.tables[j]
                         pt_setup(&self.tables[j], j)
-                    elif pt_copy(&model.m.tables[j], &self.tables[j]) < 0:
+                    elif pt_copy(&pruned, &self.tables[j]) < 0:
                         rc = -1
                         break
-                    pt_prune(&model.m.tables[j], <uint64_t>min_count)
-                    if pt_shrink(&model.m.tables[j]) < 0:
+                    pt_prune(&pruned, <uint64_t>min_count)
+                    if pt_shrink(&pruned) < 0:
+                        pt_free(&pruned)
                         rc = -1
                         break
+                    if model.m.tables[j].size == 0:
+                        pt_free(&model.m.tables[j])
+                        model.m.tables[j] = pruned
+                    else:
+                        rc = pt_add_all(&model.m.tables[j], &pruned)
+                        pt_free(&pruned)
+                        if rc < 0:
+                            break
             if release:
                 self.n_bytes = 0
                 memset(self.unigrams, 0, sizeof(self.unigrams))
         if rc < 0:
             raise MemoryError("out of memory while pruning n-grams")
-        model._finish(unigrams, total)
+        model._finish(unigrams, total, self.complete)
         return model
+
+
+cdef int pt_add_all(PackedTable *dst, const PackedTable *src) noexcept nogil:
+    """Add every count of ``src`` to ``dst``; -1 when out of memory."""
+    cdef int64_t i
+    for i in range(src.cap):
+        if src.slots[i]:
+            if pt_add(dst, pt_key(src, src.slots[i]), pt_count_at(src, i)) < 0:
+                return -1
+    return 0
 
 
 cdef dict _table_dict(const PackedTable *t):
@@ -1047,8 +1303,12 @@ cdef class NgramModel:
             pt_free(&self.m.tables[j])
         u64_free(&self.m.big_log)
 
-    cdef int _finish(self, const uint64_t *unigrams, uint64_t total) except -1:
-        """Set the unigram counts (none 0) and the total; compute every log; check prefixes."""
+    cdef int _finish(self, const uint64_t *unigrams, uint64_t total, bint complete=True) except -1:
+        """Set the unigram counts (none 0) and the total; compute every log; check prefixes.
+
+        ``complete=False``: more n-grams are to come (a pass of a memory
+        budget); the prefixes are checked once they are all in.
+        """
         cdef int j, b
         cdef int64_t i, n = 0, s
         cdef uint64_t c, prefix, mask
@@ -1058,8 +1318,9 @@ cdef class NgramModel:
         cdef uint64_t[::1] big_view
         memcpy(self.m.unigram_count, unigrams, 256 * sizeof(uint64_t))
         self.m.total = total
+        self.complete = complete
         # Every n-gram's prefix must be in the model: §6.3 relies on it.
-        for j in range(3, self.m.order + 1):
+        for j in range(3, self.m.order + 1 if complete else 0):
             t = &self.m.tables[j]
             mask = (<uint64_t>1 << (8 * (j - 1))) - 1
             for i in range(t.cap):
@@ -1112,6 +1373,11 @@ cdef class NgramModel:
         """The n-gram order (number of hidden states of §6.3)."""
         return self.m.order
 
+    def _check_complete(self):
+        if not self.complete:
+            raise ValueError("this n-gram model still lacks the n-grams of later passes "
+                             "(see NgramCounts.next_pass): it cannot segment yet")
+
     def __len__(self) -> int:
         """Number of n-grams in the model (the 256 single bytes included)."""
         cdef int j
@@ -1151,6 +1417,7 @@ cdef class NgramModel:
         cdef int64_t n = data.shape[0], m, r, end
         cdef uint8_t *back
         cdef int32_t *starts
+        self._check_complete()
         if n == 0:
             return []
         back = <uint8_t *>malloc(<size_t>(n * self.m.order))
@@ -1187,6 +1454,7 @@ cdef class NgramModel:
         cdef int rc
         cdef int64_t nchunks = offsets.shape[0] - 1
         cdef uint8_t *is_start
+        self._check_complete()
         _check_packed(data, offsets)
         if nchunks < 1 or offsets[nchunks] == offsets[0]:
             return
@@ -1215,6 +1483,7 @@ cdef class NgramModel:
         cdef int j
         cdef int64_t k
         cdef Py_ssize_t size = 8 * (3 + 256)
+        self._check_complete()
         for j in range(2, self.m.order + 1):
             size += 8 + 16 * self.m.tables[j].size
         blob = PyBytes_FromStringAndSize(NULL, size)

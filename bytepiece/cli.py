@@ -41,7 +41,8 @@ _MAX_WORKERS = 1024
 #: Parameter names of the Python API, as the flags that set them.
 _FLAGS = {"max_vocab_size": "--vocab-size", "min_count": "--min-count",
           "max_piece_length": "--max-piece-length", "num_threads": "--workers",
-          "workers": "--workers", "jsonl_field": "--jsonl-field"}
+          "workers": "--workers", "jsonl_field": "--jsonl-field",
+          "memory_budget": "--memory-budget"}
 _FLAG_NAMES = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
 
 
@@ -206,6 +207,8 @@ def main() -> None:
 @click.option("--no-ensure-unicode", is_flag=True, help="Allow pieces to start inside a character.")
 @_int_option("--workers", low=0, high=_MAX_WORKERS, default=0, show_default=True,
              help="Threads (0: one per CPU).")
+@click.option("--memory-budget", type=click.IntRange(min=1), default=None,
+              help="bnlm: MiB for its n-gram tables.")
 @click.option("--jsonl-field", default="text", show_default=True, help="Text field of .jsonl records.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8.")
@@ -217,8 +220,8 @@ def main() -> None:
 @_engine_options
 @_user_errors
 def train(files, output, vocab_sizes, order, min_count, max_piece_length, algorithm, isolate_digits,
-          no_ensure_unicode, workers, jsonl_field, errors, special_tokens, candidate_mb, quiet,
-          engine, ray_address) -> None:
+          no_ensure_unicode, workers, memory_budget, jsonl_field, errors, special_tokens, candidate_mb,
+          quiet, engine, ray_address) -> None:
     """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin).
 
     Files are streamed on every pass, never loaded whole; standard input and
@@ -244,6 +247,7 @@ def train(files, output, vocab_sizes, order, min_count, max_piece_length, algori
         verbose=not quiet,
         special_tokens=list(special_tokens),
         candidate_bytes=candidate_mb << 20,
+        memory_budget=None if memory_budget is None else memory_budget << 20,
     )
     runner = _make_engine(engine, workers, ray_address)
     try:

@@ -123,6 +123,10 @@ class Trainer:
       distinct text): a corpus larger than this is streamed from a temporary
       spill on every pass, and candidate pieces are counted on a sample of
       this size. About 21 bytes of memory per byte of it, whatever the corpus.
+    * ``memory_budget``: bytes for the n-gram tables of ``bnlm`` (``None``: no
+      limit). Counting then takes as many passes over the corpus as the
+      tables need; the vocabulary is the same for any budget (see
+      ``docs/training-memory.md``).
 
     ``train(texts)`` then ``save(path)``; see ``docs/training.md``.
     """
@@ -139,6 +143,7 @@ class Trainer:
         algorithm: str = "compress",
         candidate_bytes: Optional[int] = None,
         special_tokens: Sequence[str] = (),
+        memory_budget: Optional[int] = None,
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
@@ -166,6 +171,7 @@ class Trainer:
 
         self.candidate_bytes = _check_int(
             "candidate_bytes", CANDIDATE_BYTES if candidate_bytes is None else candidate_bytes, 1)
+        self.memory_budget = None if memory_budget is None else _check_int("memory_budget", memory_budget, 1)
         #: ``{size: {piece: count}}`` after :meth:`train`.
         self.vocabularies: Dict[int, Dict[bytes, int]] = {}
 
@@ -279,18 +285,24 @@ class Trainer:
             return self.vocabularies
 
         # §6.1: count n-grams into one shared set of tables (see the module docstring).
+        # §6.2: prune into conditional log-probabilities (freeing the counts as it
+        # goes). Under a memory budget, passes repeat until every n-gram has been
+        # counted (NgramCounts.next_pass); the model is the same.
         parts = min(workers, self.order)
-        count = functools.partial(_count_ngrams, NgramCounts(self.order), self.isolate_digits, parts,
-                                  special_tokens=self.special_tokens)
-        result, input_bytes = run_pass(engine, count, corpus.shards(), _merge_shared,
-                                       "count n-grams", corpus.size, self.verbose)
-        if result is None or result[0].total == 0:
-            raise ValueError("the corpus is empty: texts holds no characters to train on")
-        ngrams, total_bytes = result
-
-        # §6.2: prune into conditional log-probabilities (freeing the counts as it goes).
-        model: NgramModel = ngrams.prune(self.min_count, release=True)
-        del ngrams, result, count
+        ngrams: Optional[NgramCounts] = NgramCounts(self.order, self.memory_budget)
+        model: Optional[NgramModel] = None
+        while ngrams is not None:
+            count = functools.partial(_count_ngrams, ngrams, self.isolate_digits, parts,
+                                      special_tokens=self.special_tokens)
+            label = "count n-grams" if ngrams.first_pass else "count n-grams (next pass)"
+            result, input_bytes = run_pass(engine, count, corpus.shards(), _merge_shared,
+                                           label, corpus.size, self.verbose)
+            if result is None or result[0].total == 0:
+                raise ValueError("the corpus is empty: texts holds no characters to train on")
+            ngrams, total_bytes = result
+            model = ngrams.prune(self.min_count, release=True, into=model)
+            ngrams = ngrams.next_pass()
+            del result, count
 
         # §6.3: segment with the n-gram model, count pieces into one shared table
         # (locked only while a call adds its pieces).
