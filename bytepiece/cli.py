@@ -201,8 +201,7 @@ def main() -> None:
 @_int_option("--max-piece-length", low=1, high=MAX_PIECE_BYTES, default=None,
              help="Longest piece, in bytes.  [default: 36 for bnlm, 16 for compress]")
 @click.option("--algorithm", type=click.Choice(["compress", "bnlm"]), default="compress", show_default=True,
-              help="compress: fewer tokens per text, memory bounded whatever the corpus size; "
-                   "bnlm: the reference n-gram trainer (bit-exact with 0.6.3).")
+              help="compress: fewer tokens per text; bnlm: the reference (bit-exact with 0.6.3).")
 @click.option("--isolate-digits", is_flag=True, help="Make every digit a piece of its own.")
 @click.option("--no-ensure-unicode", is_flag=True, help="Allow pieces to start inside a character.")
 @_int_option("--workers", low=0, high=_MAX_WORKERS, default=0, show_default=True,
@@ -215,18 +214,15 @@ def main() -> None:
 @click.option("--special-token", "special_tokens", multiple=True, metavar="TEXT",
               help="Add a special token (ids after the last piece; the text is cut at it); repeatable.")
 @click.option("--candidate-mb", type=click.IntRange(min=1), default=24, show_default=True,
-              help="compress: memory budget, MiB of distinct text held in memory (~21 bytes per byte).")
+              help="compress: MiB of text held in memory for candidates.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_engine_options
 @_user_errors
 def train(files, output, vocab_sizes, order, min_count, max_piece_length, algorithm, isolate_digits,
           no_ensure_unicode, workers, memory_budget, jsonl_field, errors, special_tokens, candidate_mb,
           quiet, engine, ray_address) -> None:
-    """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin).
-
-    Files are streamed on every pass, never loaded whole; standard input and
-    pipes are first copied to a temporary file.
-    """
+    """Train a model on FILES (.txt: a text per line; .jsonl; .gz; - for stdin),
+    streamed on every pass (stdin and pipes are copied to a temporary file)."""
     from .trainer import Trainer
 
     corpus = Corpus(files, jsonl_field, errors)
