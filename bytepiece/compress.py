@@ -31,6 +31,7 @@ the chunks. Results do not depend on ``workers`` (counts are integer sums).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -576,68 +577,55 @@ def train_compress(
     sizes = sorted({int(s) for s in sizes}, reverse=True)
     if num_candidates is None:
         num_candidates = max(100000, 20 * sizes[0])
-    start = time.perf_counter()
-
-    if engine is None:
-        with LocalEngine(workers) as local:
-            return train_compress(
-                texts, sizes, max_piece_length, min_count, isolate_digits, ensure_unicode, workers, verbose,
-                num_candidates=num_candidates, prune_fraction=prune_fraction, discount=discount,
-                split_cost=split_cost, char_coverage=char_coverage, char_min_count=char_min_count,
-                char_starts=char_starts, em=em, repeats=repeats, ngram_candidates=ngram_candidates,
-                final_rounds=final_rounds, early_speedup=early_speedup, candidate_bytes=candidate_bytes,
-                engine=local, shard_bytes=shard_bytes, special_tokens=special_tokens)
-    if not isinstance(texts, TrainingCorpus):
-        options = {} if shard_bytes is None else {"shard_bytes": shard_bytes}
-        with TrainingCorpus(texts, **options) as corpus_input:
-            return train_compress(
-                corpus_input, sizes, max_piece_length, min_count, isolate_digits, ensure_unicode, workers,
-                verbose, num_candidates=num_candidates, prune_fraction=prune_fraction, discount=discount,
-                split_cost=split_cost, char_coverage=char_coverage, char_min_count=char_min_count,
-                char_starts=char_starts, em=em, repeats=repeats, ngram_candidates=ngram_candidates,
-                final_rounds=final_rounds, early_speedup=early_speedup, candidate_bytes=candidate_bytes,
-                engine=engine, special_tokens=special_tokens)
     budget = int(candidate_bytes)
     if budget < 1:
         raise ValueError(f"candidate_bytes must be at least 1, got {candidate_bytes}")
+    start = time.perf_counter()
 
-    with tempfile.TemporaryDirectory(prefix="bytepiece-compress-") as spill_dir:
-        # Pass 1: statistics, the candidate sample and a spill of the normalized
-        # chunks (skipped when the input is known to fit in the budget).
-        known = texts.size
-        spill = spill_dir if known is None or known > budget else None
-        while True:
-            scan, _ = run_pass(engine, functools.partial(scan_shard, isolate_digits, budget, spill,
-                                                         special_tokens=special_tokens),
-                               texts.shards(), _merge_scans, "compress: read", known, verbose)
-            scan = scan if scan is not None else Scan(budget)
-            if scan.complete or spill is not None:
-                break
-            spill = spill_dir  # normalization made the text outgrow the budget: read again, spilling
-        if scan.total_bytes == 0:
-            raise ValueError("the corpus is empty: texts holds no characters to train on")
-        if scan.complete:
-            # Everything fits: the sample is the whole corpus, deduplicated.
-            corpus: Union[Corpus, SpilledCorpus] = Corpus(scan.sample)
-            sample = corpus
-            _log(verbose, f"corpus: {len(corpus)} distinct chunks, {len(corpus.data)} distinct bytes "
-                          f"({corpus.total_bytes} in all), {time.perf_counter() - start:.1f}s")
-        else:
-            corpus = SpilledCorpus(scan.blocks, scan.total_bytes, engine, verbose=verbose)
-            sample = Corpus(scan.sample)
-            _log(verbose, f"corpus: {scan.total_bytes} bytes in {len(scan.blocks)} spilled blocks, "
-                          f"{time.perf_counter() - start:.1f}s")
-        byte_counts, chars = scan.byte_counts, scan.chars
-        scan.sample, scan.blocks = {}, []
-        del scan
-        return _train_on(
-            corpus, sample, byte_counts, chars, sizes, texts, engine, start,
-            max_piece_length=max_piece_length, min_count=min_count, isolate_digits=isolate_digits,
-            ensure_unicode=ensure_unicode, workers=workers, verbose=verbose,
-            num_candidates=num_candidates, prune_fraction=prune_fraction, discount=discount,
-            split_cost=split_cost, char_coverage=char_coverage, char_min_count=char_min_count,
-            char_starts=char_starts, em=em, repeats=repeats, ngram_candidates=ngram_candidates,
-            final_rounds=final_rounds, early_speedup=early_speedup)
+    with contextlib.ExitStack() as owned:
+        # A default engine, and any input made readable on every pass, live for this call only.
+        if engine is None:
+            engine = owned.enter_context(LocalEngine(workers))
+        if not isinstance(texts, TrainingCorpus):
+            options = {} if shard_bytes is None else {"shard_bytes": shard_bytes}
+            texts = owned.enter_context(TrainingCorpus(texts, **options))
+        with tempfile.TemporaryDirectory(prefix="bytepiece-compress-") as spill_dir:
+            # Pass 1: statistics, the candidate sample and a spill of the normalized
+            # chunks (skipped when the input is known to fit in the budget).
+            known = texts.size
+            spill = spill_dir if known is None or known > budget else None
+            while True:
+                scan, _ = run_pass(engine, functools.partial(scan_shard, isolate_digits, budget, spill,
+                                                             special_tokens=special_tokens),
+                                   texts.shards(), _merge_scans, "compress: read", known, verbose)
+                scan = scan if scan is not None else Scan(budget)
+                if scan.complete or spill is not None:
+                    break
+                spill = spill_dir  # normalization made the text outgrow the budget: read again, spilling
+            if scan.total_bytes == 0:
+                raise ValueError("the corpus is empty: texts holds no characters to train on")
+            if scan.complete:
+                # Everything fits: the sample is the whole corpus, deduplicated.
+                corpus: Union[Corpus, SpilledCorpus] = Corpus(scan.sample)
+                sample = corpus
+                _log(verbose, f"corpus: {len(corpus)} distinct chunks, {len(corpus.data)} distinct bytes "
+                              f"({corpus.total_bytes} in all), {time.perf_counter() - start:.1f}s")
+            else:
+                corpus = SpilledCorpus(scan.blocks, scan.total_bytes, engine, verbose=verbose)
+                sample = Corpus(scan.sample)
+                _log(verbose, f"corpus: {scan.total_bytes} bytes in {len(scan.blocks)} spilled blocks, "
+                              f"{time.perf_counter() - start:.1f}s")
+            byte_counts, chars = scan.byte_counts, scan.chars
+            scan.sample, scan.blocks = {}, []
+            del scan
+            return _train_on(
+                corpus, sample, byte_counts, chars, sizes, texts, engine, start,
+                max_piece_length=max_piece_length, min_count=min_count, isolate_digits=isolate_digits,
+                ensure_unicode=ensure_unicode, workers=workers, verbose=verbose,
+                num_candidates=num_candidates, prune_fraction=prune_fraction, discount=discount,
+                split_cost=split_cost, char_coverage=char_coverage, char_min_count=char_min_count,
+                char_starts=char_starts, em=em, repeats=repeats, ngram_candidates=ngram_candidates,
+                final_rounds=final_rounds, early_speedup=early_speedup)
 
 
 def _train_on(corpus: Union[Corpus, "SpilledCorpus"], sample: Corpus, byte_counts: np.ndarray,
