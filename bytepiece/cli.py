@@ -149,14 +149,6 @@ def _make_engine(engine: str, workers: int, ray_address: Optional[str]):
         raise click.ClickException(str(exc)) from None
 
 
-def _local_engine(workers: int):
-    """The local engine with ``workers`` processes (0: one per CPU)."""
-    from .engine import LocalEngine
-    from .bulk_encoding import cpu_count
-
-    return LocalEngine(workers or cpu_count())
-
-
 _ENGINE_OPTIONS = [
     click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
                  help="ray: as Ray tasks, on --ray-address ADDR."),
@@ -407,8 +399,9 @@ def _encode_shards(tokenizer, paths: Sequence[str], output: str, engine=None, dt
                    on_block=None, inputs: Sequence[str] = (), allowed_special=None):
     """Encode with an engine's tasks, a shard of the input each: into the token
     file ``output``, or a shard directory when it ends with ``/``. ``engine``
-    ``None``: the local engine with ``workers`` processes."""
+    ``None``: the local engine with ``workers`` threads (0: one per CPU)."""
     from .bulk_encoding import DEFAULT_SHARD_BYTES, encode_with_engine
+    from .engine import LocalEngine
     from .token_files import is_shard_directory_path
 
     if shard_mb is not None:
@@ -419,7 +412,7 @@ def _encode_shards(tokenizer, paths: Sequence[str], output: str, engine=None, dt
         runners = engine.workers if engine is not None else (workers or 1)
         shard_bytes = max(1 << 20, min(DEFAULT_SHARD_BYTES, (total or DEFAULT_SHARD_BYTES) // (16 * runners)))
     blocks = _blocks(paths, field, errors, count=alpha >= 0)
-    runner = engine if engine is not None else _local_engine(workers)
+    runner = engine if engine is not None else LocalEngine(workers)
     try:
         return encode_with_engine(tokenizer, blocks, output, runner, dtype=dtype, alpha=alpha, seed=seed,
                                   shard_bytes=shard_bytes, on_block=on_block, inputs=list(paths) + list(inputs),
