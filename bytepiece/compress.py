@@ -31,8 +31,10 @@ the chunks. Results do not depend on ``workers`` (counts are integer sums).
 """
 from __future__ import annotations
 
+import array
 import contextlib
 import functools
+import itertools
 import math
 import os
 import sys
@@ -42,7 +44,7 @@ import time
 import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -140,29 +142,39 @@ class Scan:
     ``sample`` maps every distinct chunk whose hash is under ``threshold`` to
     its count, in order of first occurrence; ``sample_bytes`` is the size of
     its distinct chunks, kept at most ``budget`` by lowering the threshold.
+    ``hashes`` holds the chunks' hashes in the same order, so that neither a
+    merge nor a lowered threshold hashes a chunk again (a merge of partials
+    from many shards is on the driver's path: measured in
+    ``benchmarks/ray_scale.py``).
     ``blocks`` describe the spilled normalized chunks (:class:`SpilledCorpus`).
     """
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, threshold: int = _ALL) -> None:
         self.budget = int(budget)
         self.total_bytes = 0
         self.byte_counts = np.zeros(256, dtype=np.int64)
         self.chars: Dict[int, int] = {}
-        self.threshold = _ALL
+        self.threshold = int(threshold)
         self.sample: Dict[bytes, int] = {}
+        self.hashes = array.array("I")
         self.sample_bytes = 0
         self.blocks: List[Tuple[str, int, int, int]] = []
 
     def _shrink(self, refilter: bool = False) -> None:
         """Lower the threshold until the sample fits; ``refilter``: the sample may
         hold chunks over the current threshold (just lowered by a merge)."""
+        if not refilter and self.sample_bytes <= self.budget:
+            return
+        hashes = np.frombuffer(self.hashes, dtype=np.uint32)
         while refilter or self.sample_bytes > self.budget:
             if not refilter:
                 self.threshold = _lower(self.threshold)
             refilter = False
-            limit = self.threshold
-            self.sample = {c: n for c, n in self.sample.items() if _chunk_hash(c) < limit}
+            keep = hashes < self.threshold
+            self.sample = dict(itertools.compress(self.sample.items(), keep.tolist()))
+            hashes = hashes[keep]
             self.sample_bytes = sum(map(len, self.sample))
+        self.hashes = array.array("I", hashes.tobytes())
 
     def add_block(self, block: Corpus) -> None:
         """Count a block of distinct chunks (with weights) into this partial."""
@@ -173,18 +185,20 @@ class Scan:
         for cp, n in zip(cps.tolist(), counts.tolist()):
             chars[cp] = chars.get(cp, 0) + n
         bounds = block.offsets.tolist()
-        data, limit, sample = block.data, self.threshold, self.sample
+        data, limit, sample, hashes = block.data, self.threshold, self.sample, self.hashes
         for i, n in enumerate(block.weights.tolist()):
             chunk = data[bounds[i]:bounds[i + 1]]
-            if limit == _ALL or _chunk_hash(chunk) < limit:
-                if chunk in sample:
-                    sample[chunk] += n
-                else:
-                    sample[chunk] = n
-                    self.sample_bytes += len(chunk)
-                    if self.sample_bytes > self.budget:
-                        self._shrink()
-                        limit, sample = self.threshold, self.sample
+            if chunk in sample:
+                sample[chunk] += n
+                continue
+            hashed = _chunk_hash(chunk)
+            if hashed < limit:
+                sample[chunk] = n
+                hashes.append(hashed)
+                self.sample_bytes += len(chunk)
+                if self.sample_bytes > self.budget:
+                    self._shrink()
+                    limit, sample, hashes = self.threshold, self.sample, self.hashes
 
     def merge(self, other: "Scan") -> "Scan":
         """Add ``other`` (the shards after this one's) into this partial; returns ``self``."""
@@ -194,13 +208,24 @@ class Scan:
             self.chars[cp] = self.chars.get(cp, 0) + n
         lowered = other.threshold < self.threshold
         self.threshold = min(self.threshold, other.threshold)
-        limit, sample = self.threshold, self.sample
-        for chunk, n in other.sample.items():
-            if chunk in sample:
-                sample[chunk] += n
-            elif _chunk_hash(chunk) < limit:
+        limit, sample, hashes = self.threshold, self.sample, self.hashes
+        entries: Iterable = zip(other.sample.items(), other.hashes)
+        if other.threshold > limit:
+            # A chunk of ``other`` over the limit is not in ``sample`` either
+            # (same chunk, same hash): skip those without looking them up.
+            keep = (np.frombuffer(other.hashes, dtype=np.uint32) < limit).tolist()
+            entries = itertools.compress(entries, keep)
+        seen = sample.get
+        added = 0
+        for (chunk, n), hashed in entries:
+            count = seen(chunk)
+            if count is not None:
+                sample[chunk] = count + n
+            elif hashed < limit:
                 sample[chunk] = n
-                self.sample_bytes += len(chunk)
+                hashes.append(hashed)
+                added += len(chunk)
+        self.sample_bytes += added
         self._shrink(refilter=lowered)
         self.blocks.extend(other.blocks)
         return self
@@ -237,11 +262,27 @@ def _read_spilled(description: Tuple[str, int, int, int]) -> Corpus:
     return block
 
 
-def scan_shard(isolate_digits: bool, budget: int, spill_dir: Optional[str], shard: Shard,
+class HintedShard(NamedTuple):
+    """A shard for :func:`scan_shard` with the threshold the merged sample had
+    when the shard was handed out (see :class:`ScanMerger`)."""
+
+    shard: Shard
+    threshold: int
+
+    @property
+    def size(self) -> int:
+        return self.shard.size
+
+
+def scan_shard(isolate_digits: bool, budget: int, spill_dir: Optional[str], shard: Union[Shard, HintedShard],
                special_tokens: Sequence[str] = ()) -> Scan:
     """Pass 1 on one shard: its statistics and sample, its chunks spilled to ``spill_dir``
-    (texts cut at ``special_tokens`` first)."""
-    scan = Scan(budget)
+    (texts cut at ``special_tokens`` first). A :class:`HintedShard` starts its
+    sample at the threshold it carries, which the merged sample has already reached."""
+    threshold = _ALL
+    if isinstance(shard, HintedShard):
+        shard, threshold = shard.shard, shard.threshold
+    scan = Scan(budget, threshold)
     block = Corpus(Counter(shard_chunks(shard, isolate_digits, special_tokens)))
     if len(block):
         scan.add_block(block)
@@ -250,8 +291,32 @@ def scan_shard(isolate_digits: bool, budget: int, spill_dir: Optional[str], shar
     return scan
 
 
-def _merge_scans(a: Scan, b: Scan) -> Scan:
-    return a.merge(b)
+class ScanMerger:
+    """Merges :class:`Scan` partials in order and remembers the threshold
+    of the merged sample, which :meth:`hinted` hands out with the next shards.
+
+    The hint is exact: the threshold only moves down a fixed ladder, and only
+    past a step whose sample outgrew the budget, so every threshold reached
+    (hence every hint) is at least the final one; a shard that leaves out its
+    chunks at or over the hint leaves out only chunks the final sample drops.
+    It makes the partials, and so the merges on the driver, small once the
+    corpus outgrows the budget (``benchmarks/ray_scale.py``). In a merge
+    task elsewhere (a Ray tree merge) the copy's threshold is not seen here;
+    the hints then stay higher, which is as exact, just less effective.
+    """
+
+    def __init__(self) -> None:
+        self.threshold = _ALL
+
+    def __call__(self, a: Scan, b: Scan) -> Scan:
+        merged = a.merge(b)
+        self.threshold = min(self.threshold, merged.threshold)
+        return merged
+
+    def hinted(self, shards: Iterable[Shard]) -> Iterator[HintedShard]:
+        """``shards``, each with the threshold reached when it is handed out."""
+        for shard in shards:
+            yield HintedShard(shard, self.threshold)
 
 
 class SpilledCorpus:
@@ -595,9 +660,10 @@ def train_compress(
             known = texts.size
             spill = spill_dir if known is None or known > budget else None
             while True:
+                merger = ScanMerger()
                 scan, _ = run_pass(engine, functools.partial(scan_shard, isolate_digits, budget, spill,
                                                              special_tokens=special_tokens),
-                                   texts.shards(), _merge_scans, "compress: read", known, verbose)
+                                   merger.hinted(texts.shards()), merger, "compress: read", known, verbose)
                 scan = scan if scan is not None else Scan(budget)
                 if scan.complete or spill is not None:
                     break

@@ -119,17 +119,28 @@ def test_datasets_column(lines, algorithm):
 # -- the streamed compress trainer -----------------------------------------------
 
 
-def _scan(lines, shard_bytes, workers, budget, spill_dir=None):
+def _scan(lines, shard_bytes, workers, budget, spill_dir=None, hinted=True, hints=None):
     with TrainingCorpus(lines, shard_bytes=shard_bytes) as corpus, LocalEngine(workers) as engine:
         fn = functools.partial(scan_shard, False, budget, spill_dir)
-        scan, _ = run_pass(engine, fn, corpus.shards(), compress._merge_scans, "scan", None, False)
+        merger = compress.ScanMerger()
+        shards = merger.hinted(corpus.shards()) if hinted else corpus.shards()
+        if hints is not None:
+            shards = (hints.append(shard.threshold) or shard for shard in shards)
+        scan, _ = run_pass(engine, fn, shards, merger, "scan", None, False)
     return scan
 
 
 @pytest.mark.parametrize("budget", [1 << 30, 20000])
 def test_candidate_sample_does_not_depend_on_the_cut(lines, budget):
-    scans = [_scan(lines, b, w, budget) for b, w in ((1 << 22, 1), (300, 2), (7000, 3))]
+    hints = []
+    scans = [_scan(lines, b, w, budget, hinted=h, hints=hints if h else None)
+             for b, w, h in ((1 << 22, 1, False), (300, 2, True), (7000, 3, True), (300, 1, False))]
+    # Shards handed out after the merged sample outgrew the budget carry its
+    # lower threshold, and leave out what the final sample drops.
+    assert (min(hints) < compress._ALL) == (budget < 1 << 30)
     for scan in scans:
+        assert len(scan.hashes) == len(scan.sample)
+        assert list(scan.hashes) == [compress._chunk_hash(c) for c in scan.sample]
         assert scan.threshold == scans[0].threshold
         assert list(scan.sample.items()) == list(scans[0].sample.items())
         assert scan.sample_bytes <= budget
