@@ -35,6 +35,7 @@ the driver, and the bytes shipped, for ``benchmarks/ray_scale.py``.
 from __future__ import annotations
 
 import collections
+import operator
 import os
 import pickle
 import time
@@ -45,6 +46,8 @@ __all__ = ["RayEngine", "RayNotInstalled", "DatasetTexts", "is_ray_dataset", "im
 INSTALL_HINT = 'Ray is not installed: pip install "bytepiece[ray]"'
 #: Partial results at least this large (bytes, pickled) are merged in tasks.
 TREE_MERGE_BYTES = 16 << 20
+#: Input bytes a task of ``map_reduce`` takes, in consecutive items.
+GROUP_BYTES = 16 << 20
 
 
 class RayNotInstalled(ImportError):
@@ -144,22 +147,40 @@ def _carried(fn: Any) -> List[Any]:
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
 
 
-def _run(boxed: List[Any], item: Any) -> Tuple[Tuple[int, float], Any]:
-    """One task: ``fn(item)``; returns ``((bytes of the result, seconds), result)``.
-
-    A ``fn`` whose result is (or holds) an object it carries, such as an empty
-    partial result that each call fills and returns, is dropped after the
-    call, so that the next task on this worker unpickles it afresh; any other
-    ``fn`` is reused by the next tasks of the same call (a model it carries is
-    then unpickled once per worker, not once per task).
-    """
-    start = time.perf_counter()
-    key, fn = _function(boxed)
-    result = fn(item)
+def _forget_if_filled(key: str, fn: Any, result: Any) -> None:
+    """Drop ``fn`` from the worker's cache when ``result`` is (or holds) an
+    object it carries, such as an empty partial result that each call fills
+    and returns: the next task on this worker then unpickles it afresh. Any
+    other ``fn`` is reused by the next tasks of the same call (a model it
+    carries is then unpickled once per worker, not once per task)."""
     parts = [result, *result] if isinstance(result, (tuple, list)) else [result]
     carried = [thing for thing in _carried(fn) if not isinstance(thing, _IMMUTABLE)]
     if any(part is thing for part in parts for thing in carried):
         _FUNCTIONS.pop(key, None)
+
+
+def _run(boxed: List[Any], item: Any) -> Tuple[Tuple[int, float], Any]:
+    """One task of ``map``: ``fn(item)``; returns ``((bytes of the result, seconds), result)``."""
+    start = time.perf_counter()
+    key, fn = _function(boxed)
+    result = fn(item)
+    _forget_if_filled(key, fn, result)
+    return (_nbytes(result), time.perf_counter() - start), result
+
+
+def _run_group(boxed: List[Any], merge_boxed: List[Any], items: List[Any]) -> Tuple[Tuple[int, float], Any]:
+    """One task of ``map_reduce``: ``fn`` over consecutive ``items``, merged in
+    order, as :class:`bytepiece.engine.LocalEngine` would in one process. A
+    partial result that ``fn`` carries and fills (the trainers' tables) is
+    filled by every item of the group and so needs no merge here; only the
+    group's partial is shipped."""
+    start = time.perf_counter()
+    key, fn = _function(boxed)
+    merge = _function(merge_boxed)[1]
+    result = fn(items[0])
+    for item in items[1:]:
+        result = merge(result, fn(item))
+    _forget_if_filled(key, fn, result)
     return (_nbytes(result), time.perf_counter() - start), result
 
 
@@ -183,6 +204,9 @@ class RayEngine:
     * ``in_flight``: tasks out at a time (default: twice the cluster's CPUs).
     * ``tree_bytes``: partial results at least this large are merged in a
       tree of tasks (``fanout`` at a time) instead of on the driver.
+    * ``group_bytes``: a task of ``map_reduce`` takes consecutive items (by
+      their ``size``) up to this many bytes, and ships one partial result
+      for them all (items without a ``size`` go one to a task).
     * ``init_kwargs``: more arguments for ``ray.init`` (e.g. ``runtime_env``).
 
     Only what the engine started is stopped by :meth:`close`: a cluster or a
@@ -193,9 +217,9 @@ class RayEngine:
     def __init__(self, address: Optional[str] = None, num_cpus: Optional[int] = None,
                  max_retries: int = 3, in_flight: Optional[int] = None,
                  tree_bytes: int = TREE_MERGE_BYTES, fanout: int = 4,
-                 init_kwargs: Optional[Dict[str, Any]] = None) -> None:
+                 group_bytes: int = GROUP_BYTES, init_kwargs: Optional[Dict[str, Any]] = None) -> None:
         for name, value, low in (("max_retries", max_retries, 0), ("fanout", fanout, 2),
-                                 ("tree_bytes", tree_bytes, 0)):
+                                 ("tree_bytes", tree_bytes, 0), ("group_bytes", group_bytes, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if in_flight is not None and (isinstance(in_flight, bool) or not isinstance(in_flight, int)
@@ -219,8 +243,10 @@ class RayEngine:
         self.in_flight = in_flight or 2 * self.workers
         self.tree_bytes = tree_bytes
         self.fanout = fanout
+        self.group_bytes = group_bytes
         remote = ray.remote(num_cpus=1, max_retries=max_retries, num_returns=2)
         self._run = remote(_run)
+        self._run_group = remote(_run_group)
         self._merge = remote(_merge_all)
         #: One record per call: see :meth:`_record`.
         self.stats: List[Dict[str, Any]] = []
@@ -248,7 +274,8 @@ class RayEngine:
         result: Any = None
         empty = True
         tree: List[List[Any]] = []  # levels of pending refs: level k holds merges of fanout**k partials
-        for meta_ref, value_ref in self._submit(boxed, items, record):
+        groups = _grouped(items, self.group_bytes)
+        for meta_ref, value_ref in self._submit(boxed, groups, record, merge_box):
             size = self._account(record, meta_ref, value_ref)
             if tree or size >= self.tree_bytes:
                 self._push(tree, value_ref, merge_box, record)
@@ -285,7 +312,7 @@ class RayEngine:
     # -- machinery -----------------------------------------------------------
 
     def _record(self, op: str) -> Dict[str, Any]:
-        record = {"op": op, "start": time.perf_counter(), "tasks": 0, "task_seconds": [],
+        record = {"op": op, "start": time.perf_counter(), "tasks": 0, "items": 0, "task_seconds": [],
                   "result_bytes": 0, "argument_bytes": 0, "merge_seconds": 0.0,
                   "merge_tasks": 0, "wall": 0.0}
         self.stats.append(record)
@@ -295,10 +322,11 @@ class RayEngine:
         record["argument_bytes"] += _nbytes(fn)
         return [self._ray.put(fn)]  # boxed: the task receives the ref, not the value
 
-    def _submit(self, boxed: List[Any], items: Iterable[Any],
-                record: Dict[str, Any]) -> Iterator[Tuple[Any, Any]]:
-        """Submit a task per item, at most ``in_flight`` out; ``(meta, value)``
-        refs in input order. Leaving early cancels the tasks still out."""
+    def _submit(self, boxed: List[Any], items: Iterable[Any], record: Dict[str, Any],
+                merge_box: Optional[List[Any]] = None) -> Iterator[Tuple[Any, Any]]:
+        """Submit a task per item (with ``merge_box``: per group of items, see
+        :func:`_grouped`), at most ``in_flight`` out; ``(meta, value)`` refs in
+        input order. Leaving early cancels the tasks still out."""
         pending: Deque[Tuple[Any, Any]] = collections.deque()
         source = iter(items)
         try:
@@ -308,7 +336,11 @@ class RayEngine:
                     if item is _END:
                         break
                     record["argument_bytes"] += _nbytes(item)
-                    pending.append(tuple(self._run.remote(boxed, item)))
+                    record["items"] += 1 if merge_box is None else len(item)
+                    if merge_box is None:
+                        pending.append(tuple(self._run.remote(boxed, item)))
+                    else:
+                        pending.append(tuple(self._run_group.remote(boxed, merge_box, item)))
                     record["tasks"] += 1
                 if not pending:
                     return
@@ -378,6 +410,32 @@ class RayEngine:
 
 
 _END = object()
+
+
+def _grouped(items: Iterable[Any], group_bytes: int) -> Iterator[List[Any]]:
+    """Consecutive items in lists of at most ``group_bytes`` (by their
+    ``size``; a list holds one item at least, and an item without a positive
+    ``size`` is a list of its own)."""
+    group: List[Any] = []
+    size = 0
+    for item in items:
+        try:
+            step = operator.index(getattr(item, "size"))
+        except (AttributeError, TypeError):
+            step = None
+        if step is None or step <= 0:  # unknown size
+            if group:
+                yield group
+            yield [item]
+            group, size = [], 0
+            continue
+        if group and size + step > group_bytes:
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += step
+    if group:
+        yield group
 
 
 def is_ray_dataset(obj: Any) -> bool:

@@ -251,6 +251,45 @@ def test_ray_token_files_equal_the_local_ones(engine, tang_model, corpus, tmp_pa
                (tmp_path / "shards-LocalEngine" / name).read_bytes()
 
 
+class _SometimesElsewhere:
+    """Encodes odd shards as a task on a node that does not see the driver's
+    file system would: the handoff directory is not there for it."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def __call__(self, task):
+        if task.index % 2:
+            import copy
+
+            elsewhere = copy.copy(self.encoder)
+            elsewhere.directory = os.path.join(elsewhere.directory, "on-another-node")
+            return elsewhere(task)
+        return self.encoder(task)
+
+
+class _Nodes:
+    def __init__(self, engine):
+        self.engine, self.workers, self.stats = engine, engine.workers, engine.stats
+
+    def map(self, fn, items):
+        return self.engine.map(_SometimesElsewhere(fn), items)
+
+
+def test_tasks_that_do_not_see_the_handoff_directory_return_their_ids(engine, tang_model, corpus, tmp_path,
+                                                                      small_blocks):
+    tokenizer = Tokenizer(tang_model)
+    _local_npy(tokenizer, corpus, tmp_path / "local.npy")
+    shipped = {}
+    for name, runner in (("files", engine), ("mixed", _Nodes(engine))):
+        out = tmp_path / f"{name}.npy"
+        encode_with_engine(tokenizer, _blocks([str(corpus)], "text", "strict"), out, runner, shard_bytes=30_000)
+        assert out.read_bytes() == (tmp_path / "local.npy").read_bytes()
+        shipped[name] = engine.stats[-1]["result_bytes"]
+    assert shipped["mixed"] > 10 * shipped["files"]  # half the ids came back as results
+    assert sorted(os.listdir(tmp_path)) == ["corpus.txt", "files.npy", "local.npy", "mixed.npy"]
+
+
 def test_token_shards_reads_across_shard_boundaries(engine, tang_model, corpus, tmp_path, small_blocks):
     tokenizer = Tokenizer(tang_model)
     expected = _local_npy(tokenizer, corpus, tmp_path / "local.npy")
@@ -438,6 +477,50 @@ def test_ray_training_writes_the_same_model_as_local(engine, tmp_path, algorithm
     ray_run = runner.invoke(main, base + ["-o", str(tmp_path / "ray.model"), "--engine", "ray"])
     assert ray_run.exit_code == 0, ray_run.output
     assert (tmp_path / "ray.model").read_bytes() == (tmp_path / "local.model").read_bytes()
+
+
+@pytest.mark.parametrize("algorithm", ["bnlm", "compress"])
+def test_tasks_over_groups_of_shards_train_the_same_model(engine, tmp_path, monkeypatch, algorithm):
+    from bytepiece.trainer import Trainer
+
+    files = [CORPORA / "tang300.zh.txt", CORPORA / "handbook.en-US.txt"]
+
+    def model(runner, name):
+        # A small candidate budget: compress spills, and hands out lowered thresholds.
+        trainer = Trainer(max_vocab_size=700, algorithm=algorithm, verbose=False, candidate_bytes=60_000)
+        trainer.train(files, engine=runner, shard_bytes=50_000)
+        trainer.save(tmp_path / name)
+        return (tmp_path / name).read_bytes()
+
+    expected = model(LocalEngine(2), "local.model")
+    for group_bytes in (0, 300_000):
+        monkeypatch.setattr(engine, "group_bytes", group_bytes)
+        first = len(engine.stats)
+        assert model(engine, f"ray-{group_bytes}.model") == expected
+        passes = [record for record in engine.stats[first:] if record["op"] == "map_reduce"]
+        assert passes and all(record["items"] > 20 for record in passes)
+        for record in passes:
+            if group_bytes:
+                assert 1 < record["tasks"] < record["items"] / 3
+            else:
+                assert record["tasks"] == record["items"]
+
+
+def test_items_are_grouped_by_size_in_order():
+    from bytepiece.ray_engine import _grouped
+
+    class Sized:
+        def __init__(self, size):
+            self.size = size
+
+        def __repr__(self):
+            return f"S{self.size}"
+
+    items = [Sized(3), Sized(4), Sized(5), "no size", Sized(0), Sized(9), Sized(1), Sized(1)]
+    groups = list(_grouped(items, 8))
+    assert [[getattr(i, "size", i) for i in g] for g in groups] == [[3, 4], [5], ["no size"], [0], [9], [1, 1]]
+    assert [i for g in groups for i in g] == items
+    assert list(_grouped([], 8)) == []
 
 
 def test_an_engine_shuts_down_only_the_cluster_it_started(engine):
