@@ -124,6 +124,7 @@ class Timed:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.workers = engine.workers
+        self.in_process = getattr(engine, "in_process", False)
         self.driver = 0.0
         self.results = 0
 

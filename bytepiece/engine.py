@@ -36,6 +36,9 @@ class LocalEngine:
     than a few partial results in memory at once.
     """
 
+    #: Calls run in this process: their results need no shipping.
+    in_process = True
+
     def __init__(self, workers: int = 1) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int):
             raise TypeError(f"workers must be an int, got {type(workers).__name__}")

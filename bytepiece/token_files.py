@@ -76,8 +76,9 @@ class TokenFileWriter:
     """
 
     def __init__(self, path: PathLike, dtype: Union[str, np.dtype] = "<u4",
-                 inputs: Iterable[Optional[PathLike]] = ()) -> None:
+                 inputs: Iterable[Optional[PathLike]] = (), durable: bool = True) -> None:
         self.path = os.fspath(path)
+        self.durable = durable  # False: no fsync (a file that only hands ids over)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         if self.dtype.kind not in "iu":
             raise ValueError(f"a token file needs an integer dtype, got {self.dtype}")
@@ -108,6 +109,37 @@ class TokenFileWriter:
         self._handle.write(memoryview(data).cast("B"))
         self.count += data.size
 
+    def append_file(self, path: PathLike, tokens: int) -> None:
+        """Append the ids of the token file ``path`` (written with this dtype and
+        holding ``tokens`` ids, as :func:`_check_shard_file` checks), copied by
+        the kernel (``os.copy_file_range`` where there is one) rather than read
+        into this process."""
+        if not self._open:
+            raise ValueError("token file already closed")
+        length = tokens * self.dtype.itemsize
+        self._handle.flush()
+        out = self._handle.fileno()
+        with open(path, "rb", buffering=0) as source:  # unbuffered: reads follow the kernel's offset
+            source.seek(NPY_HEADER_BYTES)
+            left = length
+            copy = getattr(os, "copy_file_range", None)
+            while left and copy is not None:
+                try:
+                    step = copy(source.fileno(), out, left)
+                except OSError:  # not between these file systems: copied by hand below
+                    break
+                if step == 0:
+                    break
+                left -= step
+            self._handle.seek(0, os.SEEK_END)  # the buffered writer's position after the kernel's copy
+            while left:
+                chunk = source.read(min(left, 1 << 22))
+                if not chunk:
+                    raise ValueError(f"{os.fspath(path)}: ends {left} bytes short of {tokens} ids")
+                self._handle.write(chunk)
+                left -= len(chunk)
+        self.count += tokens
+
     def commit(self) -> None:
         """Write the final header, sync, and rename the file into place."""
         if not self._open:
@@ -117,7 +149,8 @@ class TokenFileWriter:
             self._handle.seek(0)
             self._handle.write(npy_header(self.dtype, self.count))
             self._handle.flush()
-            os.fsync(self._handle.fileno())
+            if self.durable:
+                os.fsync(self._handle.fileno())
             self._handle.close()
             self._open = False
             os.replace(self._tmp, self._real)

@@ -288,3 +288,28 @@ def test_sigterm_during_train_leaves_no_file(tmp_path):
     assert proc.returncode == 143, err
     assert b"Traceback" not in err
     assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_token_file_writer_appends_shard_files(tmp_path, monkeypatch, kernel_copy):
+    from bytepiece.token_files import TokenFileWriter
+
+    if not kernel_copy:  # a file system pair without copy_file_range
+        def refused(*args):
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(os, "copy_file_range", refused, raising=False)
+    parts = [np.arange(n, dtype="<u2") * 3 for n in (5, 0, 70_000, 1)]
+    for i, part in enumerate(parts):
+        with TokenFileWriter(tmp_path / f"part{i}.npy", "<u2", durable=False) as writer:
+            writer.write(part)
+    with TokenFileWriter(tmp_path / "all.npy", "<u2") as writer:
+        writer.write([7, 8])
+        for i, part in enumerate(parts):
+            writer.append_file(tmp_path / f"part{i}.npy", len(part))
+            writer.write([9])
+    assert np.array_equal(np.load(tmp_path / "all.npy"),
+                          np.concatenate([[7, 8]] + [np.append(p, 9) for p in parts]))
+    with pytest.raises(ValueError, match="part0.npy: ends 2 bytes short of 6 ids"):
+        with TokenFileWriter(tmp_path / "short.npy", "<u2") as writer:
+            writer.append_file(tmp_path / "part0.npy", 6)
+    assert not (tmp_path / "short.npy").exists()
