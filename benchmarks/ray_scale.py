@@ -32,6 +32,7 @@ driver_cost``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import shutil
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,7 +120,8 @@ def build_corpus(megabytes: float, seed: int, directory: Path) -> Path:
 
 class Timed:
     """An engine whose ``map`` also measures the caller's own time between
-    results (the driver's work: writing, merging) and the number of results."""
+    results (the driver's work: writing) and whose ``map_reduce`` records each
+    pass's wall time."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -127,6 +129,7 @@ class Timed:
         self.in_process = getattr(engine, "in_process", False)
         self.driver = 0.0
         self.results = 0
+        self.pass_walls: List[float] = []
 
     def map(self, fn, items):
         for value in self.engine.map(fn, items):
@@ -136,36 +139,49 @@ class Timed:
             self.results += 1
 
     def map_reduce(self, fn, items, merge):
-        return self.engine.map_reduce(fn, items, merge)
+        tick = time.perf_counter()
+        try:
+            return self.engine.map_reduce(fn, items, merge)
+        finally:
+            self.pass_walls.append(time.perf_counter() - tick)
 
     def close(self) -> None:
         pass
 
 
-def _pass_rows(engine: Any, first: int, timed: Optional[Timed] = None) -> List[Dict[str, float]]:
+def _pass_rows(engine: Any, first: int, driver: float = 0.0) -> List[Dict[str, float]]:
+    """One row per pass (engine call) since record ``first``: the work in tasks
+    split into map and merging, the driver's serial seconds (fetching and
+    merging partials, plus ``driver``: the caller's own, for a single call),
+    the merge tasks, the bytes shipped and the wall time."""
+    records = [record for record in engine.stats[first:] if record["tasks"]]
     rows = []
-    for record in engine.stats[first:]:
-        tasks = record["tasks"]
-        if not tasks:
-            continue
-        seconds = record["task_seconds"]
+    for record in records:
+        task_seconds = sum(record["task_seconds"])
+        merge_tasks = engine.merge_task_seconds(record)
+        per_task = record["driver_seconds"]
+        later = per_task[len(per_task) // 2:]  # once the partials are as small as they get
         rows.append({
-            "tasks": tasks,
-            "map_per_shard": sum(seconds) / len(seconds),
-            "map_total": sum(seconds),
-            "merge": engine.merge_seconds(record),
+            "driver_steady": sum(later) / len(later) if later else 0.0,
+            "tasks": record["tasks"],
+            "items": record["items"],
+            "map": task_seconds - record["task_merge_seconds"],
+            "merge_work": record["task_merge_seconds"] + sum(merge_tasks),
+            "merge_task_mean": sum(merge_tasks) / len(merge_tasks) if merge_tasks else 0.0,
+            "driver": record["fetch_seconds"] + record["merge_seconds"] + (driver if len(records) == 1 else 0.0),
             "shipped": record["result_bytes"] + record["argument_bytes"],
             "wall": record["wall"],
         })
     return rows
 
 
-def _print_passes(label: str, rows: List[Dict[str, float]], driver: Optional[float] = None) -> None:
+def _print_passes(label: str, rows: List[Dict[str, float]], local_walls: Sequence[float] = ()) -> None:
+    print(f"    {label}: pass, tasks (shards), map s in tasks, merging s (in tasks + merge tasks), "
+          "driver s, MB shipped, wall s" + (" (local wall s)" if local_walls else ""))
     for i, row in enumerate(rows):
-        extra = f", driver {driver:.2f} s" if driver is not None and len(rows) == 1 else ""
-        print(f"    {label} pass {i + 1}: {row['tasks']:4d} tasks, map {row['map_per_shard']:.3f} s/shard "
-              f"({row['map_total']:.1f} s in all), merge {row['merge']:.3f} s{extra}, "
-              f"shipped {row['shipped'] / MB:.1f} MB, wall {row['wall']:.2f} s")
+        local = f" ({local_walls[i]:.2f})" if i < len(local_walls) else ""
+        print(f"      {i + 1:2d}  {row['tasks']:4d} ({row['items']:4d})  {row['map']:7.2f}  "
+              f"{row['merge_work']:6.3f}  {row['driver']:6.3f}  {row['shipped'] / MB:7.1f}  {row['wall']:6.2f}{local}")
 
 
 def bench_encoding(corpus: Path, model: Path, ray_engine: Any, workers: int, out: Path) -> Dict[str, float]:
@@ -183,7 +199,7 @@ def bench_encoding(corpus: Path, model: Path, ray_engine: Any, workers: int, out
     _encode_shards(tokenizer, [str(corpus)], str(out / "ray.npy"), timed, total=size)
     results["ray .npy"] = time.perf_counter() - tick
     same = (out / "local.npy").read_bytes() == (out / "ray.npy").read_bytes()
-    rows = _pass_rows(ray_engine, first)
+    rows = _pass_rows(ray_engine, first, timed.driver)
     with LocalEngine(workers) as local:
         tick = time.perf_counter()
         _encode_shards(tokenizer, [str(corpus)], str(out / "local-dir") + "/", local, shard_mb=16)
@@ -193,7 +209,7 @@ def bench_encoding(corpus: Path, model: Path, ray_engine: Any, workers: int, out
     tick = time.perf_counter()
     _encode_shards(tokenizer, [str(corpus)], str(out / "ray-dir") + "/", timed_dir, shard_mb=16)
     results["ray DIR/"] = time.perf_counter() - tick
-    dir_rows = _pass_rows(ray_engine, first_dir)
+    dir_rows = _pass_rows(ray_engine, first_dir, timed_dir.driver)
     for name in os.listdir(out / "local-dir"):
         same = same and (out / "local-dir" / name).read_bytes() == (out / "ray-dir" / name).read_bytes()
     print(f"  encoding {size / MB:.0f} MB, {workers} workers (identical outputs: {same})")
@@ -201,10 +217,9 @@ def bench_encoding(corpus: Path, model: Path, ray_engine: Any, workers: int, out
         print(f"    {name:<11} {seconds:7.2f} s  {size / MB / seconds:6.1f} MB/s")
     print(f"    Ray/local: .npy {results['ray .npy'] / results['local .npy']:.2f}x, "
           f"DIR/ {results['ray DIR/'] / results['local DIR/']:.2f}x")
-    _print_passes("ray .npy", rows, timed.driver)
-    _print_passes("ray DIR/", dir_rows, timed_dir.driver)
-    return {"size": size, "rows": rows, "driver": timed.driver, "dir_rows": dir_rows,
-            "dir_driver": timed_dir.driver, **results}
+    _print_passes("ray .npy", rows)
+    _print_passes("ray DIR/", dir_rows)
+    return {"size": size, "rows": rows, "dir_rows": dir_rows, **results}
 
 
 def _train_supports_engine() -> bool:
@@ -216,12 +231,13 @@ def _train_supports_engine() -> bool:
 
 
 def bench_training(corpus: Path, ray_engine: Any, workers: int, out: Path, algorithm: str,
-                   vocab: int) -> Optional[Dict[str, Any]]:
+                   vocab: int, local: bool = True) -> Optional[Dict[str, Any]]:
     from bytepiece.trainer import Trainer
 
     size = corpus.stat().st_size
     walls = {}
-    for name in ("local", "ray"):
+    local_walls: List[float] = []
+    for name in ("local", "ray") if local else ("ray",):
         trainer = Trainer(max_vocab_size=vocab, algorithm=algorithm, verbose=False)
         first = len(ray_engine.stats)
         timed = Timed(ray_engine if name == "ray" else LocalEngine(workers))
@@ -230,47 +246,96 @@ def bench_training(corpus: Path, ray_engine: Any, workers: int, out: Path, algor
         walls[name] = time.perf_counter() - tick
         trainer.save(str(out / f"{name}.model"))
         if name == "local":
+            local_walls = timed.pass_walls
             timed.engine.close()
-    same = (out / "local.model").read_bytes() == (out / "ray.model").read_bytes()
     rows = _pass_rows(ray_engine, first)
-    print(f"  training {algorithm} {vocab} pieces, {size / MB:.0f} MB, {workers} workers "
-          f"(identical models: {same})")
-    print(f"    local {walls['local']:7.2f} s, ray {walls['ray']:7.2f} s: Ray/local {walls['ray'] / walls['local']:.2f}x")
-    _print_passes("ray", rows)
-    print(f"    driver's own time between results, all passes: {timed.driver:.2f} s")
-    return {"size": size, "rows": rows, "driver": timed.driver, "wall": walls["ray"], "local": walls["local"]}
+    if local:
+        same = (out / "local.model").read_bytes() == (out / "ray.model").read_bytes()
+        print(f"  training {algorithm} {vocab} pieces, {size / MB:.0f} MB, {workers} workers "
+              f"(identical models: {same})")
+        print(f"    local {walls['local']:7.2f} s, ray {walls['ray']:7.2f} s: "
+              f"Ray/local {walls['ray'] / walls['local']:.2f}x")
+    else:
+        print(f"  training {algorithm} {vocab} pieces, {size / MB:.0f} MB, {workers} workers: "
+              f"ray {walls['ray']:.2f} s (no local run)")
+    _print_passes("ray", rows, local_walls)
+    return {"size": size, "rows": rows, "wall": walls["ray"], "local": walls.get("local")}
 
 
 # -- the scaling model ----------------------------------------------------------------
 
 
-def scaling_model(run: Dict[str, Any], shard_bytes: int, label: str) -> None:
-    """Print the predicted time of the measured job at 1 GB and 1 TB with 8, 64, 512 workers."""
-    rows = run["rows"]
+def _pass_model(row: Dict[str, float], size: int, workers: int, fanout: int) -> Dict[str, float]:
+    """One pass's costs, from its row measured on ``size`` bytes with ``workers``
+    workers: work per input byte (map, merging), the driver's serial seconds
+    per task, the bytes per task, and what is left of the wall time."""
+    tasks = max(1, row["tasks"])
+    steady = row["driver_steady"] or row["driver"] / tasks
+    model = {
+        "map": row["map"] / size,  # seconds per byte, spread over the workers
+        "merge": row["merge_work"] / size,  # merging in tasks and merge tasks: spread too
+        "driver": steady,  # serial: once per task, in order
+        # Serial, once per pass: the first partials, larger than later ones
+        # (compress's sample before its threshold settles), and the result of
+        # a tree of merges fetched at the end.
+        "once": max(0.0, row["driver"] - steady * tasks),
+        "group": size / tasks,
+        "merge_task": row["merge_task_mean"],
+        "fanout": fanout,
+    }
+    modelled = max((row["map"] + row["merge_work"]) / workers, row["driver"]) + _tree_tail(model, tasks)
+    model["fixed"] = min(1.0, max(0.0, row["wall"] - modelled))
+    return model
+
+
+def _tree_tail(model: Dict[str, float], tasks: float) -> float:
+    """The merge tasks left after the last map: one per level of the tree."""
+    if not model["merge_task"] or tasks <= 1:
+        return 0.0
+    return math.ceil(math.log(tasks, model["fanout"])) * model["merge_task"]
+
+
+def _pass_time(model: Dict[str, float], size: float, workers: int) -> float:
+    tasks = size / model["group"]
+    parallel = size * (model["map"] + model["merge"]) / workers
+    serial = model["once"] + tasks * model["driver"]
+    return max(parallel, serial) + _tree_tail(model, tasks) + model["fixed"]
+
+
+def scaling_model(run: Dict[str, Any], label: str, fanout: int) -> None:
+    """Print, from the measured passes of ``run``, each pass's merge and driver
+    work at 1 GB against its map work, the number of workers where it stops
+    being linear, and the predicted time at 1 GB and 1 TB with 8, 64, 512 workers."""
     size = run["size"]
-    map_cost = sum(r["map_total"] for r in rows) / size  # task seconds per input byte, all passes
-    tasks = sum(r["tasks"] for r in rows)
-    driver_per_shard = (run["driver"] + sum(r["merge"] for r in rows)) / max(1, tasks)
-    passes = len(rows)
-    fixed = sum(max(0.0, r["wall"] - r["map_total"] / run["workers"]) for r in rows) / max(1, passes)
-    fixed = min(fixed, 1.0)  # what is left of a pass beyond its work, per pass
-    serial = max(0.0, run["wall"] - sum(r["wall"] for r in rows))  # not in any pass
-    shards_per_byte = 1 / shard_bytes
-    print(f"  scaling model ({label}; from {size / MB:.0f} MB): {passes} passes, map {map_cost * MB * 1e3:.1f} "
-          f"ms/MB, driver+merge {driver_per_shard * 1e3:.2f} ms/shard of {shard_bytes / MB:.0f} MB, "
-          f"fixed {fixed:.2f} s/pass, serial {serial:.1f} s")
-    gb_map = map_cost * 1e9
-    gb_driver = driver_per_shard * 1e9 * shards_per_byte + fixed
-    print(f"    at 1 GB, per pass: map work {gb_map / passes:.1f} s, merge+driver {gb_driver:.2f} s "
-          f"= {100 * gb_driver / (gb_map / passes):.2f} % of the map work")
-    knee = shard_bytes * map_cost / passes / driver_per_shard if driver_per_shard else float("inf")
-    print(f"    linear up to about W* = {knee:,.0f} workers (the driver's serial work per pass then "
-          "equals the map work per worker)")
+    models = [_pass_model(row, size, run["workers"], fanout) for row in run["rows"]]
+    serial = max(0.0, run["wall"] - sum(row["wall"] for row in run["rows"]))  # in no pass
+    print(f"  scaling model ({label}; from {size / MB:.0f} MB, {len(models)} passes, "
+          f"{serial:.1f} s in no pass): at 1 GB, per pass")
+    print("      pass  map s  merging s  driver s  (merging+driver)/map  tasks of MB  linear to W*")
+    knees = []
+    totals = [0.0, 0.0]
+    for i, model in enumerate(models):
+        gigabyte = 1e9
+        map_work = gigabyte * model["map"]
+        driver = model["once"] + gigabyte / model["group"] * model["driver"]
+        overhead = gigabyte * model["merge"] + driver
+        totals[0] += map_work
+        totals[1] += overhead
+        work_per_task = model["group"] * (model["map"] + model["merge"])
+        knee = work_per_task / model["driver"] if model["driver"] else float("inf")
+        knees.append(knee)
+        print(f"      {i + 1:4d} {map_work:6.1f} {gigabyte * model['merge']:10.2f} "
+              f"{driver:9.3f}  {100 * overhead / map_work:19.2f} % "
+              f"{model['group'] / MB:12.1f}  {knee:12,.0f}")
+    print(f"      all passes: merging+driver = {100 * totals[1] / totals[0]:.2f} % of the map work; "
+          f"linear up to W* = {min(knees):,.0f} workers (the first pass whose driver work per "
+          "task then equals a worker's work per task)")
     for total in (1e9, 1e12):
         cells = []
         for workers in (8, 64, 512):
-            per_pass = max(total * map_cost / passes / workers, total * shards_per_byte * driver_per_shard) + fixed
-            cells.append(f"{workers} workers {_hours(passes * per_pass + serial)}")
+            seconds = sum(_pass_time(model, total, workers) for model in models) + serial
+            ideal = sum(total * model["map"] / workers for model in models)
+            cells.append(f"{workers} workers {_hours(seconds)} ({100 * ideal / seconds:.0f} % of linear)")
         print(f"    {total / 1e9:>5,.0f} GB: " + ", ".join(cells))
 
 
@@ -352,6 +417,9 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--no-encode", action="store_true")
     parser.add_argument("--two-nodes", action="store_true", help="also run a 2-node cluster on this machine")
+    parser.add_argument("--no-local", action="store_true",
+                        help="training: the Ray run only (for the per-pass figures at a large size)")
+    parser.add_argument("--group-mb", type=float, default=None, help="RayEngine group_bytes, MB")
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args()
 
@@ -367,6 +435,8 @@ def main() -> None:
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     started = time.perf_counter() - tick
     engine = RayEngine()
+    if args.group_mb is not None:
+        engine.group_bytes = int(args.group_mb * (1 << 20))
     tick = time.perf_counter()
     list(engine.map(abs, range(4 * args.workers)))  # workers up, bytepiece imported
     print(f"Ray: local cluster of {args.workers} CPUs started in {started:.1f} s, warm in "
@@ -379,22 +449,19 @@ def main() -> None:
             out.mkdir()
             if not args.no_encode:
                 run = bench_encoding(corpus, model, engine, args.workers, out)
-                shard = max(1 << 20, min(64 << 20, run["size"] // (16 * args.workers)))
-                scaling_model({**run, "workers": args.workers, "wall": run["ray .npy"]}, shard,
-                              "encoding to .npy: the driver writes every id")
-                scaling_model({**run, "workers": args.workers, "wall": run["ray DIR/"],
-                               "rows": run["dir_rows"], "driver": run["dir_driver"]}, 16 << 20,
-                              "encoding to DIR/: the tasks write")
+                scaling_model({**run, "workers": args.workers, "wall": run["ray .npy"]}, "encoding to .npy",
+                              engine.fanout)
+                scaling_model({**run, "workers": args.workers, "wall": run["ray DIR/"], "rows": run["dir_rows"]},
+                              "encoding to DIR/", engine.fanout)
             if args.no_train:
                 continue
             if not _train_supports_engine():
                 print("  training: Trainer.train takes no engine in this version; skipped")
                 continue
             for algorithm in args.algorithms:
-                run = bench_training(corpus, engine, args.workers, out, algorithm, args.vocab)
-                from bytepiece.inputs import SHARD_BYTES
-
-                scaling_model({**run, "workers": args.workers}, SHARD_BYTES, f"training {algorithm}")
+                run = bench_training(corpus, engine, args.workers, out, algorithm, args.vocab,
+                                     local=not args.no_local)
+                scaling_model({**run, "workers": args.workers}, f"training {algorithm}", engine.fanout)
     finally:
         engine.close()
         ray.shutdown()

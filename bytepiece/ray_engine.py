@@ -19,18 +19,20 @@ Ray cluster instead of local processes:
   retried by Ray up to ``max_retries`` times; an exception raised by ``fn``
   itself is not retried, and is raised on the driver as the original
   exception (e.g. the ``ValueError`` naming a bad line of input).
-* ``map_reduce(fn, items, merge)`` merges the partial results in input order:
-  on the driver as they arrive while they are small, else in a tree of merge
-  tasks in the cluster, so that large partials never travel to the driver
-  but once, merged.
+* ``map_reduce(fn, items, merge)`` runs one task per group of consecutive
+  items (up to ``group_bytes`` of input), which merges its items' partials
+  itself, and merges the groups' partials in input order: on the driver as
+  they arrive while they are small, else in a tree of merge tasks in the
+  cluster, so that large partials never travel to the driver but once, merged.
 
 :class:`DatasetTexts` reads a text column of a ``ray.data.Dataset`` for the
 trainer, which accepts a Dataset directly.
 
 Ray is imported only when an engine is made; without it,
 :class:`RayNotInstalled` (an ``ImportError``) says how to install it.
-``stats`` records, for each call, the seconds spent in tasks, merging and on
-the driver, and the bytes shipped, for ``benchmarks/ray_scale.py``.
+``stats`` records, for each call, the tasks and items, the seconds spent in
+tasks (and merging there), in merge tasks, and on the driver (fetching
+partials, merging), and the bytes shipped, for ``benchmarks/ray_scale.py``.
 """
 from __future__ import annotations
 
@@ -168,20 +170,25 @@ def _run(boxed: List[Any], item: Any) -> Tuple[Tuple[int, float], Any]:
     return (_nbytes(result), time.perf_counter() - start), result
 
 
-def _run_group(boxed: List[Any], merge_boxed: List[Any], items: List[Any]) -> Tuple[Tuple[int, float], Any]:
+def _run_group(boxed: List[Any], merge_boxed: List[Any],
+               items: List[Any]) -> Tuple[Tuple[int, float, float], Any]:
     """One task of ``map_reduce``: ``fn`` over consecutive ``items``, merged in
     order, as :class:`bytepiece.engine.LocalEngine` would in one process. A
     partial result that ``fn`` carries and fills (the trainers' tables) is
     filled by every item of the group and so needs no merge here; only the
-    group's partial is shipped."""
+    group's partial is shipped. Returns ``((bytes, seconds, seconds merging), result)``."""
     start = time.perf_counter()
     key, fn = _function(boxed)
     merge = _function(merge_boxed)[1]
     result = fn(items[0])
+    merging = 0.0
     for item in items[1:]:
-        result = merge(result, fn(item))
+        partial = fn(item)
+        tick = time.perf_counter()
+        result = merge(result, partial)
+        merging += time.perf_counter() - tick
     _forget_if_filled(key, fn, result)
-    return (_nbytes(result), time.perf_counter() - start), result
+    return (_nbytes(result), time.perf_counter() - start, merging), result
 
 
 def _merge_all(boxed: List[Any], *partials: Any) -> Tuple[Tuple[int, float], Any]:
@@ -265,9 +272,11 @@ class RayEngine:
     def map_reduce(self, fn: Callable[[Any], Any], items: Iterable[Any],
                    merge: Callable[[Any, Any], Any]) -> Any:
         """``merge`` of ``fn(item)`` over the items, in input order (``None`` when
-        there are none). Small partials are merged on the driver as they
-        arrive; from the first partial of ``tree_bytes`` or more on, the rest
-        are merged in a tree of tasks and only the result comes back."""
+        there are none). A task takes a group of consecutive items (see
+        :func:`_grouped`) and merges their partials. Small partials are merged
+        on the driver as they arrive; from the first partial of ``tree_bytes``
+        or more on, the rest are merged in a tree of tasks and only the
+        result comes back."""
         record = self._record("map_reduce")
         boxed = self._put(fn, record)
         merge_box = self._put(merge, record)
@@ -280,11 +289,15 @@ class RayEngine:
             if tree or size >= self.tree_bytes:
                 self._push(tree, value_ref, merge_box, record)
                 continue
-            value = _writable(self._get(value_ref))  # merge may update its first argument
             tick = time.perf_counter()
+            value = _writable(self._get(value_ref))  # merge may update its first argument
+            fetched = time.perf_counter()
             result = value if empty else merge(result, value)
             empty = False
-            record["merge_seconds"] += time.perf_counter() - tick
+            done = time.perf_counter()
+            record["fetch_seconds"] += fetched - tick
+            record["merge_seconds"] += done - fetched
+            record["driver_seconds"].append(done - tick)
         if tree:
             refs = [ref for level in reversed(tree) for ref in level]  # oldest (highest level) first
             if not empty:
@@ -292,7 +305,10 @@ class RayEngine:
             while len(refs) > 1:
                 refs = [self._merge_refs(merge_box, refs[i:i + self.fanout], record)
                         for i in range(0, len(refs), self.fanout)]
+            tick = time.perf_counter()
             result = _writable(self._get(refs[0]))
+            record["final_fetch_seconds"] = time.perf_counter() - tick
+            record["fetch_seconds"] += record["final_fetch_seconds"]
             empty = False
         record["wall"] = time.perf_counter() - record["start"]
         return None if empty else result
@@ -314,7 +330,8 @@ class RayEngine:
     def _record(self, op: str) -> Dict[str, Any]:
         record = {"op": op, "start": time.perf_counter(), "tasks": 0, "items": 0, "task_seconds": [],
                   "result_bytes": 0, "argument_bytes": 0, "merge_seconds": 0.0,
-                  "merge_tasks": 0, "wall": 0.0}
+                  "merge_tasks": 0, "wall": 0.0, "fetch_seconds": 0.0, "task_merge_seconds": 0.0,
+                  "driver_seconds": [], "final_fetch_seconds": 0.0}
         self.stats.append(record)
         return record
 
@@ -368,7 +385,7 @@ class RayEngine:
         of the task is raised (both its refs read, so Ray does not report it
         again as unhandled)."""
         try:
-            nbytes, seconds = self._get(meta_ref)
+            nbytes, seconds, *merging = self._get(meta_ref)
         except BaseException:
             try:
                 self._ray.get(value_ref)
@@ -377,6 +394,7 @@ class RayEngine:
             raise
         record["result_bytes"] += nbytes
         record["task_seconds"].append(seconds)
+        record["task_merge_seconds"] += sum(merging)
         return nbytes
 
     def _merge_refs(self, merge_box: List[Any], refs: List[Any], record: Dict[str, Any]) -> Any:
@@ -401,12 +419,9 @@ class RayEngine:
             tree[level] = []
             level += 1
 
-    def merge_seconds(self, record: Dict[str, Any]) -> float:
-        """Seconds of merging in a record: on the driver, plus in merge tasks."""
-        seconds = record["merge_seconds"]
-        for meta in record.get("merge_metas", ()):
-            seconds += self._ray.get(meta)[1]
-        return seconds
+    def merge_task_seconds(self, record: Dict[str, Any]) -> List[float]:
+        """Seconds of each merge task of a record (a tree of merges)."""
+        return [self._ray.get(meta)[1] for meta in record.get("merge_metas", ())]
 
 
 _END = object()

@@ -109,6 +109,11 @@ class TokenFileWriter:
         self._handle.write(memoryview(data).cast("B"))
         self.count += data.size
 
+    @property
+    def directory(self) -> str:
+        """The directory the file is written in (its temporary file's, the real path's)."""
+        return os.path.dirname(self._tmp)
+
     def append_file(self, path: PathLike, tokens: int) -> None:
         """Append the ids of the token file ``path`` (written with this dtype and
         holding ``tokens`` ids, as :func:`_check_shard_file` checks), copied by
