@@ -159,10 +159,16 @@ def _pass_rows(engine: Any, first: int, driver: float = 0.0) -> List[Dict[str, f
     for record in records:
         task_seconds = sum(record["task_seconds"])
         merge_tasks = engine.merge_task_seconds(record)
-        per_task = record["driver_seconds"]
+        per_task = record["driver_seconds"]  # fetched and merged on the driver, one per task
         later = per_task[len(per_task) // 2:]  # once the partials are as small as they get
+        if record["merge_tasks"] and not per_task:  # all in a tree: the driver only fetches the result
+            steady = 0.0
+        elif later:
+            steady = sum(later) / len(later)
+        else:  # map: the caller's own time between results
+            steady = (record["fetch_seconds"] + driver) / record["tasks"]
         rows.append({
-            "driver_steady": sum(later) / len(later) if later else 0.0,
+            "driver_steady": steady,
             "tasks": record["tasks"],
             "items": record["items"],
             "map": task_seconds - record["task_merge_seconds"],
@@ -270,7 +276,7 @@ def _pass_model(row: Dict[str, float], size: int, workers: int, fanout: int) -> 
     workers: work per input byte (map, merging), the driver's serial seconds
     per task, the bytes per task, and what is left of the wall time."""
     tasks = max(1, row["tasks"])
-    steady = row["driver_steady"] or row["driver"] / tasks
+    steady = row["driver_steady"]
     model = {
         "map": row["map"] / size,  # seconds per byte, spread over the workers
         "merge": row["merge_work"] / size,  # merging in tasks and merge tasks: spread too
@@ -420,6 +426,7 @@ def main() -> None:
     parser.add_argument("--no-local", action="store_true",
                         help="training: the Ray run only (for the per-pass figures at a large size)")
     parser.add_argument("--group-mb", type=float, default=None, help="RayEngine group_bytes, MB")
+    parser.add_argument("--fanout", type=int, default=None, help="RayEngine fanout (tree merges)")
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args()
 
@@ -437,6 +444,8 @@ def main() -> None:
     engine = RayEngine()
     if args.group_mb is not None:
         engine.group_bytes = int(args.group_mb * (1 << 20))
+    if args.fanout is not None:
+        engine.fanout = args.fanout
     tick = time.perf_counter()
     list(engine.map(abs, range(4 * args.workers)))  # workers up, bytepiece imported
     print(f"Ray: local cluster of {args.workers} CPUs started in {started:.1f} s, warm in "

@@ -305,6 +305,10 @@ class ScanMerger:
     the hints then stay higher, which is as exact, just less effective.
     """
 
+    #: An engine merges these partials where this object is, never in tasks
+    #: elsewhere, so that the hints it hands out follow the merged sample.
+    merges_on_driver = True
+
     def __init__(self) -> None:
         self.threshold = _ALL
 

@@ -100,6 +100,19 @@ def test_map_reduce_merges_in_input_order_on_the_driver_or_in_a_tree(engine, tre
     assert engine.map_reduce(str, [5], operator.add) == "5"
 
 
+def _add_on_driver(a, b):
+    return a + b
+
+
+_add_on_driver.merges_on_driver = True
+
+
+def test_a_merge_may_ask_to_run_on_the_driver(engine, monkeypatch):
+    monkeypatch.setattr(engine, "tree_bytes", 0)
+    assert engine.map_reduce(str, range(37), _add_on_driver) == "".join(map(str, range(37)))
+    assert engine.stats[-1]["merge_tasks"] == 0 and len(engine.stats[-1]["driver_seconds"]) == 37
+
+
 @pytest.mark.parametrize("tree_bytes", [1 << 30, 0])
 def test_map_reduce_merge_may_update_arrays_that_came_from_the_store(engine, tree_bytes, monkeypatch):
     monkeypatch.setattr(engine, "tree_bytes", tree_bytes)
