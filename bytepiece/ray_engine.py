@@ -48,9 +48,10 @@ __all__ = ["RayEngine", "RayNotInstalled", "DatasetTexts", "is_ray_dataset", "im
 INSTALL_HINT = 'Ray is not installed: pip install "bytepiece[ray]"'
 #: Partial results at least this large (bytes, pickled) are merged in tasks.
 TREE_MERGE_BYTES = 16 << 20
-#: Input bytes a task of ``map_reduce`` takes, in consecutive items: 32 MiB
-#: halved bnlm's time on 1 GB against 16 MiB, its partials' merging growing
-#: slower than the input (``benchmarks/README.md``, "Ray engine").
+#: Input bytes a task of ``map_reduce`` takes, in consecutive items: with
+#: 32 MiB (and ``fanout`` 8) bnlm took 183 s on 1 GB, against 423 s with
+#: 16 MiB (and 4): a partial table grows slower than the input it counts
+#: (``benchmarks/README.md``, "Ray engine").
 GROUP_BYTES = 32 << 20
 
 
