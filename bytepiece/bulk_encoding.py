@@ -356,7 +356,6 @@ def encode_blocks_to_token_file(
     is written; ``stats``, if given, receives the seconds spent in each
     phase (``prepare`` and ``encode`` summed over the workers). ``path``
     must not be one of the files ``inputs``.
-    phase (``prepare`` and ``encode`` summed over the workers).
     ``allowed_special`` is as for ``Tokenizer.encode``.
     Returns ``(tokens, documents)``.
     """
@@ -600,12 +599,12 @@ def encode_with_engine(tokenizer: Any, blocks: Iterable[Any], output: PathLike, 
         return _encode_to_directory(tokenizer, tasks, os.fspath(output), engine, file_dtype, alpha, seed,
                                     on_block, inputs, allowed_special)
     documents = 0
-    with TokenFileWriter(output, file_dtype, inputs) as writer, _handoff_directory(engine, writer) as handoff:
-        encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed, handoff, allowed_special, handoff=True)
+    with TokenFileWriter(output, file_dtype, inputs) as writer, _handoff_directory(engine, writer) as handoff_dir:
+        encoder = ShardEncoder(tokenizer, file_dtype, alpha, seed, handoff_dir, allowed_special, handoff=True)
         for result in engine.map(encoder, tasks):
             if isinstance(result[0], str):  # a shard file in the handoff directory
                 name, tokens, count, size = result
-                shard = os.path.join(handoff, name)
+                shard = os.path.join(handoff_dir, name)
                 _check_shard_file(shard, file_dtype, tokens)
                 writer.append_file(shard, tokens)
                 os.unlink(shard)
