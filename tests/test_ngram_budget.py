@@ -173,7 +173,8 @@ def test_budget_errors(chunks):
         changed.prune(2, into=partial)
     with pytest.raises(ValueError, match="hash range"):
         blob = bytearray(second.to_bytes())
-        blob[-16:-8] = (2 ** 64 - 1).to_bytes(8, "little")  # lo > hi of the last table
+        lo_of_2grams = 8 * (4 + 256)  # magic, order, total, budget, the unigrams, then lo, hi, table of 2-grams
+        blob[lo_of_2grams:lo_of_2grams + 8] = (2 ** 64 - 1).to_bytes(8, "little")  # lo > hi
         NgramCounts.from_bytes(bytes(blob))
 
 

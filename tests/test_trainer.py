@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 from typing import List
 
+import numpy as np
 import pytest
 
 from bytepiece import _educational as edu
@@ -210,6 +211,62 @@ def test_piece_merge_is_exact(poem_lines):
     merged = PieceCounts().merge(parts[2]).merge(parts[0]).merge(parts[1])
     assert merged.to_dict() == whole.to_dict()
     assert sum(merged.to_dict().values()) == sum(whole.to_dict().values())
+
+
+def _old_ngram_blob(counts):
+    """``counts`` in the blob of earlier releases: per table, its keys then its counts."""
+    tables = counts.to_dicts()
+    words = [0x314D4152474504E, counts.order, counts.total]
+    words += [tables[1].get(bytes([b]), 0) for b in range(256)]
+    for table in tables[2:]:
+        words.append(len(table))
+        words += [int.from_bytes(gram, "little") for gram in table]
+        words += list(table.values())
+    return np.asarray(words, dtype=np.uint64).tobytes()
+
+
+def test_ngram_counts_pickle_as_an_image_of_their_tables(poem_lines):
+    counts = NgramCounts(6)
+    counts.add(chunks_of(poem_lines))
+    want = counts.to_dicts()
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(counts, protocol)).to_dicts() == want
+    buffers = []  # protocol 5 with a buffer callback, as Ray pickles: the blob travels out of band
+    stream = pickle.dumps(counts, 5, buffer_callback=buffers.append)
+    assert len(buffers) == 1 and len(stream) < 200
+    assert pickle.loads(stream, buffers=[memoryview(b).toreadonly() for b in buffers]).to_dicts() == want
+    assert NgramCounts.from_bytes(_old_ngram_blob(counts)).to_dicts() == want  # earlier releases' pickles
+
+    words = np.frombuffer(counts.to_bytes(), dtype=np.uint64).copy()
+    head = 4 + 256 + 2  # magic, order, total, unigrams, budget, lo, hi: the table of 2-grams
+    cap, slots = int(words[head]), words[head + 2:head + 2 + int(words[head])]
+    home = [i for i in range(cap) if slots[i] and not slots[i - 1] and not slots[(i + 1) % cap]]
+    alone = [i for i in range(cap) if not slots[i - 1] and not slots[i] and not slots[(i + 1) % cap]]
+    damaged = {"capacity": (head, cap - 1), "size": (head + 1, int(words[head + 1]) + 1),
+               "free slot": (head + 1, cap), "moved key": None}
+    for what, change in damaged.items():
+        bad = words.copy()
+        if change is None:  # a key that sits alone moves to another lone free slot: lookups miss it
+            bad[head + 2 + alone[len(alone) // 2]] = slots[home[0]]
+            bad[head + 2 + home[0]] = 0
+        else:
+            bad[change[0]] = change[1]
+        with pytest.raises(ValueError, match="corrupt NgramCounts blob"):
+            NgramCounts.from_bytes(bad.tobytes())
+    for cut in (8, 8 * (head + 5), len(words) * 8 - 8):
+        with pytest.raises(ValueError, match="NgramCounts blob"):
+            NgramCounts.from_bytes(words.tobytes()[:cut])
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # random damage: an error or sound counts, never a crash
+        bad = bytearray(words.tobytes())
+        for at in rng.integers(0, len(bad), size=3):
+            bad[at] ^= 1 << int(rng.integers(0, 8))
+        try:
+            loaded = NgramCounts.from_bytes(bytes(bad))
+        except ValueError:
+            continue
+        loaded.merge(counts)
+        loaded.prune(2)
 
 
 def test_merge_rejects_other_orders():
