@@ -279,16 +279,46 @@ def scan_shard(isolate_digits: bool, budget: int, spill_dir: Optional[str], shar
     """Pass 1 on one shard: its statistics and sample, its chunks spilled to ``spill_dir``
     (texts cut at ``special_tokens`` first). A :class:`HintedShard` starts its
     sample at the threshold it carries, which the merged sample has already reached."""
-    threshold = _ALL
-    if isinstance(shard, HintedShard):
-        shard, threshold = shard.shard, shard.threshold
-    scan = Scan(budget, threshold)
-    block = Corpus(Counter(shard_chunks(shard, isolate_digits, special_tokens)))
-    if len(block):
-        scan.add_block(block)
-        if spill_dir is not None:
-            scan.blocks.append(_spill(block, spill_dir))
-    return scan
+    return ShardScanner(isolate_digits, budget, spill_dir, special_tokens).map_group([shard])
+
+
+class ShardScanner:
+    """Pass 1's function: :func:`scan_shard` of a shard, and :meth:`map_group`
+    of consecutive shards."""
+
+    def __init__(self, isolate_digits: bool, budget: int, spill_dir: Optional[str],
+                 special_tokens: Sequence[str] = ()) -> None:
+        self.isolate_digits = isolate_digits
+        self.budget = budget
+        self.spill_dir = spill_dir
+        self.special_tokens = tuple(special_tokens)
+
+    def __call__(self, shard: Union[Shard, HintedShard]) -> Scan:
+        return self.map_group([shard])
+
+    def map_group(self, shards: Sequence[Union[Shard, HintedShard]]) -> Scan:
+        """One partial for consecutive shards: the merge of their scans in
+        order, made by adding every shard's chunks to one sample instead of
+        merging samples (an engine whose task takes several shards calls
+        this: the merges cost as much as the scans, ``benchmarks/ray_scale.py``).
+
+        The sample is the same: either way it is every chunk under the
+        highest threshold of the ladder at which the chunks seen fit the
+        budget, with its counts, in order of first occurrence."""
+        scan: Optional[Scan] = None
+        for item in shards:
+            shard, threshold = (item.shard, item.threshold) if isinstance(item, HintedShard) else (item, _ALL)
+            if scan is None:
+                scan = Scan(self.budget, threshold)
+            elif threshold < scan.threshold:
+                scan.threshold = threshold
+                scan._shrink(refilter=True)
+            block = Corpus(Counter(shard_chunks(shard, self.isolate_digits, self.special_tokens)))
+            if len(block):
+                scan.add_block(block)
+                if self.spill_dir is not None:
+                    scan.blocks.append(_spill(block, self.spill_dir))
+        return scan if scan is not None else Scan(self.budget)
 
 
 class ScanMerger:
@@ -665,8 +695,7 @@ def train_compress(
             spill = spill_dir if known is None or known > budget else None
             while True:
                 merger = ScanMerger()
-                scan, _ = run_pass(engine, functools.partial(scan_shard, isolate_digits, budget, spill,
-                                                             special_tokens=special_tokens),
+                scan, _ = run_pass(engine, ShardScanner(isolate_digits, budget, spill, special_tokens),
                                    merger.hinted(texts.shards()), merger, "compress: read", known, verbose)
                 scan = scan if scan is not None else Scan(budget)
                 if scan.complete or spill is not None:

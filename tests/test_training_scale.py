@@ -131,6 +131,34 @@ def _scan(lines, shard_bytes, workers, budget, spill_dir=None, hinted=True, hint
 
 
 @pytest.mark.parametrize("budget", [1 << 30, 20000])
+def test_a_group_of_shards_scans_into_the_sample_of_their_merged_scans(lines, budget, tmp_path):
+    merger = compress.ScanMerger()
+    with TrainingCorpus(lines, shard_bytes=400) as corpus:
+        shards = list(corpus.shards())
+    assert len(shards) > 20
+    # Hints as the driver hands them out: the merged sample's threshold so far.
+    hinted = []
+    for shard in merger.hinted(shards):
+        hinted.append(shard)
+        merger.threshold = compress._lower(merger.threshold) if len(hinted) % 7 == 0 and budget < 1 << 30 \
+            else merger.threshold
+    assert (hinted[-1].threshold < compress._ALL) == (budget < 1 << 30)
+    scanner = compress.ShardScanner(False, budget, str(tmp_path))
+    parts = [scanner(shard) for shard in hinted]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged.merge(part)
+    grouped = scanner.map_group(hinted)
+    assert grouped.threshold == merged.threshold
+    assert list(grouped.sample.items()) == list(merged.sample.items())
+    assert list(grouped.hashes) == list(merged.hashes) and grouped.sample_bytes == merged.sample_bytes
+    assert grouped.total_bytes == merged.total_bytes and grouped.chars == merged.chars
+    assert np.array_equal(grouped.byte_counts, merged.byte_counts)
+    assert [block[1:] for block in grouped.blocks] == [block[1:] for block in merged.blocks]
+    assert scanner.map_group([]).total_bytes == 0
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 20000])
 def test_candidate_sample_does_not_depend_on_the_cut(lines, budget):
     hints = []
     scans = [_scan(lines, b, w, budget, hinted=h, hints=hints if h else None)
