@@ -138,10 +138,10 @@ class Timed:
             self.driver += time.perf_counter() - tick
             self.results += 1
 
-    def map_reduce(self, fn, items, merge):
+    def map_reduce(self, fn, items, merge, total_bytes=None):
         tick = time.perf_counter()
         try:
-            return self.engine.map_reduce(fn, items, merge)
+            return self.engine.map_reduce(fn, items, merge, total_bytes=total_bytes)
         finally:
             self.pass_walls.append(time.perf_counter() - tick)
 

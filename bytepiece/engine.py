@@ -88,9 +88,12 @@ class LocalEngine:
                     except BaseException:  # the first error was already raised
                         pass
 
-    def map_reduce(self, fn: Callable[[T], R], items: Iterable[T], merge: Callable[[R, R], R]) -> Optional[R]:
+    def map_reduce(self, fn: Callable[[T], R], items: Iterable[T], merge: Callable[[R, R], R],
+                   total_bytes: Optional[int] = None) -> Optional[R]:
         """``merge`` of ``fn(item)`` over all items, in input order (``None`` when
-        there are no items). ``merge(a, b)`` may update and return ``a``."""
+        there are no items). ``merge(a, b)`` may update and return ``a``.
+        ``total_bytes``, the items' total ``size`` when known, lets an engine
+        that hands out several items per call size them; this one does not."""
         return _fold(self.map(fn, items), merge)
 
     def close(self) -> None:
@@ -111,7 +114,8 @@ class LocalEngine:
 
 
 #: What the trainers accept as ``engine``: anything with ``workers``, ``map``,
-#: ``map_reduce`` and ``close`` as :class:`LocalEngine` has them.
+#: ``map_reduce`` (with its ``total_bytes`` keyword) and ``close`` as
+#: :class:`LocalEngine` has them.
 Engine = LocalEngine
 
 
@@ -135,7 +139,7 @@ def run_pass(engine: LocalEngine, fn: Callable[[T], R], items: Iterable[T], merg
                 done += step
                 bar.update(step)
 
-        result = engine.map_reduce(fn, sized(), merge)
+        result = engine.map_reduce(fn, sized(), merge, total_bytes=total)
     return result, done
 
 

@@ -21,7 +21,8 @@ Ray cluster instead of local processes:
   exception (e.g. the ``ValueError`` naming a bad line of input).
 * ``map_reduce(fn, items, merge)`` runs one task per group of consecutive
   items (up to ``group_bytes`` of input), which merges its items' partials
-  itself, and merges the groups' partials in input order: on the driver as
+  itself (or calls ``fn.map_group(items)`` when ``fn`` has it: one partial
+  for the group, equal to the merge of ``fn(item)`` in order), and merges the groups' partials in input order: on the driver as
   they arrive while they are small, else in a tree of merge tasks in the
   cluster, so that large partials never travel to the driver but once, merged.
 
@@ -48,11 +49,15 @@ __all__ = ["RayEngine", "RayNotInstalled", "DatasetTexts", "is_ray_dataset", "im
 INSTALL_HINT = 'Ray is not installed: pip install "bytepiece[ray]"'
 #: Partial results at least this large (bytes, pickled) are merged in tasks.
 TREE_MERGE_BYTES = 16 << 20
-#: Input bytes a task of ``map_reduce`` takes, in consecutive items: with
-#: 32 MiB (and ``fanout`` 8) bnlm took 183 s on 1 GB, against 423 s with
-#: 16 MiB (and 4): a partial table grows slower than the input it counts
-#: (``benchmarks/README.md``, "Ray engine").
-GROUP_BYTES = 32 << 20
+#: Input bytes a task of ``map_reduce`` takes at most, in consecutive items.
+#: A partial result grows slower than the input it covers (the n-gram
+#: tables of 32 MiB of text hold 4.6 M keys, of 120 MB 8.2 M), and the
+#: driver's work per partial with it: on 1 GB, 128 MiB groups took
+#: ``compress``'s first pass from 7.2 % to 3.4 % of its map work in merging
+#: and on the driver, and let the driver keep up with 78 workers on
+#: ``bnlm``'s second pass, against 45 with 32 MiB (``benchmarks/README.md``,
+#: "Ray engine"). See :meth:`RayEngine.group_size` for smaller inputs.
+GROUP_BYTES = 128 << 20
 
 
 class RayNotInstalled(ImportError):
@@ -179,25 +184,34 @@ def _run_group(boxed: List[Any], merge_boxed: List[Any],
     order, as :class:`bytepiece.engine.LocalEngine` would in one process. A
     partial result that ``fn`` carries and fills (the trainers' tables) is
     filled by every item of the group and so needs no merge here; only the
-    group's partial is shipped. Returns ``((bytes, seconds, seconds merging), result)``."""
+    group's partial is shipped. A ``fn`` with a ``map_group(items)`` method
+    makes the group's partial itself, with no merges. Returns
+    ``((bytes, seconds, seconds merging), result)``."""
     start = time.perf_counter()
     key, fn = _function(boxed)
-    merge = _function(merge_boxed)[1]
-    result = fn(items[0])
     merging = 0.0
-    for item in items[1:]:
-        partial = fn(item)
-        tick = time.perf_counter()
-        result = merge(result, partial)
-        merging += time.perf_counter() - tick
+    map_group = getattr(fn, "map_group", None)
+    if callable(map_group):
+        result = map_group(items)
+    else:
+        merge = _function(merge_boxed)[1]
+        result = fn(items[0])
+        for item in items[1:]:
+            partial = fn(item)
+            tick = time.perf_counter()
+            result = merge(result, partial)
+            merging += time.perf_counter() - tick
     _forget_if_filled(key, fn, result)
     return (_nbytes(result), time.perf_counter() - start, merging), result
 
 
-def _merge_all(boxed: List[Any], *partials: Any) -> Tuple[Tuple[int, float], Any]:
-    """One merge task: ``merge`` of ``partials`` from left to right."""
+def _merge_all(boxed: List[Any], refs: List[Any]) -> Tuple[Tuple[int, float], Any]:
+    """One merge task: ``merge`` of the partials of ``refs`` from left to
+    right. The partials are fetched here, so that the task's seconds count
+    their unpickling too."""
     start = time.perf_counter()
     merge = _function(boxed)[1]
+    partials = import_ray().get(refs)
     result = _writable(partials[0])  # merge may update it
     for partial in partials[1:]:
         result = merge(result, partial)
@@ -272,11 +286,21 @@ class RayEngine:
             yield _writable(self._get(value_ref))
         record["wall"] = time.perf_counter() - record["start"]
 
+    def group_size(self, total_bytes: Optional[int] = None) -> int:
+        """Input bytes of a ``map_reduce`` task: ``group_bytes``, or less when
+        ``total_bytes`` (the input's size, if known) would not then give every
+        worker two tasks, so that no worker idles while another ends a long
+        one (at 120 MB on 2 workers, groups of 30 MB)."""
+        if total_bytes is None or total_bytes <= 0:
+            return self.group_bytes
+        return max(1, min(self.group_bytes, -(-int(total_bytes) // (2 * self.workers))))
+
     def map_reduce(self, fn: Callable[[Any], Any], items: Iterable[Any],
-                   merge: Callable[[Any, Any], Any]) -> Any:
+                   merge: Callable[[Any, Any], Any], total_bytes: Optional[int] = None) -> Any:
         """``merge`` of ``fn(item)`` over the items, in input order (``None`` when
         there are none). A task takes a group of consecutive items (see
-        :func:`_grouped`) and merges their partials. Small partials are merged
+        :func:`_grouped` and :meth:`group_size`; ``total_bytes`` is the
+        items' total ``size`` when known) and merges their partials. Small partials are merged
         on the driver as they arrive; from the first partial of ``tree_bytes``
         or more on, the rest are merged in a tree of tasks and only the
         result comes back, unless ``merge.merges_on_driver`` is true (a merge
@@ -288,7 +312,7 @@ class RayEngine:
         result: Any = None
         empty = True
         tree: List[List[Any]] = []  # levels of pending refs: level k holds merges of fanout**k partials
-        groups = _grouped(items, self.group_bytes)
+        groups = _grouped(items, self.group_size(total_bytes))
         may_tree = not getattr(merge, "merges_on_driver", False)
         for meta_ref, value_ref in self._submit(boxed, groups, record, merge_box):
             size = self._account(record, meta_ref, value_ref)
@@ -311,6 +335,9 @@ class RayEngine:
             while len(refs) > 1:
                 refs = [self._merge_refs(merge_box, refs[i:i + self.fanout], record)
                         for i in range(0, len(refs), self.fanout)]
+            tick = time.perf_counter()
+            self._ray.wait(refs, num_returns=1, fetch_local=False)  # the last merges: counted in their tasks
+            record["final_wait_seconds"] = time.perf_counter() - tick
             tick = time.perf_counter()
             result = _writable(self._get(refs[0]))
             record["final_fetch_seconds"] = time.perf_counter() - tick
@@ -337,7 +364,7 @@ class RayEngine:
         record = {"op": op, "start": time.perf_counter(), "tasks": 0, "items": 0, "task_seconds": [],
                   "result_bytes": 0, "argument_bytes": 0, "merge_seconds": 0.0,
                   "merge_tasks": 0, "wall": 0.0, "fetch_seconds": 0.0, "task_merge_seconds": 0.0,
-                  "driver_seconds": [], "final_fetch_seconds": 0.0}
+                  "driver_seconds": [], "final_fetch_seconds": 0.0, "final_wait_seconds": 0.0}
         self.stats.append(record)
         return record
 
@@ -406,7 +433,7 @@ class RayEngine:
     def _merge_refs(self, merge_box: List[Any], refs: List[Any], record: Dict[str, Any]) -> Any:
         if len(refs) == 1:
             return refs[0]
-        meta_ref, value_ref = self._merge.remote(merge_box, *refs)
+        meta_ref, value_ref = self._merge.remote(merge_box, list(refs))  # in a list: fetched in the task
         record["merge_tasks"] += 1
         record.setdefault("merge_metas", []).append(meta_ref)
         return value_ref

@@ -519,6 +519,43 @@ def test_tasks_over_groups_of_shards_train_the_same_model(engine, tmp_path, monk
                 assert record["tasks"] == record["items"]
 
 
+class _Sized:
+    def __init__(self, value, size):
+        self.value, self.size = value, size
+
+
+class _GroupedText:
+    """``fn`` whose ``map_group`` makes a group's partial at once; the
+    partial counts the groups made so, to show that the engine used it."""
+
+    def __call__(self, item):
+        return str(item.value), 0
+
+    def map_group(self, items):
+        return "".join(str(item.value) for item in items), 1
+
+
+def _add_pairs(a, b):
+    return a[0] + b[0], a[1] + b[1]
+
+
+def test_a_task_over_a_group_calls_map_group_when_fn_has_it(engine, monkeypatch):
+    monkeypatch.setattr(engine, "group_bytes", 10)
+    items = [_Sized(i, 3) for i in range(20)]
+    text, groups = engine.map_reduce(_GroupedText(), items, _add_pairs)
+    assert text == "".join(map(str, range(20)))
+    assert groups == engine.stats[-1]["tasks"] == 7 and engine.stats[-1]["task_merge_seconds"] == 0
+    assert LocalEngine(2).map_reduce(_GroupedText(), items, _add_pairs) == (text, 0)
+
+
+def test_groups_are_smaller_when_the_input_would_not_give_every_worker_two(engine):
+    workers, most = engine.workers, engine.group_bytes
+    assert engine.group_size() == engine.group_size(None) == engine.group_size(0) == most
+    assert engine.group_size(1000 * most) == most
+    assert engine.group_size(2 * workers * 1000) == 1000 and engine.group_size(1) == 1
+    assert engine.group_size(2 * workers * 1000 + 1) == 1001  # rounded up: never one group too many
+
+
 def test_items_are_grouped_by_size_in_order():
     from bytepiece.ray_engine import _grouped
 
