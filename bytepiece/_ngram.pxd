@@ -128,6 +128,8 @@ cdef class NgramCounts:
     cdef uint64_t hi[MAX_ORDER + 1]
     cdef int64_t max_keys[MAX_ORDER + 1]
     cdef bint _ranged(self) noexcept
+    cdef int _load_budget(self, uint64_t budget) except -1
+    cdef int _load_range(self, int j, uint64_t lo, uint64_t hi) except -1
 
 
 cdef class NgramModel:
