@@ -53,8 +53,8 @@ TREE_MERGE_BYTES = 16 << 20
 #: A partial result grows slower than the input it covers (the n-gram
 #: tables of 32 MiB of text hold 4.6 M keys, of 120 MB 8.2 M), and the
 #: driver's work per partial with it: on 1 GB, 128 MiB groups took
-#: ``compress``'s first pass from 7.2 % to 3.4 % of its map work in merging
-#: and on the driver, and let the driver keep up with 78 workers on
+#: ``compress``'s first pass from 7.2 % to 3.7 % of its map work in merging
+#: and on the driver, and let the driver keep up with 75 workers on
 #: ``bnlm``'s second pass, against 45 with 32 MiB (``benchmarks/README.md``,
 #: "Ray engine"). See :meth:`RayEngine.group_size` for smaller inputs.
 GROUP_BYTES = 128 << 20
