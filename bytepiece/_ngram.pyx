@@ -1159,7 +1159,7 @@ cdef int _log2_cap(uint64_t cap, uint64_t size, int64_t room) noexcept nogil:
     cdef int bits = 0
     if cap == 0:
         return 0 if size == 0 else -1
-    if cap < 16 or cap & (cap - 1) or cap > <uint64_t>room or size >= cap:
+    if room < 0 or cap < 16 or cap & (cap - 1) or cap > <uint64_t>room or size >= cap:
         return -1
     while (<uint64_t>1 << bits) < cap:
         bits += 1

@@ -253,7 +253,7 @@ def test_ngram_counts_pickle_as_an_image_of_their_tables(poem_lines):
             bad[change[0]] = change[1]
         with pytest.raises(ValueError, match="corrupt NgramCounts blob"):
             NgramCounts.from_bytes(bad.tobytes())
-    for cut in (8, 8 * (head + 5), len(words) * 8 - 8):
+    for cut in (8, 8 * (head + 2), 8 * (head + 3), 8 * (head + 5), len(words) * 8 - 8):
         with pytest.raises(ValueError, match="NgramCounts blob"):
             NgramCounts.from_bytes(words.tobytes()[:cut])
     rng = np.random.default_rng(0)
