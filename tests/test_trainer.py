@@ -236,6 +236,14 @@ def test_ngram_counts_pickle_as_an_image_of_their_tables(poem_lines):
     assert len(buffers) == 1 and len(stream) < 200
     assert pickle.loads(stream, buffers=[memoryview(b).toreadonly() for b in buffers]).to_dicts() == want
     assert NgramCounts.from_bytes(_old_ngram_blob(counts)).to_dicts() == want  # earlier releases' pickles
+    model, pieces = counts.prune(2), PieceCounts()
+    model.count_pieces(chunks_of(poem_lines), pieces)
+    for value, same in ((model, lambda m: m.segment(b"\xe6\x98\xa5\xe7\x9c\xa0")),
+                        (pieces, lambda p: p.to_dict())):
+        buffers = []  # the model and piece counts travel out of band too
+        stream = pickle.dumps(value, 5, buffer_callback=buffers.append)
+        assert len(buffers) == 1
+        assert same(pickle.loads(stream, buffers=buffers)) == same(value)
 
     words = np.frombuffer(counts.to_bytes(), dtype=np.uint64).copy()
     head = 4 + 256 + 2  # magic, order, total, unigrams, budget, lo, hi: the table of 2-grams
