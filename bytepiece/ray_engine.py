@@ -22,9 +22,10 @@ Ray cluster instead of local processes:
 * ``map_reduce(fn, items, merge)`` runs one task per group of consecutive
   items (up to ``group_bytes`` of input), which merges its items' partials
   itself (or calls ``fn.map_group(items)`` when ``fn`` has it: one partial
-  for the group, equal to the merge of ``fn(item)`` in order), and merges the groups' partials in input order: on the driver as
-  they arrive while they are small, else in a tree of merge tasks in the
-  cluster, so that large partials never travel to the driver but once, merged.
+  for the group, equal to the merge of ``fn(item)`` in order), and merges
+  the groups' partials in input order: on the driver as they arrive while
+  they are small, else in a tree of merge tasks in the cluster, so that
+  large partials never travel to the driver but once, merged.
 
 :class:`DatasetTexts` reads a text column of a ``ray.data.Dataset`` for the
 trainer, which accepts a Dataset directly.
@@ -212,9 +213,12 @@ def _merge_all(boxed: List[Any], refs: List[Any]) -> Tuple[Tuple[int, float, flo
     task holds the result and one partial, not all of them, and the next
     partial reuses the memory of the last (on 1 GB, fetching the eight
     n-gram tables of ``bnlm``'s first pass took 8.7-9.0 s all at once,
-    0.9-1.0 s one by one). Returns ``((bytes, seconds, seconds fetching), result)``."""
-    start = time.perf_counter()
+    0.9-1.0 s one by one). The seconds start once every partial is done
+    (a merge of merges waits for those first). Returns
+    ``((bytes, seconds, seconds fetching), result)``."""
     ray = import_ray()
+    ray.wait(refs, num_returns=len(refs), fetch_local=False)
+    start = time.perf_counter()
     merge = _function(boxed)[1]
     result = _writable(ray.get(refs[0]))  # merge may update it
     fetching = time.perf_counter() - start
@@ -309,12 +313,13 @@ class RayEngine:
         """``merge`` of ``fn(item)`` over the items, in input order (``None`` when
         there are none). A task takes a group of consecutive items (see
         :func:`_grouped` and :meth:`group_size`; ``total_bytes`` is the
-        items' total ``size`` when known) and merges their partials. Small partials are merged
-        on the driver as they arrive; from the first partial of ``tree_bytes``
-        or more on, the rest are merged in a tree of tasks and only the
-        result comes back, unless ``merge.merges_on_driver`` is true (a merge
-        that must see every partial, or whose result costs more to fetch
-        whole than its partials one by one)."""
+        items' total ``size`` when known) and merges their partials. Small
+        partials are merged on the driver as they arrive; from the first
+        partial of ``tree_bytes`` or more on, the rest are merged in a tree
+        of tasks and only the result comes back, unless
+        ``merge.merges_on_driver`` is true (a merge that must see every
+        partial, or whose result costs more to fetch whole than its
+        partials one by one)."""
         record = self._record("map_reduce")
         boxed = self._put(fn, record)
         merge_box = self._put(merge, record)
