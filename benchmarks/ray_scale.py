@@ -158,7 +158,9 @@ def _pass_rows(engine: Any, first: int, driver: float = 0.0) -> List[Dict[str, f
     rows = []
     for record in records:
         task_seconds = sum(record["task_seconds"])
-        merge_tasks = engine.merge_task_seconds(record)
+        timed_merges = engine.merge_task_seconds(record)
+        merge_tasks = [seconds for seconds, _fetching in timed_merges]
+        merge_fetching = sum(fetching for _seconds, fetching in timed_merges)
         per_task = record["driver_seconds"]  # fetched and merged on the driver, one per task
         later = per_task[len(per_task) // 2:]  # once the partials are as small as they get
         if record["merge_tasks"] and not per_task:  # all in a tree: the driver only fetches the result
@@ -174,6 +176,7 @@ def _pass_rows(engine: Any, first: int, driver: float = 0.0) -> List[Dict[str, f
             "map": task_seconds - record["task_merge_seconds"],
             "merge_work": record["task_merge_seconds"] + sum(merge_tasks),
             "merge_task_mean": sum(merge_tasks) / len(merge_tasks) if merge_tasks else 0.0,
+            "merge_fetching": merge_fetching,
             "driver": record["fetch_seconds"] + record["merge_seconds"] + (driver if len(records) == 1 else 0.0),
             "shipped": record["result_bytes"] + record["argument_bytes"],
             "wall": record["wall"],
@@ -182,12 +185,14 @@ def _pass_rows(engine: Any, first: int, driver: float = 0.0) -> List[Dict[str, f
 
 
 def _print_passes(label: str, rows: List[Dict[str, float]], local_walls: Sequence[float] = ()) -> None:
-    print(f"    {label}: pass, tasks (shards), map s in tasks, merging s (in tasks + merge tasks), "
-          "driver s, MB shipped, wall s" + (" (local wall s)" if local_walls else ""))
+    print(f"    {label}: pass, tasks (shards), map s in tasks, merging s (in tasks + merge tasks; "
+          "of which merge tasks fetching partials), driver s, MB shipped, wall s"
+          + (" (local wall s)" if local_walls else ""))
     for i, row in enumerate(rows):
         local = f" ({local_walls[i]:.2f})" if i < len(local_walls) else ""
         print(f"      {i + 1:2d}  {row['tasks']:4d} ({row['items']:4d})  {row['map']:7.2f}  "
-              f"{row['merge_work']:6.3f}  {row['driver']:6.3f}  {row['shipped'] / MB:7.1f}  {row['wall']:6.2f}{local}")
+              f"{row['merge_work']:6.3f} ({row['merge_fetching']:5.3f})  {row['driver']:6.3f}  "
+              f"{row['shipped'] / MB:7.1f}  {row['wall']:6.2f}{local}")
 
 
 def bench_encoding(corpus: Path, model: Path, ray_engine: Any, workers: int, out: Path) -> Dict[str, float]:

@@ -351,7 +351,6 @@ class RayEngine:
                         for i in range(0, len(refs), self.fanout)]
             tick = time.perf_counter()
             self._ray.wait(refs, num_returns=1, fetch_local=False)  # the last merges: counted in their tasks
-            record["final_wait_seconds"] = time.perf_counter() - tick
             tick = time.perf_counter()
             result = _writable(self._get(refs[0]))
             record["final_fetch_seconds"] = time.perf_counter() - tick
@@ -378,7 +377,7 @@ class RayEngine:
         record = {"op": op, "start": time.perf_counter(), "tasks": 0, "items": 0, "task_seconds": [],
                   "result_bytes": 0, "argument_bytes": 0, "merge_seconds": 0.0,
                   "merge_tasks": 0, "wall": 0.0, "fetch_seconds": 0.0, "task_merge_seconds": 0.0,
-                  "driver_seconds": [], "final_fetch_seconds": 0.0, "final_wait_seconds": 0.0}
+                  "driver_seconds": [], "final_fetch_seconds": 0.0}
         self.stats.append(record)
         return record
 
@@ -466,9 +465,10 @@ class RayEngine:
             tree[level] = []
             level += 1
 
-    def merge_task_seconds(self, record: Dict[str, Any]) -> List[float]:
-        """Seconds of each merge task of a record (a tree of merges)."""
-        return [self._ray.get(meta)[1] for meta in record.get("merge_metas", ())]
+    def merge_task_seconds(self, record: Dict[str, Any]) -> List[Tuple[float, float]]:
+        """``(seconds, of which fetching partials)`` of each merge task of a
+        record (a tree of merges)."""
+        return [tuple(self._ray.get(meta)[1:]) for meta in record.get("merge_metas", ())]
 
 
 _END = object()
